@@ -3,5 +3,7 @@
 
 pub mod error;
 pub mod gguf;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
 
 pub use error::Error;
