@@ -1,0 +1,14 @@
+// F16 weights, blocks of 32 halves (64 bytes) so rows are multiples of 32 like every other type.
+const BLOCK_LEN: u32 = 32u;
+const BLOCK_BYTES: u32 = 64u;
+
+fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
+    let w = (row_byte >> 2u) + g * 4u;
+    var out: array<f32, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let h = unpack2x16float(weights[w + k]);
+        out[2u * k] = h.x;
+        out[2u * k + 1u] = h.y;
+    }
+    return out;
+}

@@ -1,0 +1,37 @@
+// Q5_K: 256 weights in 176 bytes: d f16 @0, dmin f16 @2, scales u8[12] @4 (as in Q4_K), qh u8[32] @16,
+// qs u8[128] @48 (nibbles as in Q4_K). The fifth bit of weight 32 * s + l is bit s of qh[l].
+// w = d * sc * q - dmin * m.
+const BLOCK_LEN: u32 = 256u;
+const BLOCK_BYTES: u32 = 176u;
+
+// ggml's get_scale_min_k4: the 6-bit (scale, min) pair j of the 12 bytes at `at`.
+fn scale_min_k4(at: u32, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(weights_u8(at + j) & 63u), f32(weights_u8(at + j + 4u) & 63u));
+    }
+    let b = weights_u8(at + j + 4u);
+    let sc = (b & 15u) | ((weights_u8(at + j - 4u) >> 6u) << 4u);
+    let m = (b >> 4u) | ((weights_u8(at + j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
+}
+
+fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
+    let blk = row_byte + (g / 32u) * BLOCK_BYTES;
+    let w0 = (g % 32u) * 8u;
+    let c = w0 / 64u;
+    let hi = (w0 % 64u) / 32u;
+    let l0 = w0 % 32u;
+    let s = 2u * c + hi;
+    let sm = scale_min_k4(blk + 4u, s);
+    let dl = weights_f16(blk) * sm.x;
+    let ml = weights_f16(blk + 2u) * sm.y;
+    let q = weights_u32x2(blk + 48u + c * 32u + l0);
+    let h = weights_u32x2(blk + 16u + l0);
+    let sh = hi * 4u;
+    var out: array<f32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        let v = ((byte_of8(q, k) >> sh) & 15u) | (((byte_of8(h, k) >> s) & 1u) << 4u);
+        out[k] = dl * f32(v) - ml;
+    }
+    return out;
+}

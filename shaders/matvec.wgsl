@@ -1,0 +1,58 @@
+// Decode matrix-vector product y = W x for one piece of a weight matrix (rows split across buffers).
+// Assembled as prelude + weights.wgsl + dequant_<type>.wgsl + this file: one pipeline per weight type.
+// Weights are dequantized in registers 8 at a time; accumulation is f32.
+
+struct Params {
+    rows: u32,        // rows in this piece
+    cols: u32,        // multiple of BLOCK_LEN
+    row_stride: u32,  // bytes between rows in `weights` (a multiple of 4)
+    y_offset: u32,    // index in y of this piece's first row
+}
+
+@group(0) @binding(0) var<storage, read> weights: array<u32>;      // (rows, row_stride / 4) blocks of the type
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;      // (cols / 4)
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;      // (>= y_offset + rows)
+@group(0) @binding(3) var<uniform> params: Params;
+
+// Threads per workgroup, and threads sharing one row (a power of two dividing WG). 1 thread a row is best on
+// CPU adapters (lavapipe); GPUs want a whole warp or more a row so neighbouring threads read neighbouring bytes.
+override WG: u32 = 64u;
+override ROW_THREADS: u32 = 1u;
+
+var<workgroup> partial: array<f32, 256>; // >= WG
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    // Large matrices need more than 65535 workgroups in x: the dispatch is 2D.
+    let group = wid.x + wid.y * nwg.x;
+    let row = group * (WG / ROW_THREADS) + lid / ROW_THREADS;
+    let lane = lid % ROW_THREADS;
+    let groups = params.cols / 8u;
+
+    var acc = 0.0;
+    if (row < params.rows) {
+        let row_byte = row * params.row_stride;
+        for (var g = lane; g < groups; g += ROW_THREADS) {
+            let w = dequant8(row_byte, g);
+            let a = x[2u * g];
+            let b = x[2u * g + 1u];
+            acc += dot(vec4<f32>(w[0], w[1], w[2], w[3]), a) + dot(vec4<f32>(w[4], w[5], w[6], w[7]), b);
+        }
+    }
+    if (ROW_THREADS > 1u) {
+        partial[lid] = acc;
+        workgroupBarrier();
+        for (var s = ROW_THREADS / 2u; s > 0u; s >>= 1u) {
+            if (lane < s) {
+                partial[lid] += partial[lid + s];
+            }
+            workgroupBarrier();
+        }
+        acc = partial[lid];
+    }
+    if (row < params.rows && lane == 0u) {
+        y[params.y_offset + row] = acc;
+    }
+}

@@ -1,0 +1,62 @@
+// Loads from the quantized weight binding at arbitrary byte offsets.
+//
+// Every kernel that reads weights declares the binding itself, with this exact name:
+//   @group(0) @binding(N) var<storage, read> weights: array<u32>; // rows x row_stride_bytes, little-endian
+// GGUF blocks are only 2-byte aligned inside a row (Q8_0 is 34 bytes, Q5_0 22, Q6_K 210), so a field may start
+// at any byte and straddle two words. Reads past the end are clamped by WebGPU, never undefined.
+
+// The byte at `byte`, in the low 8 bits.
+fn weights_u8(byte: u32) -> u32 {
+    return (weights[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
+}
+
+// The little-endian u32 starting at `byte` (any alignment).
+fn weights_u32(byte: u32) -> u32 {
+    let i = byte >> 2u;
+    let sh = (byte & 3u) * 8u;
+    let lo = weights[i];
+    if (sh == 0u) {
+        return lo;
+    }
+    // A shift by 32 is not "zero" in WGSL (the amount is taken mod 32), hence the branch.
+    return (lo >> sh) | (weights[i + 1u] << (32u - sh));
+}
+
+// The little-endian u16 starting at `byte` (any alignment), in the low 16 bits.
+fn weights_u16(byte: u32) -> u32 {
+    let i = byte >> 2u;
+    let sh = (byte & 3u) * 8u;
+    if (sh == 24u) {
+        return (weights[i] >> 24u) | ((weights[i + 1u] & 0xffu) << 8u);
+    }
+    return (weights[i] >> sh) & 0xffffu;
+}
+
+// IEEE half at `byte`, decoded without the shader-f16 feature.
+fn weights_f16(byte: u32) -> f32 {
+    return unpack2x16float(weights_u16(byte)).x;
+}
+
+// bfloat16 at `byte`: the high half of an f32.
+fn weights_bf16(byte: u32) -> f32 {
+    return bitcast<f32>(weights_u16(byte) << 16u);
+}
+
+fn weights_f32(byte: u32) -> f32 {
+    return bitcast<f32>(weights_u32(byte));
+}
+
+// Sign-extends the low 8 bits of `v`.
+fn weights_i8(v: u32) -> i32 {
+    return (bitcast<i32>(v << 24u)) >> 24u;
+}
+
+// Byte k (0..7) of the 8 bytes held in `v` (v.x = bytes 0..3, little-endian).
+fn byte_of8(v: vec2<u32>, k: u32) -> u32 {
+    return (select(v.x, v.y, k >= 4u) >> ((k & 3u) * 8u)) & 0xffu;
+}
+
+// The 8 bytes starting at `byte` (any alignment).
+fn weights_u32x2(byte: u32) -> vec2<u32> {
+    return vec2<u32>(weights_u32(byte), weights_u32(byte + 4u));
+}
