@@ -1,0 +1,81 @@
+# gemma-web: set-up, build and tests. The two entry points are `make demo` and `make test` (see README.md);
+# every step installs what it needs and skips what is already there.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_BINDGEN_VERSION := 0.2.129
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM := $(TARGET_DIR)/wasm32-unknown-unknown/release/gemma_web.wasm
+PORT ?= 8080
+# Tools that `cargo install` puts here must be found even when the shell's profile did not add the folder.
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
+# Native wgpu (lavapipe) wants a private runtime dir.
+XDG_DIR := $(CURDIR)/.cache/xdg
+APT_PACKAGES := chromium chromium-driver mesa-vulkan-drivers libvulkan1 fonts-liberation
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help demo test deps toolchain model wasm serve test-deps test-native test-wasm-build test-web-kernels test-e2e
+
+help:
+	@echo "make demo   install what is missing, build the wasm package, serve the page on http://127.0.0.1:$(PORT)/"
+	@echo "make test   install test prerequisites (apt, npm) and run every test"
+	@echo "also: deps (toolchain + model), toolchain, model, wasm, test-native, test-wasm-build, test-web-kernels, test-e2e"
+
+## make demo: install what is missing, build the page's wasm package and serve the page with the default model.
+demo: deps wasm
+	@echo "gemma-web: open http://127.0.0.1:$(PORT)/ (Ctrl-C stops the server)"
+	cargo run --release -p gemma-web -- serve --port $(PORT) --models models
+
+## make test: install test prerequisites, then run every test.
+test: test-deps deps wasm test-native test-wasm-build test-web-kernels test-e2e
+	@echo "gemma-web: all tests passed"
+
+deps: toolchain model
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@if [ "$$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $(WASM_BINDGEN_VERSION)" ]; then \
+	  cargo install wasm-bindgen-cli --version =$(WASM_BINDGEN_VERSION) --locked; \
+	fi
+
+model:
+	scripts/fetch-model.sh
+
+## make wasm: the page's wasm package in www/pkg.
+wasm: toolchain
+	cargo build --release --target wasm32-unknown-unknown -p gemma-web
+	wasm-bindgen --target web --out-dir www/pkg $(WASM)
+
+test-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "test-deps: apt-get install $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then $(SUDO) apt-get update; fi; \
+	  $(SUDO) apt-get install -y --no-install-recommends $$missing \
+	    || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+	@$(MAKE) --no-print-directory tests/node_modules/.installed
+
+tests/node_modules/.installed: tests/package.json tests/package-lock.json
+	cd tests && npm ci --no-audit --no-fund
+	touch $@
+
+test-native:
+	mkdir -p $(XDG_DIR) && chmod 0700 $(XDG_DIR)
+	XDG_RUNTIME_DIR=$(XDG_DIR) cargo test --workspace
+
+test-wasm-build:
+	cargo build --target wasm32-unknown-unknown -p gemma-web
+
+## Kernel tests in headless Chromium's WebGPU. Owned by the gpu helper, who replaces this placeholder.
+test-web-kernels:
+	@echo "test-web-kernels: no browser kernel tests exist yet"
+
+## The page in headless Chromium against `gemma-web serve` and the real model.
+test-e2e:
+	cargo build --release -p gemma-web --bin gemma-web
+	GEMMA_WEB_BIN=$(TARGET_DIR)/release/gemma-web node --test tests/e2e/
