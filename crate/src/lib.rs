@@ -3,7 +3,9 @@
 
 pub mod error;
 pub mod gguf;
+pub mod gpu;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
+pub mod testing;
 
 pub use error::Error;

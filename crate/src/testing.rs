@@ -1,0 +1,150 @@
+//! Test support shared by native and browser kernel tests: a tolerance checker that names the
+//! first mismatches, and a seeded generator for test data (no clock, no OS randomness, so the
+//! same seed gives the same data on every target).
+
+/// Checks `|expected - actual| <= abs + rel * |expected|` elementwise (NaN never passes) and
+/// that the lengths agree. On failure the message names the first few mismatching indices
+/// with expected and actual values, how many mismatched, and the worst error.
+pub fn check_close(
+    name: &str,
+    expected: &[f32],
+    actual: &[f32],
+    abs: f32,
+    rel: f32,
+) -> Result<(), String> {
+    if expected.len() != actual.len() {
+        return Err(format!(
+            "{name}: length mismatch: expected {} values, got {}",
+            expected.len(),
+            actual.len()
+        ));
+    }
+    let mut bad = Vec::new();
+    let mut count = 0usize;
+    let mut worst = (0usize, 0f32);
+    for (i, (&e, &a)) in expected.iter().zip(actual).enumerate() {
+        let err = (e - a).abs();
+        let tol = abs + rel * e.abs();
+        // Written so NaN in either fails.
+        if !(err <= tol) {
+            count += 1;
+            if bad.len() < 8 {
+                bad.push(format!(
+                    "[{i}] expected {e} got {a} (|err| {err:.3e} > tol {tol:.3e})"
+                ));
+            }
+            if !(err <= worst.1) {
+                worst = (i, err);
+            }
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "{name}: {count} of {} values out of tolerance (abs {abs:e}, rel {rel:e}); worst at [{}] |err| {:.3e}; first: {}",
+        expected.len(),
+        worst.0,
+        worst.1,
+        bad.join(", ")
+    ))
+}
+
+/// [`check_close`] that panics with its message: for tests only.
+#[track_caller]
+pub fn assert_close(name: &str, expected: &[f32], actual: &[f32], abs: f32, rel: f32) {
+    if let Err(msg) = check_close(name, expected, actual, abs, rel) {
+        panic!("{msg}");
+    }
+}
+
+/// SplitMix64: small, fast, and the same stream on every target.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// Uniform in [0, n); 0 when n is 0.
+    pub fn below(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            0
+        } else {
+            ((u64::from(self.next_u32()) * u64::from(n)) >> 32) as u32
+        }
+    }
+
+    /// Approximately standard normal (sum of 4 uniforms, rescaled): enough for test data.
+    pub fn normal(&mut self) -> f32 {
+        let s: f32 = (0..4).map(|_| self.unit()).sum();
+        (s - 2.0) * 1.732_050_8
+    }
+
+    pub fn vec_uniform(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+
+    pub fn vec_normal(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal() * scale).collect()
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next_u64() >> 56) as u8).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_close_reports_first_mismatch_and_nan() {
+        assert!(check_close("ok", &[1.0, 2.0], &[1.0005, 2.0], 1e-3, 0.0).is_ok());
+        let e = check_close("x", &[1.0, 2.0, 3.0], &[1.0, 2.5, 3.0], 1e-3, 1e-3).unwrap_err();
+        assert!(e.contains("[1] expected 2 got 2.5"), "{e}");
+        assert!(check_close("nan", &[1.0], &[f32::NAN], 1.0, 1.0).is_err());
+        assert!(check_close("len", &[1.0], &[], 1.0, 1.0).is_err());
+        // Relative part scales with |expected|.
+        assert!(check_close("rel", &[1000.0], &[1000.9], 0.0, 1e-3).is_ok());
+        assert!(check_close("rel", &[1.0], &[1.9], 0.0, 1e-3).is_err());
+    }
+
+    #[test]
+    fn rng_is_deterministic_and_spread() {
+        let a: Vec<u32> = {
+            let mut r = Rng::new(7);
+            (0..4).map(|_| r.next_u32()).collect()
+        };
+        let mut r = Rng::new(7);
+        assert_eq!(a, (0..4).map(|_| r.next_u32()).collect::<Vec<_>>());
+        let mut r = Rng::new(1);
+        let v = r.vec_uniform(10000, -1.0, 1.0);
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        assert!(mean.abs() < 0.05 && v.iter().all(|x| (-1.0..1.0).contains(x)));
+        assert!((0..1000).all(|_| r.below(13) < 13));
+    }
+}
