@@ -1,0 +1,155 @@
+// Attention for one query token (decode), all heads, first pass of a split-K scheme
+// ("flash decoding"): workgroup (x = split, y = kv head, z = chunk of 8 query heads) scores its
+// run of keys against every query head that shares the kv head, so each key and value is read
+// once per kv head, not once per query head (Gemma 1: 8 heads, 1 kv head). Within the run it
+// keeps an online softmax (running max m, running sum l) and writes the unnormalised output
+// with (m, l); attention_combine.wgsl merges the splits. The query sits at position `pos`;
+// the visible keys are max(0, pos + 1 - window) ..= pos, and the splits tile exactly that range,
+// so long contexts spread over many workgroups instead of one thread looping over everything.
+// Dispatch: (n_splits, n_kv_heads, ceil((n_heads / n_kv_heads) / 8)).
+
+struct AttnParams {
+    n_heads: u32,
+    n_kv_heads: u32,       // divides n_heads
+    head_dim: u32,         // multiple of 32, at most 256
+    cache_len: u32,        // positions the cache holds
+    pos: u32,              // position of the (first) query
+    n_queries: u32,        // prefill only
+    window: u32,           // key j visible to query i when 0 <= i - j < window; 0 = no window
+    keys_per_split: u32,   // decode only: keys per workgroup along x, a multiple of TILE
+    n_splits: u32,         // decode only: workgroups along x
+    scale: f32,            // 1/sqrt(head_dim) or 1/sqrt(query_pre_attn_scalar)
+    softcap: f32,          // s = softcap * tanh(s / softcap) when > 0
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: AttnParams;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;                // (n_heads, head_dim)
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;          // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(3) var<storage, read> v_cache: array<f32>;                // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(4) var<storage, read_write> part_o: array<f32>;           // (n_splits, n_heads, head_dim), unnormalised
+@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;    // (n_splits, n_heads): running max, sum
+
+// The tile sizes are plain constants because they size workgroup arrays.
+const WG: u32 = 256u;          // threads; also the largest head_dim (one thread per output dim)
+const LANES: u32 = 8u;         // threads sharing one key's dot product (8 consecutive vec4 = 128 bytes)
+const TILE: u32 = WG / LANES;  // keys scored per step
+const GROUP: u32 = 8u;         // query heads per workgroup
+// A finite stand-in for -inf: exp(NEG - m) is 0 and exp(NEG - NEG) is 1 without inf - inf.
+const NEG: f32 = -3.0e38;
+
+var<workgroup> partial: array<f32, GROUP * WG>;  // per-lane partial dot products
+var<workgroup> probs: array<f32, GROUP * TILE>;  // scores, then probabilities, of this step
+var<workgroup> run_max: array<f32, GROUP>;
+var<workgroup> rescale: array<f32, GROUP>;
+
+fn logit(dot: f32) -> f32 {
+    let s = dot * params.scale;
+    if (params.softcap > 0.0) {
+        return params.softcap * tanh_stable(s / params.softcap);
+    }
+    return s;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let hd = params.head_dim;
+    let hd4 = hd / 4u;
+    let group = params.n_heads / params.n_kv_heads;
+    let kv_head = wid.y;
+    let g0 = wid.z * GROUP;
+    let ng = min(GROUP, group - g0);
+    let head0 = kv_head * group + g0;
+    let kv_row0 = kv_head * params.cache_len;
+
+    let key_end = params.pos + 1u;
+    var key_begin = 0u;
+    if (params.window > 0u && key_end > params.window) {
+        key_begin = key_end - params.window;
+    }
+    let split_begin = key_begin + wid.x * params.keys_per_split;
+    let split_end = min(split_begin + params.keys_per_split, key_end);
+
+    if (t < GROUP) {
+        run_max[t] = NEG;
+    }
+    workgroupBarrier();
+
+    var acc: array<f32, GROUP>;
+    var sum: array<f32, GROUP>;
+    let my_key = t / LANES;
+    let lane = t % LANES;
+    for (var t0 = split_begin; t0 < split_end; t0 += TILE) {
+        // Scores: LANES threads per key, each over every LANES-th vec4 of the row.
+        var dots: array<f32, GROUP>;
+        let key = t0 + my_key;
+        if (key < split_end) {
+            let krow = (kv_row0 + key) * hd4;
+            for (var i = lane; i < hd4; i += LANES) {
+                let k4 = k_cache[krow + i];
+                for (var g = 0u; g < GROUP; g++) {
+                    if (g < ng) {
+                        dots[g] += dot(q[(head0 + g) * hd4 + i], k4);
+                    }
+                }
+            }
+        }
+        workgroupBarrier();  // the previous step's value loop is done with probs
+        for (var g = 0u; g < GROUP; g++) {
+            partial[g * WG + t] = dots[g];
+        }
+        workgroupBarrier();
+        if (t < GROUP * TILE) {
+            let g = t / TILE;
+            let j = t % TILE;
+            var s = 0.0;
+            for (var l = 0u; l < LANES; l++) {
+                s += partial[g * WG + j * LANES + l];
+            }
+            probs[t] = select(NEG, logit(s), t0 + j < split_end);
+        }
+        workgroupBarrier();
+        if (t < ng) {
+            let m_old = run_max[t];
+            var m = m_old;
+            for (var j = 0u; j < TILE; j++) {
+                m = max(m, probs[t * TILE + j]);
+            }
+            run_max[t] = m;
+            rescale[t] = exp(m_old - m);
+        }
+        workgroupBarrier();
+        if (t < GROUP * TILE) {
+            let s = probs[t];
+            probs[t] = select(0.0, exp(s - run_max[t / TILE]), s > NEG);
+        }
+        workgroupBarrier();
+        // Values: one thread per output dim, for every head of the group.
+        let n_keys = min(TILE, split_end - t0);
+        for (var g = 0u; g < GROUP; g++) {
+            acc[g] *= rescale[g];
+            sum[g] *= rescale[g];
+        }
+        if (t < hd) {
+            for (var j = 0u; j < n_keys; j++) {
+                let v = v_cache[(kv_row0 + t0 + j) * hd + t];
+                for (var g = 0u; g < GROUP; g++) {
+                    let p = probs[g * TILE + j];
+                    acc[g] += p * v;
+                    sum[g] += p;
+                }
+            }
+        }
+    }
+
+    let split = wid.x;
+    if (t < hd) {
+        for (var g = 0u; g < ng; g++) {
+            let row = split * params.n_heads + head0 + g;
+            part_o[row * hd + t] = acc[g];
+            if (t == 0u) {
+                part_ml[row] = vec2<f32>(run_max[g], sum[g]);
+            }
+        }
+    }
+}
