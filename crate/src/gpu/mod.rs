@@ -6,6 +6,7 @@
 //! building, device loss sets a flag that every later call checks, and anything uncaptured is
 //! logged and remembered so [`Gpu::check`] can report it.
 
+pub mod attention;
 mod buffer;
 mod op;
 mod pipeline;
