@@ -1,0 +1,538 @@
+//! CPU reference engine for correctness tests (native only): candle-transformers' full-precision
+//! `gemma`, `gemma2` and `gemma3` models, f32 on the CPU, fed with weights that candle's own ggml
+//! code dequantizes. Nothing here shares logic with our shaders or engine: only the GGUF header
+//! reader (tensor table and metadata) is ours.
+//!
+//! Include it from an integration test with `mod reference;`.
+//!
+//! How it maps onto candle, and the candle traps it works around (see also GEMMA.md):
+//! - GGUF norm weights carry Gemma's `+1` (llama.cpp's converter adds it); candle's RmsNorm
+//!   multiplies by `(1 + w)`, so 1 is subtracted from every norm weight at load.
+//! - candle's `forward` returns only the last position's logits, and its batched prefill masks
+//!   are not Gemma's (gemma2: the window on every layer; gemma2 and gemma3: W + 1 keys visible).
+//!   So every token goes through candle's decode path, one position at a time with its KV cache:
+//!   there, gemma3's sliding layers keep exactly the last W keys (a RotatingKvCache of size W),
+//!   which is GEMMA.md's rule (key j visible to query i when 0 <= i - j < W), and global layers
+//!   see everything. Slower than a batched prefill, exact at every position.
+//! - candle's gemma2 has no sliding window in decode at all, so a gemma2 sequence is refused
+//!   once it grows past the window (up to W tokens the window masks nothing).
+//! - candle's gemma2 and gemma3 scale attention by 1/sqrt(head_dim) and ignore
+//!   `query_pre_attn_scalar`; the reference refuses models where the two differ (only the 27B
+//!   sizes, by llama.cpp's rule).
+//! - candle builds RoPE tables (and gemma3's global KV caches) for `max_position_embeddings`
+//!   positions per layer; the reference caps that at the length asked for at load.
+//!
+//! Test support code: failures panic with a message (or return `Err(String)` where a caller
+//! may want to test for it).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Activation, VarBuilder};
+use candle_transformers::models::{gemma, gemma2, gemma3};
+use gemma_web::gguf::{read_header_from_file, GgmlType, GgufHeader};
+
+/// Positions the reference is built for unless asked otherwise (RoPE tables and KV caches).
+pub const DEFAULT_MAX_LEN: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefArch {
+    Gemma,
+    Gemma2,
+    Gemma3,
+}
+
+/// The hyper-parameters the reference read from the GGUF metadata (independently of our
+/// `model::config`, with llama.cpp's defaults for absent keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefConfig {
+    pub arch: RefArch,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub ffn: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub eps: f64,
+    /// Global layers' RoPE base (`rope.freq_base`).
+    pub rope_base: f64,
+    /// Sliding layers' RoPE base (gemma3 only; `rope.local_freq_base`, default 10000).
+    pub rope_base_local: f64,
+    pub sliding_window: Option<usize>,
+    /// gemma3: layer `il` slides when `il % pattern != pattern - 1`.
+    pub sliding_pattern: usize,
+    pub attn_softcap: Option<f64>,
+    pub final_softcap: Option<f64>,
+    pub query_pre_attn_scalar: usize,
+    pub context_len: usize,
+    pub vocab: usize,
+}
+
+enum Inner {
+    Gemma(gemma::Model),
+    Gemma2(gemma2::Model),
+    Gemma3(gemma3::Model),
+}
+
+pub struct RefModel {
+    pub config: RefConfig,
+    /// The most positions this instance can run (min of the model's context and the load cap).
+    pub max_len: usize,
+    inner: Inner,
+    /// Position of the next token fed to `step`.
+    pos: usize,
+}
+
+/// Loads a gemma / gemma2 / gemma3 GGUF for up to `DEFAULT_MAX_LEN` positions.
+pub fn load_reference(path: impl AsRef<Path>) -> RefModel {
+    load_reference_with_len(path, DEFAULT_MAX_LEN)
+}
+
+/// Loads a GGUF as a candle model able to run `max_len` positions (capped by the model's context).
+pub fn load_reference_with_len(path: impl AsRef<Path>, max_len: usize) -> RefModel {
+    let path = path.as_ref();
+    try_load_reference(path, max_len)
+        .unwrap_or_else(|e| panic!("reference: loading {}: {e}", path.display()))
+}
+
+pub fn try_load_reference(path: &Path, max_len: usize) -> Result<RefModel, String> {
+    let header = read_header_from_file(path).map_err(|e| e.to_string())?;
+    let config = read_config(&header)?;
+    let max_len = max_len.min(config.context_len).max(1);
+    let tensors = load_tensors(path, &header, config.arch)?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let c = &config;
+    let inner = match c.arch {
+        RefArch::Gemma => Inner::Gemma(
+            gemma::Model::new(
+                false,
+                &gemma::Config {
+                    attention_bias: false,
+                    head_dim: c.head_dim,
+                    hidden_act: None,
+                    hidden_activation: Some(Activation::GeluPytorchTanh),
+                    hidden_size: c.d_model,
+                    intermediate_size: c.ffn,
+                    num_attention_heads: c.n_heads,
+                    num_hidden_layers: c.n_layers,
+                    num_key_value_heads: c.n_kv_heads,
+                    rms_norm_eps: c.eps,
+                    rope_theta: c.rope_base,
+                    vocab_size: c.vocab,
+                    max_position_embeddings: max_len,
+                },
+                vb,
+            )
+            .map_err(|e| format!("candle gemma: {e}"))?,
+        ),
+        RefArch::Gemma2 => Inner::Gemma2(
+            gemma2::Model::new(
+                false,
+                &gemma2::Config {
+                    attention_bias: false,
+                    head_dim: c.head_dim,
+                    hidden_activation: Activation::GeluPytorchTanh,
+                    hidden_size: c.d_model,
+                    intermediate_size: c.ffn,
+                    num_attention_heads: c.n_heads,
+                    num_hidden_layers: c.n_layers,
+                    num_key_value_heads: c.n_kv_heads,
+                    rms_norm_eps: c.eps,
+                    rope_theta: c.rope_base,
+                    vocab_size: c.vocab,
+                    final_logit_softcapping: c.final_softcap,
+                    attn_logit_softcapping: c.attn_softcap,
+                    query_pre_attn_scalar: c.query_pre_attn_scalar,
+                    // Only used by candle's batched prefill mask, which the reference never builds.
+                    sliding_window: c.sliding_window,
+                    max_position_embeddings: max_len,
+                },
+                vb,
+            )
+            .map_err(|e| format!("candle gemma2: {e}"))?,
+        ),
+        RefArch::Gemma3 => Inner::Gemma3(
+            gemma3::Model::new(
+                false,
+                &gemma3::Config {
+                    attention_bias: false,
+                    head_dim: c.head_dim,
+                    hidden_activation: Activation::GeluPytorchTanh,
+                    hidden_size: c.d_model,
+                    intermediate_size: c.ffn,
+                    num_attention_heads: c.n_heads,
+                    num_hidden_layers: c.n_layers,
+                    num_key_value_heads: c.n_kv_heads,
+                    rms_norm_eps: c.eps,
+                    rope_theta: c.rope_base,
+                    rope_local_base_freq: c.rope_base_local,
+                    vocab_size: c.vocab,
+                    final_logit_softcapping: c.final_softcap,
+                    attn_logit_softcapping: c.attn_softcap,
+                    query_pre_attn_scalar: c.query_pre_attn_scalar,
+                    // The size of the sliding layers' rotating KV cache: exactly the last W keys.
+                    sliding_window: c.sliding_window.unwrap_or(max_len),
+                    sliding_window_pattern: c.sliding_pattern,
+                    max_position_embeddings: max_len,
+                },
+                vb,
+            )
+            .map_err(|e| format!("candle gemma3: {e}"))?,
+        ),
+    };
+    Ok(RefModel {
+        config,
+        max_len,
+        inner,
+        pos: 0,
+    })
+}
+
+fn meta_u(h: &GgufHeader, key: &str) -> Result<Option<usize>, String> {
+    match h.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(|x| Some(x as usize))
+            .ok_or_else(|| format!("metadata {key}: not an unsigned integer: {v:?}")),
+    }
+}
+
+fn meta_f(h: &GgufHeader, key: &str) -> Result<Option<f64>, String> {
+    match h.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f32()
+            .map(|x| Some(x as f64))
+            .ok_or_else(|| format!("metadata {key}: not a float: {v:?}")),
+    }
+}
+
+fn need<T>(v: Option<T>, key: &str) -> Result<T, String> {
+    v.ok_or_else(|| format!("metadata {key} missing"))
+}
+
+/// Reads the hyper-parameters the way llama.cpp's loader does (same keys, same defaults).
+pub fn read_config(h: &GgufHeader) -> Result<RefConfig, String> {
+    let arch_name = h
+        .get_str("general.architecture")
+        .ok_or("general.architecture missing")?;
+    let arch = match arch_name {
+        "gemma" => RefArch::Gemma,
+        "gemma2" => RefArch::Gemma2,
+        "gemma3" => RefArch::Gemma3,
+        other => return Err(format!("architecture {other:?} is not gemma/gemma2/gemma3")),
+    };
+    let k = |s: &str| format!("{arch_name}.{s}");
+    let n_layers = need(meta_u(h, &k("block_count"))?, &k("block_count"))?;
+    let d_model = need(meta_u(h, &k("embedding_length"))?, &k("embedding_length"))?;
+    let ffn = need(
+        meta_u(h, &k("feed_forward_length"))?,
+        &k("feed_forward_length"),
+    )?;
+    let n_heads = need(
+        meta_u(h, &k("attention.head_count"))?,
+        &k("attention.head_count"),
+    )?;
+    let n_kv_heads = meta_u(h, &k("attention.head_count_kv"))?.unwrap_or(n_heads);
+    let head_dim = match meta_u(h, &k("attention.key_length"))? {
+        Some(d) => d,
+        None => d_model / n_heads.max(1),
+    };
+    if let Some(v) = meta_u(h, &k("attention.value_length"))? {
+        if v != head_dim {
+            return Err(format!("value_length {v} != key_length {head_dim}"));
+        }
+    }
+    let eps = need(
+        meta_f(h, &k("attention.layer_norm_rms_epsilon"))?,
+        &k("attention.layer_norm_rms_epsilon"),
+    )?;
+    let rope_base = meta_f(h, &k("rope.freq_base"))?.unwrap_or(10_000.0);
+    let rope_base_local = meta_f(h, &k("rope.local_freq_base"))?.unwrap_or(10_000.0);
+    let context_len = meta_u(h, &k("context_length"))?.unwrap_or(8192);
+    let embd = h
+        .tensor("token_embd.weight")
+        .ok_or("token_embd.weight missing")?;
+    let vocab = *embd.dims.get(1).ok_or("token_embd.weight is not 2-D")? as usize;
+    let window = meta_u(h, &k("attention.sliding_window"))?;
+    let (sliding_window, attn_softcap, final_softcap) = match arch {
+        RefArch::Gemma => (None, None, None),
+        RefArch::Gemma2 => (
+            Some(window.unwrap_or(4096)),
+            Some(meta_f(h, &k("attn_logit_softcapping"))?.unwrap_or(50.0)),
+            Some(meta_f(h, &k("final_logit_softcapping"))?.unwrap_or(30.0)),
+        ),
+        // llama.cpp applies no soft-caps to gemma3, whatever the metadata says.
+        RefArch::Gemma3 => (Some(window.unwrap_or(4096)), None, None),
+    };
+    let sliding_pattern = match arch {
+        RefArch::Gemma3 => meta_u(h, &k("attention.sliding_window_pattern"))?.unwrap_or(6),
+        _ => 2,
+    };
+    // llama.cpp: 1/sqrt(d_model / n_heads) for the 27B models, 1/sqrt(head_dim) otherwise.
+    let is_27b = matches!(
+        (arch, n_layers),
+        (RefArch::Gemma2, 46) | (RefArch::Gemma3, 62)
+    );
+    let query_pre_attn_scalar = if is_27b { d_model / n_heads } else { head_dim };
+    if query_pre_attn_scalar != head_dim {
+        return Err(format!(
+            "query_pre_attn_scalar {query_pre_attn_scalar} != head_dim {head_dim}: candle's \
+             models scale by 1/sqrt(head_dim), so the reference cannot run this model"
+        ));
+    }
+    if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+        return Err(format!(
+            "{n_heads} heads not divisible into {n_kv_heads} kv heads"
+        ));
+    }
+    if sliding_pattern == 0 {
+        return Err("sliding window pattern 0".into());
+    }
+    Ok(RefConfig {
+        arch,
+        n_layers,
+        d_model,
+        ffn,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        eps,
+        rope_base,
+        rope_base_local,
+        sliding_window,
+        sliding_pattern,
+        attn_softcap,
+        final_softcap,
+        query_pre_attn_scalar,
+        context_len,
+        vocab,
+    })
+}
+
+/// The HF (candle) name of a GGUF tensor, and whether it is a norm weight carrying the `+1`.
+pub fn hf_name(gguf: &str, arch: RefArch) -> Option<(String, bool)> {
+    let simple = match gguf {
+        "token_embd.weight" => Some(("model.embed_tokens.weight".to_string(), false)),
+        "output_norm.weight" => Some(("model.norm.weight".to_string(), true)),
+        _ => None,
+    };
+    if simple.is_some() {
+        return simple;
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let base = rest.strip_suffix(".weight")?;
+    let (hf, norm) = match base {
+        "attn_norm" => ("input_layernorm", true),
+        "attn_q" => ("self_attn.q_proj", false),
+        "attn_k" => ("self_attn.k_proj", false),
+        "attn_v" => ("self_attn.v_proj", false),
+        "attn_output" => ("self_attn.o_proj", false),
+        "attn_q_norm" if arch == RefArch::Gemma3 => ("self_attn.q_norm", true),
+        "attn_k_norm" if arch == RefArch::Gemma3 => ("self_attn.k_norm", true),
+        "post_attention_norm" if arch != RefArch::Gemma => ("post_attention_layernorm", true),
+        // Gemma 1 has one norm before the MLP, which HF calls post_attention_layernorm.
+        "ffn_norm" if arch == RefArch::Gemma => ("post_attention_layernorm", true),
+        "ffn_norm" => ("pre_feedforward_layernorm", true),
+        "post_ffw_norm" if arch != RefArch::Gemma => ("post_feedforward_layernorm", true),
+        "ffn_gate" => ("mlp.gate_proj", false),
+        "ffn_up" => ("mlp.up_proj", false),
+        "ffn_down" => ("mlp.down_proj", false),
+        _ => return None,
+    };
+    Some((format!("model.layers.{layer}.{hf}.weight"), norm))
+}
+
+fn candle_dtype(ty: GgmlType) -> GgmlDType {
+    match ty {
+        GgmlType::F32 => GgmlDType::F32,
+        GgmlType::F16 => GgmlDType::F16,
+        GgmlType::BF16 => GgmlDType::BF16,
+        GgmlType::Q4_0 => GgmlDType::Q4_0,
+        GgmlType::Q4_1 => GgmlDType::Q4_1,
+        GgmlType::Q5_0 => GgmlDType::Q5_0,
+        GgmlType::Q5_1 => GgmlDType::Q5_1,
+        GgmlType::Q8_0 => GgmlDType::Q8_0,
+        GgmlType::Q2K => GgmlDType::Q2K,
+        GgmlType::Q3K => GgmlDType::Q3K,
+        GgmlType::Q4K => GgmlDType::Q4K,
+        GgmlType::Q5K => GgmlDType::Q5K,
+        GgmlType::Q6K => GgmlDType::Q6K,
+    }
+}
+
+/// Dequantizes one tensor with candle's ggml code; HF shape (ggml dims reversed), f32.
+pub fn dequantize_tensor(
+    file: &mut File,
+    t: &gemma_web::gguf::TensorInfo,
+) -> Result<Tensor, String> {
+    let mut raw = vec![0u8; t.bytes as usize];
+    file.seek(SeekFrom::Start(t.offset))
+        .and_then(|_| file.read_exact(&mut raw))
+        .map_err(|e| format!("{}: reading {} bytes at {}: {e}", t.name, t.bytes, t.offset))?;
+    let dims: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
+    qtensor_from_ggml(candle_dtype(t.ty), &raw, dims, &Device::Cpu)
+        .and_then(|q| q.dequantize(&Device::Cpu))
+        .map_err(|e| format!("{}: candle dequantize {}: {e}", t.name, t.ty.name()))
+}
+
+fn load_tensors(
+    path: &Path,
+    header: &GgufHeader,
+    arch: RefArch,
+) -> Result<HashMap<String, Tensor>, String> {
+    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = HashMap::new();
+    for t in &header.tensors {
+        if t.name == "output.weight" {
+            // candle's Gemma models always tie the LM head to the embedding.
+            return Err("untied output.weight: candle's Gemma models cannot use it".into());
+        }
+        let (name, is_norm) = hf_name(&t.name, arch)
+            .ok_or_else(|| format!("tensor {} has no place in a {arch:?} model", t.name))?;
+        let mut w = dequantize_tensor(&mut file, t)?;
+        if is_norm {
+            w = (w - 1.0).map_err(|e| e.to_string())?;
+        }
+        if out.insert(name.clone(), w).is_some() {
+            return Err(format!("two tensors map to {name}"));
+        }
+    }
+    Ok(out)
+}
+
+impl RefModel {
+    /// Forgets all tokens: the next `step` is position 0.
+    pub fn reset(&mut self) {
+        match &mut self.inner {
+            Inner::Gemma(m) => m.clear_kv_cache(),
+            Inner::Gemma2(m) => m.clear_kv_cache(),
+            Inner::Gemma3(m) => m.clear_kv_cache(),
+        }
+        self.pos = 0;
+    }
+
+    /// Tokens fed since the last reset.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Feeds one token at the next position (extending the KV cache) and returns its logits.
+    pub fn try_step(&mut self, id: u32) -> Result<Vec<f32>, String> {
+        if self.pos >= self.max_len {
+            return Err(format!(
+                "position {} is past the reference's max_len {}",
+                self.pos, self.max_len
+            ));
+        }
+        if id as usize >= self.config.vocab {
+            return Err(format!(
+                "token {id} outside the vocabulary of {}",
+                self.config.vocab
+            ));
+        }
+        if let (RefArch::Gemma2, Some(w)) = (self.config.arch, self.config.sliding_window) {
+            // candle's gemma2 decode attends to everything: equal to Gemma 2 only up to W tokens.
+            if self.pos >= w {
+                return Err(format!(
+                    "gemma2 position {} reaches the sliding window {w}, which candle's gemma2 \
+                     does not apply in decode",
+                    self.pos
+                ));
+            }
+        }
+        let input = Tensor::new(&[[id]], &Device::Cpu).map_err(|e| e.to_string())?;
+        let logits = match &mut self.inner {
+            Inner::Gemma(m) => m.forward(&input, self.pos),
+            Inner::Gemma2(m) => m.forward(&input, self.pos),
+            Inner::Gemma3(m) => m.forward(&input, self.pos),
+        }
+        .and_then(|l| l.flatten_all())
+        .and_then(|l| l.to_vec1::<f32>())
+        .map_err(|e| format!("candle forward at position {}: {e}", self.pos))?;
+        self.pos += 1;
+        Ok(logits)
+    }
+
+    pub fn step(&mut self, id: u32) -> Vec<f32> {
+        self.try_step(id)
+            .unwrap_or_else(|e| panic!("reference: {e}"))
+    }
+
+    /// Logits after each token of `ids` (row i predicts token i + 1), from a fresh context.
+    pub fn logits_all(&mut self, ids: &[u32]) -> Vec<Vec<f32>> {
+        self.reset();
+        ids.iter().map(|&id| self.step(id)).collect()
+    }
+
+    /// Greedy continuation of `prompt` from a fresh context: `steps` new ids (ties go to the
+    /// lowest id). Stops at no stop token: the caller sees exactly `steps` ids.
+    pub fn greedy(&mut self, prompt: &[u32], steps: usize) -> Vec<u32> {
+        assert!(
+            !prompt.is_empty(),
+            "reference: greedy needs a non-empty prompt"
+        );
+        let mut logits = self.logits_all(prompt).pop().unwrap_or_default();
+        let mut out = Vec::with_capacity(steps);
+        for i in 0..steps {
+            let next = argmax(&logits);
+            out.push(next);
+            if i + 1 < steps {
+                logits = self.step(next);
+            }
+        }
+        out
+    }
+}
+
+/// Index of the largest logit (the lowest index among equals).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The `k` largest logits as (id, logit), largest first.
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    idx.sort_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
+    idx.truncate(k);
+    idx.into_iter().map(|i| (i, logits[i as usize])).collect()
+}
+
+/// top1 - top2 of one logit vector: how far the greedy choice is from a tie (0 for a tie,
+/// infinity with fewer than two logits).
+pub fn argmax_margin(logits: &[f32]) -> f32 {
+    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &x in logits {
+        if x > a {
+            b = a;
+            a = x;
+        } else if x > b {
+            b = x;
+        }
+    }
+    a - b
+}
+
+/// `argmax_margin` of each position's logits.
+pub fn argmax_margins(logits: &[Vec<f32>]) -> Vec<f32> {
+    logits.iter().map(|l| argmax_margin(l)).collect()
+}
