@@ -7,5 +7,6 @@ pub mod gpu;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
 pub mod testing;
+pub mod tokenizer;
 
 pub use error::Error;
