@@ -11,8 +11,8 @@
 struct AttnParams {
     n_heads: u32,
     n_kv_heads: u32,       // divides n_heads
-    head_dim: u32,         // multiple of 32, at most 256
-    cache_len: u32,        // positions the cache holds
+    head_dim: u32,         // multiple of 4, at most 256
+    cache_len: u32,        // slots the cache holds; position p lives in slot p % cache_len
     pos: u32,              // position of the (first) query
     n_queries: u32,        // prefill only
     window: u32,           // key j visible to query i when 0 <= i - j < window; 0 = no window
@@ -84,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var dots: array<f32, GROUP>;
         let key = t0 + my_key;
         if (key < split_end) {
-            let krow = (kv_row0 + key) * hd4;
+            let krow = (kv_row0 + key % params.cache_len) * hd4;
             for (var i = lane; i < hd4; i += LANES) {
                 let k4 = k_cache[krow + i];
                 for (var g = 0u; g < GROUP; g++) {
@@ -131,8 +131,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             sum[g] *= rescale[g];
         }
         if (t < hd) {
+            var slot = t0 % params.cache_len;  // stepped, not divided, per key
             for (var j = 0u; j < n_keys; j++) {
-                let v = v_cache[(kv_row0 + t0 + j) * hd + t];
+                let v = v_cache[(kv_row0 + slot) * hd + t];
+                slot = select(slot + 1u, 0u, slot + 1u == params.cache_len);
                 for (var g = 0u; g < GROUP; g++) {
                     let p = probs[g * TILE + j];
                     acc[g] += p * v;

@@ -96,7 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let visible = my_row_valid && key <= my_qpos
             && (params.window == 0u || my_qpos - key < params.window);
         if (visible) {
-            let krow = (kv_row0 + key) * hd4;
+            let krow = (kv_row0 + key % params.cache_len) * hd4;
             var d = 0.0;
             for (var i = 0u; i < hd4; i++) {
                 d += dot(q_rows[my_row * QSTRIDE + i], k_cache[krow + i]);
@@ -128,8 +128,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             sum[r] *= rescale[r];
         }
         if (t < hd) {
+            var slot = t0 % params.cache_len;  // stepped, not divided, per key
             for (var j = 0u; j < n_keys; j++) {
-                let v = v_cache[(kv_row0 + t0 + j) * hd + t];
+                let v = v_cache[(kv_row0 + slot) * hd + t];
+                slot = select(slot + 1u, 0u, slot + 1u == params.cache_len);
                 for (var r = 0u; r < ROWS; r++) {
                     let p = probs[r * TILE + j];
                     acc[r] += p * v;

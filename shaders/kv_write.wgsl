@@ -3,12 +3,14 @@
 //
 // Cache layout [layer-local]: (n_kv_heads, cache_len, head_dim) f32. One kv head's keys are
 // contiguous in position order, so the attention kernels stream a run of keys as one block.
+// Position p lives in slot p % cache_len: a sliding-window layer needs only a ring of
+// window + block - 1 slots, not the whole context (the host checks that bound).
 // Dispatch: fold_workgroups(ceil(n_tokens * n_kv_heads * head_dim / 4 / 256)).
 
 struct KvWriteParams {
     n_kv_heads: u32,
     head_dim: u32,   // multiple of 4
-    cache_len: u32,  // positions the cache holds
+    cache_len: u32,  // slots the cache holds
     pos: u32,        // position of the first new token
     n_tokens: u32,
     _pad0: u32,
@@ -38,7 +40,7 @@ fn main(
     let d4 = i % hd4;
     let head = (i / hd4) % params.n_kv_heads;
     let token = i / (hd4 * params.n_kv_heads);
-    let dst = (head * params.cache_len + params.pos + token) * hd4 + d4;
+    let dst = (head * params.cache_len + (params.pos + token) % params.cache_len) * hd4 + d4;
     k_cache[dst] = k_new[i];
     v_cache[dst] = v_new[i];
 }

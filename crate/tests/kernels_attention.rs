@@ -15,7 +15,8 @@ fn device() -> Gpu {
 }
 
 /// softmax attention for queries at positions pos..pos+n over `k`/`v` laid out
-/// (n_kv_heads, cache_len, head_dim); returns (n, n_heads, head_dim).
+/// (n_kv_heads, cache_len, head_dim), position j in slot j % cache_len; returns
+/// (n, n_heads, head_dim).
 fn attention_ref(
     s: &AttentionShape,
     q: &[f32],
@@ -44,7 +45,7 @@ fn attention_ref(
                         continue;
                     }
                 }
-                let krow = &k[(kvh * len + j) * hd..][..hd];
+                let krow = &k[(kvh * len + j % len) * hd..][..hd];
                 let dot: f64 = qrow
                     .iter()
                     .zip(krow)
@@ -62,7 +63,7 @@ fn attention_ref(
             for d in 0..hd {
                 let acc: f64 = scores
                     .iter()
-                    .map(|&(j, sc)| (sc - m).exp() * v[(kvh * len + j) * hd + d] as f64)
+                    .map(|&(j, sc)| (sc - m).exp() * v[(kvh * len + j % len) * hd + d] as f64)
                     .sum();
                 out[(qi * nh + h) * hd + d] = (acc / total) as f32;
             }
@@ -71,7 +72,8 @@ fn attention_ref(
     out
 }
 
-/// The cache after storing `rows` ((n, n_kv_heads, head_dim)) at positions pos..pos+n.
+/// The cache after storing `rows` ((n, n_kv_heads, head_dim)) at positions pos..pos+n
+/// (slots (pos + t) % cache_len).
 fn cache_after_write(s: &AttentionShape, cache: &[f32], rows: &[f32], pos: usize) -> Vec<f32> {
     let (nkv, hd, len) = (
         s.n_kv_heads as usize,
@@ -81,7 +83,7 @@ fn cache_after_write(s: &AttentionShape, cache: &[f32], rows: &[f32], pos: usize
     let mut c = cache.to_vec();
     for (t, token) in rows.chunks(nkv * hd).enumerate() {
         for (h, row) in token.chunks(hd).enumerate() {
-            c[(h * len + pos + t) * hd..][..hd].copy_from_slice(row);
+            c[(h * len + (pos + t) % len) * hd..][..hd].copy_from_slice(row);
         }
     }
     c
@@ -100,6 +102,8 @@ struct Case {
     softcap: Option<f32>,
     /// Standard deviation of q: large values make the softmax peaky and push the soft-cap.
     q_std: f32,
+    /// Cache slots; by default every position up to pos + n, plus some.
+    slots: Option<u32>,
     seed: u64,
 }
 
@@ -121,7 +125,7 @@ fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
         n_kv_heads: c.n_kv_heads,
         head_dim: c.head_dim,
         // Slack past the last token: rows there are garbage that must never be read.
-        cache_len: c.pos + c.n + 5,
+        cache_len: c.slots.unwrap_or(c.pos + c.n + 5),
         scale: 1.0 / (c.head_dim as f32).sqrt(),
         softcap: c.softcap,
         window: c.window,
@@ -227,6 +231,7 @@ fn case(n_heads: u32, n_kv_heads: u32, pos: u32, n: u32) -> Case {
         window: None,
         softcap: None,
         q_std: 1.0,
+        slots: None,
         seed: 1,
     }
 }
@@ -276,6 +281,13 @@ fn prefill_matches_reference() {
             q_std: 30.0,
             seed: 7,
             ..case(4, 4, 0, 33)
+        },
+        // Ring cache of window + block - 1 slots, 1000 positions in: the block wraps around.
+        Case {
+            window: Some(512),
+            slots: Some(544),
+            seed: 8,
+            ..case(4, 1, 1000, 33)
         },
     ];
     for c in &cases {
@@ -337,61 +349,117 @@ fn decode_matches_reference() {
         seed: 24,
         ..case(4, 4, 44, 1)
     });
+    // Ring caches of exactly the window.
+    cases.push(Case {
+        window: Some(512),
+        slots: Some(512),
+        seed: 25,
+        ..case(4, 1, 5000, 1)
+    });
+    cases.push(Case {
+        window: Some(4096),
+        slots: Some(4096),
+        seed: 26,
+        ..case(8, 4, 9000, 1)
+    });
     for c in &cases {
         run_case(&gpu, &kernels, c, false);
     }
 }
 
-/// The way the engine runs: bind once, prefill a prompt, then decode token after token with
-/// only the uniforms rewritten in between.
-#[test]
-fn decode_steps_after_prefill_reuse_the_bound_layer() {
-    let gpu = device();
-    let kernels = pollster::block_on(AttentionKernels::load(&gpu)).unwrap();
-    let (prompt, steps) = (11u32, 40u32);
+/// The way the engine runs: bind once, then a prompt block, decode steps, another block and
+/// more steps, with only the uniforms and the io rows rewritten in between. The reference keeps
+/// the whole history by position, so a ring cache (fewer slots than positions) is checked
+/// against what attention over the real history gives.
+fn run_stream(gpu: &Gpu, kernels: &AttentionKernels, slots: u32, seed: u64) {
+    let window = 24u32;
+    let max_block = 11u32;
     let c = Case {
-        window: Some(24),
+        window: Some(window),
         softcap: Some(50.0),
         q_std: 10.0,
-        seed: 30,
-        ..case(8, 4, 0, prompt + steps)
+        slots: Some(slots),
+        seed,
+        ..case(8, 4, 0, max_block)
     };
-    let mut s = setup(&gpu, &kernels, &c);
+    let mut s = setup(gpu, kernels, &c);
     let (nh, nkv, hd) = (8usize, 4usize, 256usize);
-    let mut rng = Rng::new(31);
-    let q_all = s.q.clone();
-    let mut k_cache = s.k_cache.clone();
-    let mut v_cache = s.v_cache.clone();
-
-    // Prompt: rows 0..prompt of the io buffers.
-    let ops = s.layer.prefill_ops(&gpu, 0, prompt).unwrap();
-    gpu.run(&ops).unwrap();
-    let p = prompt as usize;
-    k_cache = cache_after_write(&s.shape, &k_cache, &s.k_new[..p * nkv * hd], 0);
-    v_cache = cache_after_write(&s.shape, &v_cache, &s.v_new[..p * nkv * hd], 0);
-    let expected = attention_ref(&s.shape, &q_all[..p * nh * hd], &k_cache, &v_cache, 0, p);
-    let got = pollster::block_on(gpu.read_f32(&s.io[3], expected.len())).unwrap();
-    assert_close("prompt", &expected, &got, 2e-5, 2e-4);
-
-    for step in 0..steps {
-        let pos = prompt + step;
-        // A new token's q, k, v in row 0.
-        let q = rng.vec_normal(nh * hd, 10.0);
-        let k = rng.vec_normal(nkv * hd, 1.0);
-        let v = rng.vec_normal(nkv * hd, 1.0);
+    let blocks = [(0u32, 11u32), (11, 1), (12, 1), (13, 1)]
+        .into_iter()
+        .chain((14..31).map(|p| (p, 1)))
+        .chain([(31, 9)])
+        .chain((40..70).map(|p| (p, 1)))
+        .collect::<Vec<_>>();
+    let total = 70usize;
+    let logical = AttentionShape {
+        cache_len: total as u32,
+        ..s.shape
+    };
+    let mut k_hist = vec![0f32; nkv * total * hd];
+    let mut v_hist = vec![0f32; nkv * total * hd];
+    let mut rng = Rng::new(seed + 1000);
+    for (pos, n) in blocks {
+        let (p, nu) = (pos as usize, n as usize);
+        let q = rng.vec_normal(nu * nh * hd, 10.0);
+        let k = rng.vec_normal(nu * nkv * hd, 1.0);
+        let v = rng.vec_normal(nu * nkv * hd, 1.0);
         gpu.write(&s.io[0], 0, bytemuck::cast_slice(&q)).unwrap();
         gpu.write(&s.io[1], 0, bytemuck::cast_slice(&k)).unwrap();
         gpu.write(&s.io[2], 0, bytemuck::cast_slice(&v)).unwrap();
-        let ops = s.layer.decode_ops(&gpu, pos).unwrap();
-        gpu.run(&ops).unwrap();
-        k_cache = cache_after_write(&s.shape, &k_cache, &k, pos as usize);
-        v_cache = cache_after_write(&s.shape, &v_cache, &v, pos as usize);
-        let expected = attention_ref(&s.shape, &q, &k_cache, &v_cache, pos as usize, 1);
+        if n == 1 {
+            let ops = s.layer.decode_ops(gpu, pos).unwrap();
+            gpu.run(&ops).unwrap();
+        } else {
+            let ops = s.layer.prefill_ops(gpu, pos, n).unwrap();
+            gpu.run(&ops).unwrap();
+        }
+        k_hist = cache_after_write(&logical, &k_hist, &k, p);
+        v_hist = cache_after_write(&logical, &v_hist, &v, p);
+        let expected = attention_ref(&logical, &q, &k_hist, &v_hist, p, nu);
         let got = pollster::block_on(gpu.read_f32(&s.io[3], expected.len())).unwrap();
-        assert_close(&format!("decode step {step}"), &expected, &got, 2e-5, 2e-4);
+        assert_close(
+            &format!("{slots} slots, block at {pos} of {n}"),
+            &expected,
+            &got,
+            2e-5,
+            2e-4,
+        );
     }
-    let got = pollster::block_on(gpu.read_f32(&s.cache.k, k_cache.len())).unwrap();
-    assert_close("k cache after the steps", &k_cache, &got, 0.0, 0.0);
+    // The last `slots` positions (at most) sit in their slots.
+    let k_got = pollster::block_on(gpu.read_f32(&s.cache.k, nkv * slots as usize * hd)).unwrap();
+    let len = slots as usize;
+    for h in 0..nkv {
+        for p in total.saturating_sub(len)..total {
+            let want = &k_hist[(h * total + p) * hd..][..hd];
+            let got = &k_got[(h * len + p % len) * hd..][..hd];
+            assert_close(
+                &format!("k of position {p}, kv head {h}"),
+                want,
+                got,
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn streams_of_blocks_and_steps_reuse_the_bound_layer() {
+    let gpu = device();
+    let kernels = pollster::block_on(AttentionKernels::load(&gpu)).unwrap();
+    // Every position has its own slot.
+    run_stream(&gpu, &kernels, 75, 30);
+    // Sliding-window ring: window 24 + block 11 - 1 = 34 slots for 70 positions.
+    run_stream(&gpu, &kernels, 34, 31);
+    // A ring one slot short of that is refused, not silently wrong.
+    let c = Case {
+        window: Some(24),
+        slots: Some(33),
+        ..case(8, 4, 0, 11)
+    };
+    let mut s = setup(&gpu, &kernels, &c);
+    assert!(s.layer.prefill_ops(&gpu, 40, 11).is_err());
+    assert!(s.layer.prefill_ops(&gpu, 40, 10).is_ok());
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! - q and the attention output: (tokens, n_heads, head_dim), i.e. one q-projection row per token;
 //! - new k and v rows: (tokens, n_kv_heads, head_dim), already normed and rotated;
 //! - the cache of one layer, one buffer for k and one for v: (n_kv_heads, cache_len, head_dim),
-//!   so that one kv head's keys are contiguous and stream in position order.
+//!   so that one kv head's keys are contiguous and stream in position order; position p lives
+//!   in slot p % cache_len (a ring for sliding-window layers).
 //!
 //! Everything is bound once at load ([`AttentionLayer::new`]); per token the caller asks for
 //! the ops of a decode step or a prefill block, which writes that step's positions into the
@@ -72,7 +73,8 @@ pub struct AttentionShape {
     pub n_kv_heads: u32,
     /// A multiple of 4, at most [`MAX_HEAD_DIM`].
     pub head_dim: u32,
-    /// Positions the cache holds.
+    /// Slots the cache holds; position p lives in slot p % cache_len, so a sliding-window
+    /// layer may hold fewer slots than the context ([`AttentionShape::slots_needed`]).
     pub cache_len: u32,
     /// 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar) for Gemma 2.
     pub scale: f32,
@@ -169,14 +171,33 @@ impl AttentionShape {
         }
     }
 
+    /// Tokens pos..pos+n fit the cache: either it holds every position up to pos + n, or
+    /// (sliding window) its ring of slots holds the window of the block's first query plus
+    /// the block itself, so no slot a query reads is overwritten by the block.
     fn check_span(&self, pos: u32, n: u32) -> Result<(), Error> {
-        if n == 0 || pos.checked_add(n).is_none_or(|end| end > self.cache_len) {
+        let end = pos.checked_add(n);
+        let fits = match (end, self.window) {
+            (None, _) => false,
+            (Some(end), _) if end <= self.cache_len => true,
+            (Some(_), Some(w)) => u64::from(w) + u64::from(n) - 1 <= u64::from(self.cache_len),
+            (Some(_), None) => false,
+        };
+        if n == 0 || !fits {
             return Err(unsupported(format!(
-                "tokens {pos}..{pos}+{n} do not fit a KV cache of {} positions",
-                self.cache_len
+                "tokens {pos}..{pos}+{n} do not fit a KV cache of {} slots (window {:?})",
+                self.cache_len, self.window
             )));
         }
         Ok(())
+    }
+
+    /// Cache slots a layer needs for a context of `context` tokens fed in blocks of at most
+    /// `max_block`: a sliding-window layer keeps a ring of window + max_block - 1 slots.
+    pub fn slots_needed(window: Option<u32>, context: u32, max_block: u32) -> u32 {
+        match window {
+            Some(w) => context.min(w.saturating_add(max_block.max(1) - 1)),
+            None => context,
+        }
     }
 
     /// Storing `n` new k/v rows at positions pos..pos+n: the uniform and workgroup count.
@@ -526,6 +547,19 @@ mod tests {
         assert!(s.prefill(0, 0).is_err());
         assert!(s.kv_write(u32::MAX, 2).is_err());
         assert!(s.prefill(39990, 10).is_ok());
+        // A ring of 600 slots under a window of 512: any position, blocks up to 89 tokens.
+        let ring = AttentionShape {
+            cache_len: 600,
+            ..shape(4, 1, Some(512))
+        };
+        assert!(ring.decode(1_000_000).is_ok());
+        assert!(ring.prefill(5000, 89).is_ok());
+        assert!(ring.prefill(5000, 90).is_err());
+        assert!(ring.prefill(0, 600).is_ok());
+        assert!(ring.kv_write(u32::MAX - 1, 2).is_err());
+        assert_eq!(AttentionShape::slots_needed(Some(512), 32768, 89), 600);
+        assert_eq!(AttentionShape::slots_needed(Some(512), 300, 89), 300);
+        assert_eq!(AttentionShape::slots_needed(None, 32768, 89), 32768);
     }
 
     #[test]
