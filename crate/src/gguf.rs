@@ -955,4 +955,4 @@ pub fn read_header_from_file(path: impl AsRef<std::path::Path>) -> Result<GgufHe
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod gguf;
 pub mod gpu;
+pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
 pub mod testing;

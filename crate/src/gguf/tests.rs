@@ -763,3 +763,131 @@ fn real_model_header() {
     let end = h.tensors.iter().map(|t| t.offset + t.bytes).max().unwrap();
     assert_eq!(end, 253_113_024);
 }
+
+/// Random blocks of every type dequantize (by candle, an independent implementation) to finite
+/// weights of the requested magnitude, and differ from block to block.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn random_blocks_dequantize_to_sensible_weights() {
+    use super::writer::{random_blocks, Rng};
+    let amp = 0.05f32;
+    let rows = 3u64;
+    let row = 512u64;
+    let tensors: Vec<(TensorDecl, Vec<u8>)> = GgmlType::ALL
+        .iter()
+        .map(|&ty| {
+            let d = TensorDecl::new(format!("w.{}", ty.name()), &[row, rows], ty);
+            let mut data = vec![0u8; d.bytes().unwrap() as usize];
+            random_blocks(ty, amp, &mut Rng::new(ty.id() as u64 + 5), &mut data);
+            (d, data)
+        })
+        .collect();
+    let b = gguf_bytes(&[], &tensors, 32).unwrap();
+    let c =
+        candle_core::quantized::gguf_file::Content::read(&mut std::io::Cursor::new(&b)).unwrap();
+    for (d, _) in &tensors {
+        let q = c
+            .tensor(
+                &mut std::io::Cursor::new(&b),
+                &d.name,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
+        let w: Vec<f32> = q
+            .dequantize(&candle_core::Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(w.len() as u64, row * rows);
+        assert!(w.iter().all(|x| x.is_finite()), "{}", d.ty);
+        let mean_abs = w.iter().map(|x| x.abs()).sum::<f32>() / w.len() as f32;
+        let max_abs = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(
+            mean_abs > 0.3 * amp && mean_abs < 3.0 * amp,
+            "{}: mean |w| {mean_abs}",
+            d.ty
+        );
+        assert!(max_abs < 0.6, "{}: max |w| {max_abs}", d.ty);
+        let distinct: std::collections::HashSet<u32> = w.iter().map(|x| x.to_bits()).collect();
+        assert!(distinct.len() > 8, "{}", d.ty);
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn random_gemma_is_deterministic_and_seeded() {
+    use super::writer::{random_gemma_bytes, RandomGemmaSpec};
+    use crate::model::config::Arch;
+    let spec = RandomGemmaSpec::tiny(Arch::Gemma2);
+    let a = random_gemma_bytes(&spec).unwrap();
+    assert_eq!(a, random_gemma_bytes(&spec).unwrap());
+    let b = random_gemma_bytes(&RandomGemmaSpec {
+        seed: 2,
+        ..spec.clone()
+    })
+    .unwrap();
+    assert_eq!(a.len(), b.len());
+    assert_ne!(a, b);
+    // candle reads every tensor of it, and the norms are near 1.
+    let h = complete(&a);
+    let c =
+        candle_core::quantized::gguf_file::Content::read(&mut std::io::Cursor::new(&a)).unwrap();
+    compare_with_candle(&h, &c);
+    let n = c
+        .tensor(
+            &mut std::io::Cursor::new(&a),
+            "blk.1.post_ffw_norm.weight",
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+    let w: Vec<f32> = n
+        .dequantize(&candle_core::Device::Cpu)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(w.iter().all(|x| (0.85..=1.15).contains(x)));
+    // The whole file is header + tensors, so a truncated copy is rejected.
+    assert!(parse_header(&a, a.len() as u64 - 1).is_err());
+}
+
+#[test]
+fn vocab_layouts() {
+    use super::writer::{tokenizer_vocab, TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL};
+    for n in [512u32, 4096, 262_144] {
+        let (t, s, ty) = tokenizer_vocab(n).unwrap();
+        assert_eq!(
+            (t.len(), s.len(), ty.len()),
+            (n as usize, n as usize, n as usize)
+        );
+        let set: std::collections::HashSet<&String> = t.iter().collect();
+        assert_eq!(set.len(), t.len(), "pieces are unique");
+        assert_eq!(&t[..4], &["<pad>", "<eos>", "<bos>", "<unk>"]);
+        let sot = t.iter().position(|x| x == "<start_of_turn>").unwrap();
+        assert_eq!(t[sot + 1], "<end_of_turn>");
+        assert_eq!(ty[sot], TOKEN_CONTROL);
+        if n >= 1024 {
+            assert_eq!(sot, 105);
+        }
+        let b0 = t.iter().position(|x| x == "<0x00>").unwrap();
+        for i in 0..256 {
+            assert_eq!(t[b0 + i], format!("<0x{i:02X}>"));
+            assert_eq!(ty[b0 + i], TOKEN_BYTE);
+        }
+        // Every normal piece longer than one char splits into two pieces of the vocabulary.
+        for (p, _) in t.iter().zip(&ty).filter(|(_, &k)| k == TOKEN_NORMAL) {
+            let chars: Vec<(usize, char)> = p.char_indices().collect();
+            if chars.len() > 1 {
+                assert!(
+                    chars[1..]
+                        .iter()
+                        .any(|&(i, _)| set.contains(&p[..i].to_string())
+                            && set.contains(&p[i..].to_string())),
+                    "{p}"
+                );
+            }
+        }
+    }
+    assert!(tokenizer_vocab(300).is_err());
+}

@@ -1,0 +1,3 @@
+//! Gemma model description: configuration and tensor inventory.
+
+pub mod config;
