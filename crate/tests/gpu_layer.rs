@@ -103,3 +103,41 @@ fn pipeline_cache_reuses_by_kernel_and_variant() {
     assert!(block_on(gpu.pipeline(&a)).is_err());
     assert_eq!(gpu.pipeline_count(), before);
 }
+
+#[test]
+fn weight_upload_pads_rows_and_splits_by_whole_rows() {
+    use gemma_web::gguf::GgmlType;
+    let gpu = gpu();
+    // Q8_0: 3 blocks = 102 bytes a row, padded to 104.
+    let (rows, cols) = (37u32, 96u32);
+    let mut rng = gemma_web::testing::Rng::new(5);
+    let bytes = rng.bytes((rows * 102) as usize);
+    let w = block_on(gpu.upload_weight("w", GgmlType::Q8_0, rows, cols, &bytes, Some(104 * 10)))
+        .unwrap();
+    assert_eq!((w.row_bytes, w.row_stride_bytes), (102, 104));
+    let sizes: Vec<(u32, u32)> = w.pieces.iter().map(|p| (p.first_row, p.rows)).collect();
+    assert_eq!(sizes, vec![(0, 10), (10, 10), (20, 10), (30, 7)]);
+    for p in &w.pieces {
+        let got = block_on(gpu.read(&p.buffer, 0, u64::from(p.rows) * 104)).unwrap();
+        for r in 0..p.rows as usize {
+            let src = (p.first_row as usize + r) * 102;
+            assert_eq!(&got[r * 104..r * 104 + 102], &bytes[src..src + 102]);
+            assert_eq!(&got[r * 104 + 102..r * 104 + 104], &[0, 0]);
+        }
+    }
+    assert_eq!(w.piece_of_row(25).map(|(i, _)| i), Some(2));
+    assert!(w.piece_of_row(37).is_none());
+    // Too many or too few bytes are BadModel errors.
+    assert!(matches!(
+        block_on(gpu.upload_weight("w", GgmlType::Q8_0, rows, cols, &bytes[1..], None)),
+        Err(Error::BadModel(_))
+    ));
+    let mut more = bytes.clone();
+    more.push(0);
+    assert!(matches!(
+        block_on(gpu.upload_weight("w", GgmlType::Q8_0, rows, cols, &more, None)),
+        Err(Error::BadModel(_))
+    ));
+    // Columns that are not whole blocks.
+    assert!(block_on(gpu.begin_weight("w", GgmlType::Q8_0, 2, 33, None)).is_err());
+}

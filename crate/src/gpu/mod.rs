@@ -8,12 +8,15 @@
 
 pub mod attention;
 mod buffer;
+pub mod kernels;
 mod op;
 mod pipeline;
+mod weights;
 
 pub use buffer::{Readback, MAX_UPLOAD_CHUNK};
 pub use op::{fold_workgroups, Op, MAX_WORKGROUPS_PER_DIM};
 pub use pipeline::{assemble, shader_source, Enable, PipelineDesc, SHADERS};
+pub use weights::{dequant_shader, WeightPiece, WeightTensor, WeightUpload};
 
 use crate::Error;
 use std::collections::HashMap;

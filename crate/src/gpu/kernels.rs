@@ -1,0 +1,331 @@
+//! Builders for the element-wise and reduction kernels (embedding, RMSNorm, RoPE, GELU gate,
+//! residual add, soft-cap, top-k/argmax). Each checks buffer sizes, builds (or reuses) the
+//! pipeline and returns [`Op`]s bound to the given buffers, for a fixed shape. Call them at
+//! load; record the ops per token.
+
+use super::weights::{dequant_shader, WeightTensor};
+use super::{fold_workgroups, Gpu, Op, PipelineDesc, Readback};
+use crate::Error;
+
+fn need(name: &str, buffer: &wgpu::Buffer, floats: u64) -> Result<(), Error> {
+    let bytes = floats.saturating_mul(4);
+    if buffer.size() < bytes {
+        return Err(Error::Unsupported(format!(
+            "{name}: buffer of {} bytes, kernel needs {bytes}",
+            buffer.size()
+        )));
+    }
+    Ok(())
+}
+
+fn words(params: &[u32]) -> Vec<u32> {
+    let mut w = params.to_vec();
+    w.resize(params.len().div_ceil(4) * 4, 0);
+    w
+}
+
+async fn bind(
+    gpu: &Gpu,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[&wgpu::Buffer],
+    workgroups: [u32; 3],
+) -> Result<Op, Error> {
+    gpu.scoped(label, || {
+        gpu.op_buffers(label, pipeline, buffers, workgroups)
+    })
+    .await
+}
+
+/// Embedding rows of `table` for `n_tokens` ids, times `scale` (sqrt(d_model) for Gemma),
+/// into `out` (n_tokens x cols): one op per piece of the table; record them all.
+pub async fn embedding(
+    gpu: &Gpu,
+    table: &WeightTensor,
+    ids: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    n_tokens: u32,
+    scale: f32,
+) -> Result<Vec<Op>, Error> {
+    if table.cols % 8 != 0 {
+        return Err(Error::Unsupported(format!(
+            "embedding: {} columns",
+            table.cols
+        )));
+    }
+    need("embedding ids", ids, u64::from(n_tokens))?;
+    need(
+        "embedding out",
+        out,
+        u64::from(n_tokens) * u64::from(table.cols),
+    )?;
+    let pipeline = gpu
+        .pipeline(&PipelineDesc {
+            kernel: "embedding",
+            libs: &["weights", dequant_shader(table.ty)],
+            ..Default::default()
+        })
+        .await?;
+    let mut ops = Vec::with_capacity(table.pieces.len());
+    for piece in &table.pieces {
+        let params = gpu.uniform_u32(
+            "embedding params",
+            &words(&[
+                n_tokens,
+                table.cols,
+                table.row_stride_bytes,
+                piece.first_row,
+                piece.rows,
+                scale.to_bits(),
+            ]),
+        )?;
+        ops.push(
+            bind(
+                gpu,
+                "embedding",
+                &pipeline,
+                &[&piece.buffer, ids, out, &params],
+                fold_workgroups(n_tokens),
+            )
+            .await?,
+        );
+    }
+    Ok(ops)
+}
+
+/// `out = rmsnorm(x) * w` over `rows` rows of length `n` (`out += ...` when `accumulate`).
+/// With n = head_dim and rows = tokens * heads it is the per-head q/k norm.
+#[allow(clippy::too_many_arguments)]
+pub async fn rmsnorm(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    rows: u32,
+    n: u32,
+    eps: f32,
+    accumulate: bool,
+) -> Result<Op, Error> {
+    let total = u64::from(rows) * u64::from(n);
+    need("rmsnorm x", x, total)?;
+    need("rmsnorm w", w, u64::from(n))?;
+    need("rmsnorm out", out, total)?;
+    let constants = [("ACCUMULATE", if accumulate { 1.0 } else { 0.0 })];
+    let pipeline = gpu
+        .pipeline(&PipelineDesc {
+            kernel: "rmsnorm",
+            constants: &constants,
+            ..Default::default()
+        })
+        .await?;
+    let params = gpu.uniform_u32("rmsnorm params", &words(&[rows, n, eps.to_bits()]))?;
+    bind(
+        gpu,
+        "rmsnorm",
+        &pipeline,
+        &[x, w, out, &params],
+        fold_workgroups(rows),
+    )
+    .await
+}
+
+/// RoPE (NeoX halves) in place on `x` (n_tokens x n_heads x head_dim) at `positions`
+/// (n_tokens u32), frequency base `base`.
+pub async fn rope(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    positions: &wgpu::Buffer,
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    base: f32,
+) -> Result<Op, Error> {
+    if head_dim % 2 != 0 {
+        return Err(Error::Unsupported(format!("rope: head_dim {head_dim}")));
+    }
+    let pairs = u64::from(n_tokens) * u64::from(n_heads) * u64::from(head_dim / 2);
+    need("rope x", x, pairs * 2)?;
+    need("rope positions", positions, u64::from(n_tokens))?;
+    let pairs = u32::try_from(pairs).map_err(|_| Error::Unsupported("rope: too large".into()))?;
+    let pipeline = gpu.pipeline(&PipelineDesc::kernel("rope")).await?;
+    let params = gpu.uniform_u32(
+        "rope params",
+        &words(&[n_tokens, n_heads, head_dim, base.to_bits()]),
+    )?;
+    bind(
+        gpu,
+        "rope",
+        &pipeline,
+        &[x, positions, &params],
+        fold_workgroups(pairs.div_ceil(64)),
+    )
+    .await
+}
+
+/// `gate = gelu_tanh(gate) * up` over `n` values.
+pub async fn gelu_mul(
+    gpu: &Gpu,
+    gate: &wgpu::Buffer,
+    up: &wgpu::Buffer,
+    n: u32,
+) -> Result<Op, Error> {
+    need("gelu_mul gate", gate, u64::from(n))?;
+    need("gelu_mul up", up, u64::from(n))?;
+    let pipeline = gpu.pipeline(&PipelineDesc::kernel("gelu_mul")).await?;
+    let params = gpu.uniform_u32("gelu_mul params", &words(&[n]))?;
+    bind(
+        gpu,
+        "gelu_mul",
+        &pipeline,
+        &[gate, up, &params],
+        fold_workgroups(n.div_ceil(256)),
+    )
+    .await
+}
+
+/// `h += x` over `n` values.
+pub async fn add(gpu: &Gpu, h: &wgpu::Buffer, x: &wgpu::Buffer, n: u32) -> Result<Op, Error> {
+    need("add h", h, u64::from(n))?;
+    need("add x", x, u64::from(n))?;
+    let pipeline = gpu.pipeline(&PipelineDesc::kernel("add")).await?;
+    let params = gpu.uniform_u32("add params", &words(&[n]))?;
+    bind(
+        gpu,
+        "add",
+        &pipeline,
+        &[h, x, &params],
+        fold_workgroups(n.div_ceil(256)),
+    )
+    .await
+}
+
+/// `z = cap * tanh(z / cap)` over `n` values.
+pub async fn softcap(gpu: &Gpu, z: &wgpu::Buffer, n: u32, cap: f32) -> Result<Op, Error> {
+    need("softcap z", z, u64::from(n))?;
+    if !(cap > 0.0) {
+        return Err(Error::BadModel(format!("soft-cap {cap}")));
+    }
+    let pipeline = gpu.pipeline(&PipelineDesc::kernel("softcap")).await?;
+    let params = gpu.uniform_u32("softcap params", &words(&[n, cap.to_bits()]))?;
+    bind(
+        gpu,
+        "softcap",
+        &pipeline,
+        &[z, &params],
+        fold_workgroups(n.div_ceil(256)),
+    )
+    .await
+}
+
+/// Values per workgroup of top-k's first stage.
+const TOPK_CHUNK: u32 = 4096;
+/// Largest k (each pick is one pass over a chunk).
+pub const MAX_TOPK: u32 = 256;
+
+/// The k largest of `n` values (ties to the lowest index), best first; k = 1 is argmax.
+/// Record with [`TopK::record`], then read with [`TopK::read`] / [`TopK::read_argmax`].
+#[derive(Clone, Debug)]
+pub struct TopK {
+    pub stage1: Op,
+    pub merge: Op,
+    /// (k) u32 indices, best first; u32::MAX past n.
+    pub idx: wgpu::Buffer,
+    /// (k) f32 values.
+    pub val: wgpu::Buffer,
+    pub k: u32,
+    readback: Readback,
+}
+
+pub async fn topk(gpu: &Gpu, values: &wgpu::Buffer, n: u32, k: u32) -> Result<TopK, Error> {
+    if k == 0 || k > MAX_TOPK || n == 0 {
+        return Err(Error::Unsupported(format!("top-k with k = {k} of n = {n}")));
+    }
+    need("topk values", values, u64::from(n))?;
+    let groups = n.div_ceil(TOPK_CHUNK);
+    let m = groups * k;
+    let cand_idx = gpu.storage("topk cand_idx", u64::from(m) * 4)?;
+    let cand_val = gpu.storage("topk cand_val", u64::from(m) * 4)?;
+    let idx = gpu.storage("topk idx", u64::from(k) * 4)?;
+    let val = gpu.storage("topk val", u64::from(k) * 4)?;
+    let kf = f64::from(k);
+    let c1 = [("K", kf), ("CHUNK", f64::from(TOPK_CHUNK))];
+    let p1 = gpu
+        .pipeline(&PipelineDesc {
+            kernel: "topk",
+            constants: &c1,
+            ..Default::default()
+        })
+        .await?;
+    let c2 = [("K", kf)];
+    let p2 = gpu
+        .pipeline(&PipelineDesc {
+            kernel: "topk_merge",
+            constants: &c2,
+            ..Default::default()
+        })
+        .await?;
+    let params1 = gpu.uniform_u32("topk params", &words(&[n]))?;
+    let params2 = gpu.uniform_u32("topk_merge params", &words(&[m]))?;
+    let stage1 = bind(
+        gpu,
+        "topk",
+        &p1,
+        &[values, &cand_idx, &cand_val, &params1],
+        fold_workgroups(groups),
+    )
+    .await?;
+    let merge = bind(
+        gpu,
+        "topk_merge",
+        &p2,
+        &[&cand_idx, &cand_val, &idx, &val, &params2],
+        [1, 1, 1],
+    )
+    .await?;
+    let readback = gpu.readback("topk readback", u64::from(k) * 4)?;
+    Ok(TopK {
+        stage1,
+        merge,
+        idx,
+        val,
+        k,
+        readback,
+    })
+}
+
+/// [`topk`] with k = 1.
+pub async fn argmax(gpu: &Gpu, values: &wgpu::Buffer, n: u32) -> Result<TopK, Error> {
+    topk(gpu, values, n, 1).await
+}
+
+impl TopK {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.stage1.record(pass);
+        self.merge.record(pass);
+    }
+
+    /// The index of the largest value (4 bytes read back).
+    pub async fn read_argmax(&self, gpu: &Gpu) -> Result<u32, Error> {
+        let b = gpu.read_with(&self.readback, &self.idx, 0, 4).await?;
+        let w: [u8; 4] = b
+            .get(..4)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| Error::DeviceLost("short read-back".into()))?;
+        Ok(u32::from_le_bytes(w))
+    }
+
+    /// The k (index, value) pairs, best first; entries past n are dropped.
+    pub async fn read(&self, gpu: &Gpu) -> Result<Vec<(u32, f32)>, Error> {
+        let n = u64::from(self.k) * 4;
+        let i = gpu.read_with(&self.readback, &self.idx, 0, n).await?;
+        let v = gpu.read_with(&self.readback, &self.val, 0, n).await?;
+        Ok(i.chunks_exact(4)
+            .zip(v.chunks_exact(4))
+            .filter_map(|(i, v)| {
+                let i = u32::from_le_bytes(i.try_into().ok()?);
+                let v = f32::from_le_bytes(v.try_into().ok()?);
+                (i != u32::MAX).then_some((i, v))
+            })
+            .collect())
+    }
+}
