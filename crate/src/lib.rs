@@ -7,7 +7,10 @@ pub mod gpu;
 pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
+pub mod summary;
 pub mod testing;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::Error;

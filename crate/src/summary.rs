@@ -1,0 +1,231 @@
+//! What a model file holds, for people: the page shows it (serialized to JS through `web.rs`) and
+//! native tools can print it. Field names are the JS API's (camelCase), independent of the Rust names.
+
+use serde::Serialize;
+
+use crate::gguf::GgufHeader;
+use crate::model::config::GemmaConfig;
+use crate::Error;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderSummary {
+    /// GGUF version (2 or 3).
+    pub version: u32,
+    /// `general.architecture`: gemma, gemma2 or gemma3.
+    pub architecture: String,
+    /// `general.name`, when the file has one.
+    pub name: Option<String>,
+    pub file_bytes: u64,
+    /// Where the tensor data starts: the header's size.
+    pub data_offset: u64,
+    pub tensor_bytes: u64,
+    pub metadata_count: usize,
+    pub config: ConfigSummary,
+    /// In file order.
+    pub tensors: Vec<TensorSummary>,
+    /// One entry per tensor type, most bytes first.
+    pub types: Vec<TypeTotal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigSummary {
+    pub layers: u32,
+    pub d_model: u32,
+    pub ffn: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub eps: f32,
+    pub rope_base_global: f32,
+    pub rope_base_local: f32,
+    /// `None`: every layer attends to the whole context.
+    pub sliding_window: Option<u32>,
+    pub sliding_pattern: u32,
+    /// The layers that attend to the whole context (all of them without a window).
+    pub global_layers: Vec<u32>,
+    pub attn_softcap: Option<f32>,
+    pub final_softcap: Option<f32>,
+    pub query_scale: f32,
+    pub context_length: u32,
+    pub vocab: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TensorSummary {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    /// ggml order: row length first.
+    pub dims: Vec<u64>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TypeTotal {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub count: usize,
+    pub bytes: u64,
+}
+
+impl HeaderSummary {
+    /// Summarizes a parsed header; fails like `GemmaConfig::from_header` on a model we cannot describe.
+    pub fn new(header: &GgufHeader, file_bytes: u64) -> Result<Self, Error> {
+        let config = GemmaConfig::from_header(header)?;
+        let tensors: Vec<TensorSummary> = header
+            .tensors
+            .iter()
+            .map(|t| TensorSummary {
+                name: t.name.clone(),
+                ty: t.ty.name(),
+                dims: t.dims.clone(),
+                bytes: t.bytes,
+            })
+            .collect();
+        let mut types: Vec<TypeTotal> = Vec::new();
+        for t in &tensors {
+            match types.iter_mut().find(|g| g.ty == t.ty) {
+                Some(g) => {
+                    g.count += 1;
+                    g.bytes = g.bytes.saturating_add(t.bytes);
+                }
+                None => types.push(TypeTotal {
+                    ty: t.ty,
+                    count: 1,
+                    bytes: t.bytes,
+                }),
+            }
+        }
+        types.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.ty.cmp(b.ty)));
+        Ok(HeaderSummary {
+            version: header.version,
+            architecture: config.arch.name().to_string(),
+            name: header.get_str("general.name").map(str::to_string),
+            file_bytes,
+            data_offset: header.data_offset,
+            tensor_bytes: header.tensor_bytes(),
+            metadata_count: header.metadata.len(),
+            config: ConfigSummary {
+                layers: config.n_layers,
+                d_model: config.d_model,
+                ffn: config.ffn,
+                heads: config.n_heads,
+                kv_heads: config.n_kv_heads,
+                head_dim: config.head_dim,
+                eps: config.eps,
+                rope_base_global: config.rope_base_global,
+                rope_base_local: config.rope_base_local,
+                sliding_window: config.sliding_window,
+                sliding_pattern: config.sliding_pattern,
+                global_layers: (0..config.n_layers)
+                    .filter(|&l| !config.is_sliding(l))
+                    .collect(),
+                attn_softcap: config.attn_softcap,
+                final_softcap: config.final_softcap,
+                query_scale: config.query_scale,
+                context_length: config.context_len,
+                vocab: config.vocab,
+            },
+            tensors,
+            types,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::writer::{random_gemma_bytes, RandomGemmaSpec};
+    use crate::gguf::{parse_header, HeaderParse};
+    use crate::model::config::Arch;
+
+    fn summarize(spec: &RandomGemmaSpec) -> HeaderSummary {
+        let bytes = random_gemma_bytes(spec).unwrap();
+        let len = bytes.len() as u64;
+        match parse_header(&bytes, len).unwrap() {
+            HeaderParse::Complete(header) => HeaderSummary::new(&header, len).unwrap(),
+            HeaderParse::NeedMore { at_least } => {
+                panic!("whole file given, parser wants {at_least}")
+            }
+        }
+    }
+
+    fn spec(arch: Arch, n_layers: u32) -> RandomGemmaSpec {
+        RandomGemmaSpec {
+            n_layers,
+            ..RandomGemmaSpec::tiny(arch)
+        }
+    }
+
+    #[test]
+    fn global_layers_follow_each_generation() {
+        // GEMMA.md: Gemma 1 has no window; Gemma 2 slides on even layers; Gemma 3 on layers with il % 6 != 5.
+        let g1 = summarize(&spec(Arch::Gemma, 3));
+        assert_eq!(g1.config.sliding_window, None);
+        assert_eq!(g1.config.global_layers, [0, 1, 2]);
+        assert_eq!(
+            summarize(&spec(Arch::Gemma2, 5)).config.global_layers,
+            [1, 3]
+        );
+        assert_eq!(
+            summarize(&spec(Arch::Gemma3, 13)).config.global_layers,
+            [5, 11]
+        );
+    }
+
+    #[test]
+    fn tensors_keep_file_order_and_type_totals_add_up() {
+        let s = summarize(&spec(Arch::Gemma3, 7));
+        assert_eq!(s.architecture, "gemma3");
+        assert_eq!(s.config.layers, 7);
+        assert!(s.data_offset > 0 && s.data_offset < s.file_bytes);
+        assert_eq!(
+            s.tensor_bytes,
+            s.tensors.iter().map(|t| t.bytes).sum::<u64>()
+        );
+        assert_eq!(
+            s.types.iter().map(|g| g.count).sum::<usize>(),
+            s.tensors.len()
+        );
+        for g in &s.types {
+            let of_type = s.tensors.iter().filter(|t| t.ty == g.ty);
+            assert_eq!(g.count, of_type.clone().count(), "{}", g.ty);
+            assert_eq!(g.bytes, of_type.map(|t| t.bytes).sum::<u64>(), "{}", g.ty);
+        }
+        assert!(s.types.windows(2).all(|w| w[0].bytes >= w[1].bytes));
+        // The tiny model mixes several quant types (the 270M file's recipe).
+        assert!(s.types.len() >= 3, "{:?}", s.types);
+    }
+
+    #[test]
+    fn serializes_with_the_js_field_names() {
+        let v = serde_json::to_value(summarize(&spec(Arch::Gemma2, 2))).unwrap();
+        for key in [
+            "version",
+            "architecture",
+            "fileBytes",
+            "dataOffset",
+            "tensorBytes",
+            "metadataCount",
+        ] {
+            assert!(v.get(key).is_some(), "{key} in {v}");
+        }
+        let c = &v["config"];
+        for key in [
+            "dModel",
+            "kvHeads",
+            "headDim",
+            "slidingWindow",
+            "globalLayers",
+            "attnSoftcap",
+            "contextLength",
+        ] {
+            assert!(c.get(key).is_some(), "config.{key}");
+        }
+        assert_eq!(c["attnSoftcap"], 50.0);
+        assert!(v["tensors"][0]["type"].is_string());
+        assert!(v["types"][0]["type"].is_string());
+    }
+}
