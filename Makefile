@@ -71,9 +71,20 @@ test-native:
 test-wasm-build:
 	cargo build --target wasm32-unknown-unknown -p gemma-web
 
-## Kernel tests in headless Chromium's WebGPU. Owned by the gpu helper, who replaces this placeholder.
+## Kernel tests (crate/tests/web_kernels.rs) in headless Chromium's WebGPU (SwiftShader, no shader-f16), through
+## wasm-bindgen-test-runner + chromedriver. The runner reads browser flags from the webdriver.json named by
+## WASM_BINDGEN_TEST_WEBDRIVER_JSON (it adds headless/no-sandbox itself); each run gets a fresh profile.
+CHROME_FLAGS := --headless --no-sandbox --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --enable-unsafe-webgpu
 test-web-kernels:
-	@echo "test-web-kernels: no browser kernel tests exist yet"
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	args=""; for f in $(CHROME_FLAGS) --user-data-dir=$$tmp/profile; do args="$$args\"$$f\","; done; \
+	printf '{"goog:chromeOptions":{"binary":"/usr/bin/chromium","args":[%s]}}\n' "$${args%,}" > "$$tmp/webdriver.json"; \
+	CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} \
+	WASM_BINDGEN_TEST_WEBDRIVER_JSON="$$tmp/webdriver.json" \
+	WASM_BINDGEN_TEST_TIMEOUT=$${WASM_BINDGEN_TEST_TIMEOUT:-600} \
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	cargo test --target wasm32-unknown-unknown -p gemma-web --test web_kernels
 
 ## The page in headless Chromium against `gemma-web serve` and the real model.
 test-e2e:

@@ -217,8 +217,18 @@ impl Gpu {
             (false, true) => "subgroups",
             (false, false) => "baseline",
         };
+        // Browsers may hide the adapter's name; say at least what kind of device it is.
+        let adapter_name = if info.name.is_empty() {
+            format!(
+                "{} {:?} adapter",
+                backend_name(info.backend),
+                info.device_type
+            )
+        } else {
+            info.name.clone()
+        };
         let caps = Caps {
-            adapter_name: info.name.clone(),
+            adapter_name,
             backend: backend_name(info.backend).to_string(),
             f16,
             subgroups,

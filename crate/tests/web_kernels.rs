@@ -1,0 +1,146 @@
+//! Kernel tests in the browser's WebGPU (headless Chromium: SwiftShader, no shader-f16), at
+//! default limits. Run by `make test-web-kernels`. Sizes stay small: SwiftShader computes at
+//! well under a GFLOP/s. References are plain f64 loops (candle does not build for wasm).
+#![cfg(target_arch = "wasm32")]
+
+use gemma_web::gpu::{kernels, Gpu, GpuOptions};
+use gemma_web::testing::{assert_close, Rng};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn gpu() -> Gpu {
+    match Gpu::new(GpuOptions::for_tests()).await {
+        Ok(g) => g,
+        Err(e) => panic!("no WebGPU in this browser: {e}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn web_adapter_is_default_limits_without_f16() {
+    let g = gpu().await;
+    assert_eq!(g.caps.backend, "webgpu");
+    assert_eq!(g.caps.max_binding, 128 << 20);
+    assert_eq!(g.caps.max_storage_buffers, 8);
+    assert!(!g.caps.f16);
+    web_sys::console::log_1(&format!("{:?}", g.caps).into());
+}
+
+#[wasm_bindgen_test]
+async fn web_rmsnorm_rows_and_heads() {
+    let g = gpu().await;
+    for (seed, rows, n) in [(1u64, 3usize, 640usize), (2, 2 * 4, 256), (3, 2, 333)] {
+        let mut r = Rng::new(seed);
+        let x = r.vec_normal(rows * n, 50.0);
+        let w = r.vec_uniform(n, 0.5, 1.5);
+        let xb = g.storage_f32("x", &x).unwrap();
+        let wb = g.storage_f32("w", &w).unwrap();
+        let out = g.storage("out", (rows * n * 4) as u64).unwrap();
+        let op = kernels::rmsnorm(&g, &xb, &wb, &out, rows as u32, n as u32, 1e-6, false)
+            .await
+            .unwrap();
+        g.run(&[&op]).unwrap();
+        let got = g.read_f32(&out, rows * n).await.unwrap();
+        let want: Vec<f32> = x
+            .chunks(n)
+            .flat_map(|row| {
+                let ms = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / n as f64;
+                let inv = 1.0 / (ms + 1e-6).sqrt();
+                row.iter()
+                    .zip(&w)
+                    .map(move |(&v, &w)| (f64::from(v) * inv * f64::from(w)) as f32)
+            })
+            .collect();
+        assert_close(&format!("web rmsnorm {rows}x{n}"), &want, &got, 1e-5, 1e-5);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn web_rope() {
+    let g = gpu().await;
+    let (n_tokens, heads, d, base) = (3usize, 4usize, 256usize, 10000.0f64);
+    let mut r = Rng::new(5);
+    let x = r.vec_normal(n_tokens * heads * d, 1.0);
+    let positions = [0u32, 17, 511];
+    let xb = g.storage_f32("x", &x).unwrap();
+    let pb = g.storage_u32("pos", &positions).unwrap();
+    let op = kernels::rope(
+        &g,
+        &xb,
+        &pb,
+        n_tokens as u32,
+        heads as u32,
+        d as u32,
+        base as f32,
+    )
+    .await
+    .unwrap();
+    g.run(&[&op]).unwrap();
+    let got = g.read_f32(&xb, x.len()).await.unwrap();
+    let mut want = x.clone();
+    let half = d / 2;
+    for (t, &pos) in positions.iter().enumerate() {
+        for h in 0..heads {
+            let o = (t * heads + h) * d;
+            for i in 0..half {
+                let theta = f64::from(pos) * base.powf(-2.0 * i as f64 / d as f64);
+                let (s, c) = theta.sin_cos();
+                let (x0, x1) = (f64::from(x[o + i]), f64::from(x[o + i + half]));
+                want[o + i] = (x0 * c - x1 * s) as f32;
+                want[o + i + half] = (x0 * s + x1 * c) as f32;
+            }
+        }
+    }
+    assert_close("web rope", &want, &got, 2e-5 + 511.0 * 1e-6, 1e-5);
+}
+
+#[wasm_bindgen_test]
+async fn web_argmax_vocab_with_ties() {
+    let g = gpu().await;
+    for (seed, n) in [(1u64, 262144usize), (2, 4097)] {
+        let mut r = Rng::new(seed);
+        let mut v: Vec<f32> = (0..n).map(|_| (r.normal() * 64.0).round() / 16.0).collect();
+        // The maximum twice, in different chunks: the lower index wins.
+        v[n - 1] = 100.0;
+        v[n / 3] = 100.0;
+        let b = g.storage_f32("logits", &v).unwrap();
+        let am = kernels::argmax(&g, &b, n as u32).await.unwrap();
+        let mut enc = g.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            am.record(&mut pass);
+        }
+        g.submit(enc.finish()).unwrap();
+        assert_eq!(
+            am.read_argmax(&g).await.unwrap(),
+            (n / 3) as u32,
+            "argmax n={n}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn web_topk_small() {
+    let g = gpu().await;
+    let n = 5000usize;
+    let mut r = Rng::new(9);
+    let v: Vec<f32> = (0..n).map(|_| (r.normal() * 64.0).round() / 16.0).collect();
+    let b = g.storage_f32("logits", &v).unwrap();
+    let tk = kernels::topk(&g, &b, n as u32, 8).await.unwrap();
+    let mut enc = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        tk.record(&mut pass);
+    }
+    g.submit(enc.finish()).unwrap();
+    let got = tk.read(&g).await.unwrap();
+    let mut idx: Vec<u32> = (0..n as u32).collect();
+    idx.sort_by(|&a, &b| {
+        v[b as usize]
+            .partial_cmp(&v[a as usize])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
+    let want: Vec<(u32, f32)> = idx.iter().take(8).map(|&i| (i, v[i as usize])).collect();
+    assert_eq!(got, want);
+}
