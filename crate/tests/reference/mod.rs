@@ -5,25 +5,33 @@
 //!
 //! Include it from an integration test with `mod reference;`.
 //!
-//! How it maps onto candle, and the candle traps it works around (see also GEMMA.md):
+//! How it maps onto candle, and the candle 0.11.1 traps it works around (checked by reading
+//! candle-transformers' gemma.rs / gemma2.rs / gemma3.rs; see also GEMMA.md):
 //! - GGUF norm weights carry Gemma's `+1` (llama.cpp's converter adds it); candle's RmsNorm
-//!   multiplies by `(1 + w)`, so 1 is subtracted from every norm weight at load.
-//! - candle's `forward` returns only the last position's logits, and its batched prefill masks
-//!   are not Gemma's (gemma2: the window on every layer; gemma2 and gemma3: W + 1 keys visible).
-//!   So every token goes through candle's decode path, one position at a time with its KV cache:
-//!   there, gemma3's sliding layers keep exactly the last W keys (a RotatingKvCache of size W),
-//!   which is GEMMA.md's rule (key j visible to query i when 0 <= i - j < W), and global layers
-//!   see everything. Slower than a batched prefill, exact at every position.
-//! - candle's gemma2 has no sliding window in decode at all, so a gemma2 sequence is refused
-//!   once it grows past the window (up to W tokens the window masks nothing).
-//! - candle's gemma2 and gemma3 scale attention by 1/sqrt(head_dim) and ignore
-//!   `query_pre_attn_scalar`; the reference refuses models where the two differ (only the 27B
-//!   sizes, by llama.cpp's rule).
+//!   multiplies by `(1 + w)` (also gemma3's q/k norms), so 1 is subtracted from every norm weight.
+//! - `Model::forward` returns only the last position's logits. Every token therefore goes through
+//!   candle's decode path, one position at a time with its KV cache (`RefMode::Decode`): exact at
+//!   every position, about 0.1 s a token for the 270M model on these machines.
+//! - gemma3 in decode: sliding layers (il % pattern != pattern - 1, as llama.cpp and GEMMA.md)
+//!   keep exactly the last W keys in a RotatingKvCache of size W, global layers everything;
+//!   RoPE base `rope_local_base_freq` on sliding layers, `rope_theta` on global ones. All as Gemma.
+//! - gemma3 batched prefill: its sliding mask lets W + 1 keys through (`j + W < i` masked), so
+//!   `RefMode::Prefill` builds it with W - 1 (and then refuses decode steps that its W - 1 key
+//!   cache would get wrong); its global layers' `KvCache::append` rejects the non-contiguous value
+//!   tensor unless there is a single KV head (true of Gemma 3 270M / 1B), so batched prefill of
+//!   a GQA gemma3 is refused; a prefill that starts past position 0 would build masks that do not
+//!   fit the rotating cache, so the reference never does one.
+//! - gemma2 has no sliding window in decode at all and puts it on every layer in prefill (also
+//!   W + 1 keys): up to W positions neither matters, past W the reference refuses.
+//! - gemma2 / gemma3 scale attention by 1/sqrt(head_dim) and ignore `query_pre_attn_scalar`;
+//!   models where the two differ (the 27B sizes, by llama.cpp's rule) are refused.
 //! - candle builds RoPE tables (and gemma3's global KV caches) for `max_position_embeddings`
-//!   positions per layer; the reference caps that at the length asked for at load.
+//!   positions per layer (32768 for the 270M model: ~0.6 GB of tables): capped at load.
+//! - gemma 1: `hidden_activation` gelu_pytorch_tanh (HF's config says "gelu", which candle would
+//!   take as erf GELU); candle ties the LM head to the embedding in all three, so a GGUF with an
+//!   `output.weight` is refused.
 //!
-//! Test support code: failures panic with a message (or return `Err(String)` where a caller
-//! may want to test for it).
+//! Test support code: failures panic with a message (`try_*` variants return `Err(String)`).
 
 #![allow(dead_code)]
 
@@ -74,6 +82,18 @@ pub struct RefConfig {
     pub vocab: usize,
 }
 
+/// Which of candle's two attention paths the model is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefMode {
+    /// One token at a time through candle's decode path (`step`, `logits_all`, `greedy`): exact
+    /// at every position for gemma and gemma3, up to the window for gemma2.
+    Decode,
+    /// One batched forward over a whole prompt (`prefill_last`): gemma3 is built with candle's
+    /// window set to W - 1, because its prefill mask lets W + 1 keys through; then decoding is
+    /// exact only below W - 1 positions. Faster for long prompts when only the last logits matter.
+    Prefill,
+}
+
 enum Inner {
     Gemma(gemma::Model),
     Gemma2(gemma2::Model),
@@ -82,6 +102,7 @@ enum Inner {
 
 pub struct RefModel {
     pub config: RefConfig,
+    pub mode: RefMode,
     /// The most positions this instance can run (min of the model's context and the load cap).
     pub max_len: usize,
     inner: Inner,
@@ -89,22 +110,29 @@ pub struct RefModel {
     pos: usize,
 }
 
-/// Loads a gemma / gemma2 / gemma3 GGUF for up to `DEFAULT_MAX_LEN` positions.
+/// Loads a gemma / gemma2 / gemma3 GGUF in decode mode for up to `DEFAULT_MAX_LEN` positions.
 pub fn load_reference(path: impl AsRef<Path>) -> RefModel {
-    load_reference_with_len(path, DEFAULT_MAX_LEN)
+    load_reference_with(path, DEFAULT_MAX_LEN, RefMode::Decode)
 }
 
 /// Loads a GGUF as a candle model able to run `max_len` positions (capped by the model's context).
-pub fn load_reference_with_len(path: impl AsRef<Path>, max_len: usize) -> RefModel {
+pub fn load_reference_with(path: impl AsRef<Path>, max_len: usize, mode: RefMode) -> RefModel {
     let path = path.as_ref();
-    try_load_reference(path, max_len)
+    try_load_reference(path, max_len, mode)
         .unwrap_or_else(|e| panic!("reference: loading {}: {e}", path.display()))
 }
 
-pub fn try_load_reference(path: &Path, max_len: usize) -> Result<RefModel, String> {
+pub fn try_load_reference(path: &Path, max_len: usize, mode: RefMode) -> Result<RefModel, String> {
     let header = read_header_from_file(path).map_err(|e| e.to_string())?;
     let config = read_config(&header)?;
     let max_len = max_len.min(config.context_len).max(1);
+    // What candle's gemma3 calls the window: the size of the sliding layers' rotating KV cache in
+    // decode (exactly the last W keys), but W + 1 keys in its prefill mask.
+    let candle_window = match (mode, config.sliding_window) {
+        (_, None) => max_len,
+        (RefMode::Decode, Some(w)) => w,
+        (RefMode::Prefill, Some(w)) => w.checked_sub(1).filter(|&w| w > 0).ok_or("window 1")?,
+    };
     let tensors = load_tensors(path, &header, config.arch)?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     let c = &config;
@@ -176,8 +204,7 @@ pub fn try_load_reference(path: &Path, max_len: usize) -> Result<RefModel, Strin
                     final_logit_softcapping: c.final_softcap,
                     attn_logit_softcapping: c.attn_softcap,
                     query_pre_attn_scalar: c.query_pre_attn_scalar,
-                    // The size of the sliding layers' rotating KV cache: exactly the last W keys.
-                    sliding_window: c.sliding_window.unwrap_or(max_len),
+                    sliding_window: candle_window,
                     sliding_window_pattern: c.sliding_pattern,
                     max_position_embeddings: max_len,
                 },
@@ -188,6 +215,7 @@ pub fn try_load_reference(path: &Path, max_len: usize) -> Result<RefModel, Strin
     };
     Ok(RefModel {
         config,
+        mode,
         max_len,
         inner,
         pos: 0,
@@ -262,16 +290,27 @@ pub fn read_config(h: &GgufHeader) -> Result<RefConfig, String> {
         .ok_or("token_embd.weight missing")?;
     let vocab = *embd.dims.get(1).ok_or("token_embd.weight is not 2-D")? as usize;
     let window = meta_u(h, &k("attention.sliding_window"))?;
+    // A cap of 0 means none (llama.cpp's converter writes both gemma2 caps, 0 when absent).
+    let cap = |key: &str, default: Option<f64>| -> Result<Option<f64>, String> {
+        Ok(meta_f(h, &k(key))?.or(default).filter(|&c| c > 0.0))
+    };
     let (sliding_window, attn_softcap, final_softcap) = match arch {
         RefArch::Gemma => (None, None, None),
         RefArch::Gemma2 => (
             Some(window.unwrap_or(4096)),
-            Some(meta_f(h, &k("attn_logit_softcapping"))?.unwrap_or(50.0)),
-            Some(meta_f(h, &k("final_logit_softcapping"))?.unwrap_or(30.0)),
+            cap("attn_logit_softcapping", Some(50.0))?,
+            cap("final_logit_softcapping", Some(30.0))?,
         ),
-        // llama.cpp applies no soft-caps to gemma3, whatever the metadata says.
-        RefArch::Gemma3 => (Some(window.unwrap_or(4096)), None, None),
+        // HF's gemma3 config has both caps (null in Google's models); llama.cpp ignores them.
+        RefArch::Gemma3 => (
+            Some(window.unwrap_or(512)),
+            cap("attn_logit_softcapping", None)?,
+            cap("final_logit_softcapping", None)?,
+        ),
     };
+    if sliding_window == Some(0) {
+        return Err("sliding window 0".into());
+    }
     let sliding_pattern = match arch {
         RefArch::Gemma3 => meta_u(h, &k("attention.sliding_window_pattern"))?.unwrap_or(6),
         _ => 2,
@@ -440,16 +479,7 @@ impl RefModel {
                 self.config.vocab
             ));
         }
-        if let (RefArch::Gemma2, Some(w)) = (self.config.arch, self.config.sliding_window) {
-            // candle's gemma2 decode attends to everything: equal to Gemma 2 only up to W tokens.
-            if self.pos >= w {
-                return Err(format!(
-                    "gemma2 position {} reaches the sliding window {w}, which candle's gemma2 \
-                     does not apply in decode",
-                    self.pos
-                ));
-            }
-        }
+        self.check_window(self.pos + 1, "step")?;
         let input = Tensor::new(&[[id]], &Device::Cpu).map_err(|e| e.to_string())?;
         let logits = match &mut self.inner {
             Inner::Gemma(m) => m.forward(&input, self.pos),
@@ -461,6 +491,76 @@ impl RefModel {
         .map_err(|e| format!("candle forward at position {}: {e}", self.pos))?;
         self.pos += 1;
         Ok(logits)
+    }
+
+    /// Refuses to run `len` positions where candle's attention would not be Gemma's.
+    fn check_window(&self, len: usize, what: &str) -> Result<(), String> {
+        let Some(w) = self.config.sliding_window else {
+            return Ok(());
+        };
+        // Up to W positions no key is ever outside the window, so any candle path is exact.
+        let exact_up_to = match (self.config.arch, self.mode, what) {
+            (RefArch::Gemma, ..) => usize::MAX,
+            // candle's gemma2 has no window in decode and one on every layer in prefill.
+            (RefArch::Gemma2, ..) => w,
+            (RefArch::Gemma3, RefMode::Decode, "step") => usize::MAX,
+            (RefArch::Gemma3, RefMode::Prefill, "prefill") => usize::MAX,
+            // Decode mode's prefill mask lets W + 1 keys through; prefill mode's decode cache W - 1.
+            (RefArch::Gemma3, RefMode::Decode, _) => w,
+            (RefArch::Gemma3, RefMode::Prefill, _) => w - 1,
+        };
+        if len > exact_up_to {
+            return Err(format!(
+                "{:?} {what} over {len} positions in {:?} mode: candle's window handling is exact \
+                 only up to {exact_up_to} (window {w}; see tests/reference/mod.rs)",
+                self.config.arch, self.mode
+            ));
+        }
+        Ok(())
+    }
+
+    /// Logits of the last token of `ids` from one batched candle forward (a fresh context; the
+    /// model is left at position `ids.len()`). Exact for gemma; for gemma3 in `RefMode::Prefill`
+    /// (any length) or up to W tokens otherwise; for gemma2 up to W tokens.
+    pub fn try_prefill_last(&mut self, ids: &[u32]) -> Result<Vec<f32>, String> {
+        self.reset();
+        if ids.is_empty() || ids.len() > self.max_len {
+            return Err(format!(
+                "prefill of {} tokens (max_len {})",
+                ids.len(),
+                self.max_len
+            ));
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab) {
+            return Err(format!(
+                "token {bad} outside the vocabulary of {}",
+                self.config.vocab
+            ));
+        }
+        self.check_window(ids.len(), "prefill")?;
+        if self.config.arch == RefArch::Gemma3 && self.config.n_kv_heads > 1 && ids.len() > 1 {
+            // Its global layers' KvCache::append slice_sets the transposed (non-contiguous)
+            // values, which candle 0.11.1 rejects unless there is a single KV head.
+            return Err("candle 0.11.1's gemma3 cannot prefill with several KV heads".into());
+        }
+        let input = Tensor::new(ids, &Device::Cpu)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(|e| e.to_string())?;
+        let logits = match &mut self.inner {
+            Inner::Gemma(m) => m.forward(&input, 0),
+            Inner::Gemma2(m) => m.forward(&input, 0),
+            Inner::Gemma3(m) => m.forward(&input, 0),
+        }
+        .and_then(|l| l.flatten_all())
+        .and_then(|l| l.to_vec1::<f32>())
+        .map_err(|e| format!("candle prefill of {} tokens: {e}", ids.len()))?;
+        self.pos = ids.len();
+        Ok(logits)
+    }
+
+    pub fn prefill_last(&mut self, ids: &[u32]) -> Vec<f32> {
+        self.try_prefill_last(ids)
+            .unwrap_or_else(|e| panic!("reference: {e}"))
     }
 
     pub fn step(&mut self, id: u32) -> Vec<f32> {
@@ -518,7 +618,7 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 /// top1 - top2 of one logit vector: how far the greedy choice is from a tie (0 for a tie,
-/// infinity with fewer than two logits).
+/// infinity for a single logit).
 pub fn argmax_margin(logits: &[f32]) -> f32 {
     let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
     for &x in logits {
