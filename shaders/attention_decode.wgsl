@@ -43,8 +43,8 @@ var<workgroup> probs: array<f32, GROUP * TILE>;  // scores, then probabilities, 
 var<workgroup> run_max: array<f32, GROUP>;
 var<workgroup> rescale: array<f32, GROUP>;
 
-fn logit(dot: f32) -> f32 {
-    let s = dot * params.scale;
+fn logit(raw: f32) -> f32 {
+    let s = raw * params.scale;
     if (params.softcap > 0.0) {
         return params.softcap * tanh_stable(s / params.softcap);
     }
