@@ -15,6 +15,7 @@ export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 XDG_DIR := $(CURDIR)/.cache/xdg
 APT_PACKAGES := chromium chromium-driver mesa-vulkan-drivers libvulkan1 fonts-liberation
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: help demo test deps toolchain model wasm serve test-deps test-native test-wasm-build test-web-kernels test-e2e
 
@@ -53,10 +54,9 @@ test-deps:
 	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || echo "$$p"; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "test-deps: apt-get install $$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then $(SUDO) apt-get update; fi; \
-	  $(SUDO) apt-get install -y --no-install-recommends $$missing \
-	    || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
+	  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then $(APT_GET) update; fi; \
+	  $(APT_GET) install -y --no-install-recommends $$missing \
+	    || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends $$missing; }; \
 	fi
 	@$(MAKE) --no-print-directory tests/node_modules/.installed
 

@@ -138,7 +138,7 @@ async fn model_index(State(dir): State<PathBuf>) -> Response {
         // Follows symlinks, so a linked model is listed with its real size.
         match tokio::fs::metadata(entry.path()).await {
             Ok(meta) if meta.is_file() => models.push(ModelEntry {
-                url: format!("/models/{}", utf8_percent_encode_path(&name)),
+                url: format!("/models/{}", percent_encode_segment(&name)),
                 name,
                 size: meta.len(),
             }),
@@ -158,7 +158,7 @@ fn index_response(models: Vec<ModelEntry>) -> Response {
 }
 
 /// Percent-encodes everything but unreserved characters, so any file name is one path segment.
-fn utf8_percent_encode_path(name: &str) -> String {
+fn percent_encode_segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
