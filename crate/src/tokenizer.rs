@@ -7,8 +7,8 @@
 //! `tests/tokenizer_golden.rs`). Building it takes well under a second, so nothing extra ships with the
 //! model.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
@@ -243,7 +243,7 @@ impl GemmaTokenizer {
             }
         }
 
-        let mut index: HashMap<&str, u32> = HashMap::with_capacity(n);
+        let mut index: PieceIndex = HashMap::with_capacity_and_hasher(n, Default::default());
         for (id, piece) in tokens.iter().enumerate() {
             // `n` fits in u32 (checked above).
             if let Some(first) = index.insert(piece.as_str(), id as u32) {
@@ -258,20 +258,49 @@ impl GemmaTokenizer {
             Some(id) => tokens.get(id as usize).cloned(),
             None => tokens.iter().find(|t| *t == "<unk>").cloned(),
         };
+        let bos_piece = tokens[special.bos as usize].clone();
+        let added = |special: bool| -> Vec<AddedToken> {
+            tokens
+                .iter()
+                .zip(&types)
+                .filter(|(_, ty)| ty.is_added() && ty.is_special() == special)
+                .map(|(piece, _)| AddedToken::from(piece.clone(), special).normalized(false))
+                .collect()
+        };
+        let (added_special, added_plain) = (added(true), added(false));
+        let find = |piece: &str| tokens.iter().position(|t| t == piece).map(|i| i as u32);
+        let mut stops = vec![special.eos];
+        // The chat models end a reply with <end_of_turn>; a file's eos id may point elsewhere.
+        for piece in ["<eos>", "<end_of_turn>"] {
+            if let Some(id) = find(piece) {
+                if !stops.contains(&id) {
+                    stops.push(id);
+                }
+            }
+        }
+        let mut piece_end = Vec::with_capacity(n);
+        let mut pieces = String::with_capacity(tokens.iter().map(String::len).sum());
+        for piece in &tokens {
+            pieces.push_str(piece);
+            let end = u32::try_from(pieces.len())
+                .map_err(|_| bad("tokenizer.ggml.tokens holds more than 4 GiB of text"))?;
+            piece_end.push(end);
+        }
+
         let merge_ids = derive_merges(&tokens, &scores, &types);
         let merge_count = merge_ids.len();
-
-        let vocab: Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(id, piece)| (piece.clone(), id as u32))
-            .collect();
         // Ids in `merge_ids` index `tokens` (derive_merges only returns ids it took from there).
         let merges: Vec<(String, String)> = merge_ids
             .iter()
             .map(|&(l, r)| (tokens[l as usize].clone(), tokens[r as usize].clone()))
             .collect();
         drop(merge_ids);
+        // The pieces move into the BPE's vocabulary: the browser keeps the high-water mark of its heap.
+        let vocab: Vocab = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(id, piece)| (piece, id as u32))
+            .collect();
         let mut bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .byte_fallback(true)
@@ -293,7 +322,6 @@ impl GemmaTokenizer {
             DecoderWrapper::ByteFallback(ByteFallback::new()),
             DecoderWrapper::Fuse(Fuse::new()),
         ])));
-        let bos_piece = tokens[special.bos as usize].clone();
         let bos_token = SpecialToken::new("BOS".into(), vec![special.bos], vec![bos_piece])
             .map_err(|e| bad(format!("post-processor: {e}")))?;
         let post = TemplateProcessing::builder()
@@ -304,37 +332,8 @@ impl GemmaTokenizer {
             .build()
             .map_err(|e| bad(format!("post-processor: {e}")))?;
         inner.with_post_processor(Some(post));
-
-        let added = |special: bool| -> Vec<AddedToken> {
-            tokens
-                .iter()
-                .zip(&types)
-                .filter(|(_, ty)| ty.is_added() && ty.is_special() == special)
-                .map(|(piece, _)| AddedToken::from(piece.clone(), special).normalized(false))
-                .collect()
-        };
-        inner.add_special_tokens(&added(true));
-        inner.add_tokens(&added(false));
-
-        let mut piece_end = Vec::with_capacity(n);
-        let mut pieces = String::with_capacity(tokens.iter().map(String::len).sum());
-        for piece in &tokens {
-            pieces.push_str(piece);
-            let end = u32::try_from(pieces.len())
-                .map_err(|_| bad("tokenizer.ggml.tokens holds more than 4 GiB of text"))?;
-            piece_end.push(end);
-        }
-
-        let find = |piece: &str| tokens.iter().position(|t| t == piece).map(|i| i as u32);
-        let mut stops = vec![special.eos];
-        // The chat models end a reply with <end_of_turn>; a file's eos id may point elsewhere.
-        for piece in ["<eos>", "<end_of_turn>"] {
-            if let Some(id) = find(piece) {
-                if !stops.contains(&id) {
-                    stops.push(id);
-                }
-            }
-        }
+        inner.add_special_tokens(&added_special);
+        inner.add_tokens(&added_plain);
 
         Ok(GemmaTokenizer {
             inner,
@@ -445,7 +444,7 @@ pub fn derive_merges<S: AsRef<str>>(
 ) -> Vec<(u32, u32)> {
     let n = pieces.len().min(scores.len()).min(types.len());
     let pieces = &pieces[..n];
-    let mut index: HashMap<&str, u32> = HashMap::with_capacity(n);
+    let mut index: PieceIndex = HashMap::with_capacity_and_hasher(n, Default::default());
     for (id, piece) in pieces.iter().enumerate() {
         index.insert(piece.as_ref(), id as u32);
     }
@@ -453,19 +452,29 @@ pub fn derive_merges<S: AsRef<str>>(
         .iter()
         .map(|p| p.as_ref().chars().count() as u32)
         .collect();
-    // A total order on scores: NaN (never in a sane file) sorts last instead of breaking the sort.
-    let score: Vec<f32> = (0..n)
-        .map(|i| match types[i] {
-            TokenType::Control | TokenType::UserDefined => 0.0,
-            _ if scores[i].is_nan() => f32::NEG_INFINITY,
-            _ => scores[i],
+    // Sort keys, ascending = the converter's descending order. Scores become order-preserving
+    // integers: -0.0 equals 0.0 as in Python, and NaN (never in a sane file) counts as -inf.
+    let score_key: Vec<u32> = (0..n)
+        .map(|i| {
+            let s = match types[i] {
+                TokenType::Control | TokenType::UserDefined => 0.0,
+                _ if scores[i].is_nan() => f32::NEG_INFINITY,
+                _ => scores[i] + 0.0,
+            };
+            let bits = s.to_bits();
+            let ascending = if bits >> 31 == 1 {
+                !bits
+            } else {
+                bits | 1 << 31
+            };
+            !ascending
         })
         .collect();
 
     struct Merge {
+        key: (u32, u32, u32),
         left: u32,
         right: u32,
-        merged: u32,
     }
     let mut merges: Vec<Merge> = Vec::new();
     let mut local: Vec<(u32, u32)> = Vec::new();
@@ -482,20 +491,19 @@ pub fn derive_merges<S: AsRef<str>>(
         }
         // Distinct split points give distinct left pieces, so an unstable sort is exact.
         local.sort_unstable();
+        // Ids from `index` are < n.
         merges.extend(local.iter().map(|&(left, right)| Merge {
+            key: (
+                score_key[merged],
+                !char_len[left as usize],
+                !char_len[right as usize],
+            ),
             left,
             right,
-            merged: merged as u32,
         }));
     }
-    // All ids below come from `index`, so they are < n.
-    merges.sort_by(|a, b| {
-        let (sa, sb) = (score[a.merged as usize], score[b.merged as usize]);
-        sb.partial_cmp(&sa)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| char_len[b.left as usize].cmp(&char_len[a.left as usize]))
-            .then_with(|| char_len[b.right as usize].cmp(&char_len[a.right as usize]))
-    });
+    // Stable, like Python's sorted(): equal keys keep vocabulary order.
+    merges.sort_by_key(|m| m.key);
     merges.into_iter().map(|m| (m.left, m.right)).collect()
 }
 
@@ -600,6 +608,32 @@ fn byte_token(piece: &str) -> Option<u8> {
         u8::from_str_radix(piece.get(3..5)?, 16).ok()
     } else {
         None
+    }
+}
+
+/// Piece -> id. Deriving the merges looks up about two million substrings; FxHash (rustc's hasher)
+/// does that several times faster than the default SipHash, and the pieces come from the model file,
+/// not from an adversary on the network.
+type PieceIndex<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -712,6 +746,20 @@ mod tests {
             (2, 0),
         ];
         assert_eq!(derive_merges(&pieces, &scores, &types), want);
+    }
+
+    #[test]
+    fn merge_scores_compare_like_python_floats() {
+        // ids:          0    1    2     3     4     5     6
+        let pieces = ["a", "b", "ab", "ba", "aa", "bb", "abb"];
+        let scores = [0.0, 0.0, -0.0, 0.0, f32::NAN, f32::NEG_INFINITY, 1.0];
+        let types = [Normal; 7];
+        // "abb" (1.0) first; -0.0 and 0.0 tie, so "ab" then "ba" in vocabulary order; NaN (which
+        // Python cannot sort) counts as -inf, tying with "bb".
+        let want = vec![(2, 1), (0, 5), (0, 1), (1, 0), (0, 0), (1, 1)];
+        assert_eq!(derive_merges(&pieces, &scores, &types), want);
+        // Mismatched lengths use the common prefix instead of panicking.
+        assert_eq!(derive_merges(&pieces, &scores[..3], &types), vec![(0, 1)]);
     }
 
     #[test]
