@@ -12,6 +12,8 @@
 //! dims u64[n_dims], type u32, offset u64 relative to the data section), padding to
 //! `general.alignment` (default 32), tensor data. Strings are a u64 length then UTF-8 bytes.
 
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod writer;
 
 use std::collections::HashSet;
