@@ -13,3 +13,16 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (those 32 activations).
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let w = (row_byte >> 2u) + s * 16u;
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 8u; k++) {
+        let a = weights[w + 2u * k];
+        let b = weights[w + 2u * k + 1u];
+        let v = bitcast<vec4<f32>>(vec4<u32>(a << 16u, a & 0xffff0000u, b << 16u, b & 0xffff0000u));
+        acc += v * xv[k];
+    }
+    return acc.x + acc.y + acc.z + acc.w;
+}

@@ -11,3 +11,14 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (those 32 activations).
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let w = (row_byte >> 2u) + s * 32u;
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 8u; k++) {
+        let v = vec4<u32>(weights[w + 4u * k], weights[w + 4u * k + 1u], weights[w + 4u * k + 2u], weights[w + 4u * k + 3u]);
+        acc += bitcast<vec4<f32>>(v) * xv[k];
+    }
+    return acc.x + acc.y + acc.z + acc.w;
+}

@@ -24,3 +24,35 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (run s % 4 of half (s / 4) % 2 of block s / 8:
+// two 16-weight groups with their own scale and min).
+// Q2_K blocks are 84 bytes: with 4-aligned rows every field is word-aligned.
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let wi = (row_byte + (s / 8u) * BLOCK_BYTES) >> 2u;
+    let half = (s % 8u) / 4u;
+    let run = s % 4u;
+    let si = half * 8u + run * 2u;
+    let scw = weights[wi + si / 4u] >> ((si % 4u) * 8u);
+    let dm = unpack2x16float(weights[wi + 20u]);
+    let sh = run * 2u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var xs0 = vec4<f32>(0.0);
+    var xs1 = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        let v0 = (weights[wi + 4u + half * 8u + k] >> sh) & 0x03030303u;
+        let v1 = (weights[wi + 8u + half * 8u + k] >> sh) & 0x03030303u;
+        acc0 += vec4<f32>(unpack4xU8(v0)) * xv[k];
+        acc1 += vec4<f32>(unpack4xU8(v1)) * xv[k + 4u];
+        xs0 += xv[k];
+        xs1 += xv[k + 4u];
+    }
+    let a0 = acc0.x + acc0.y + acc0.z + acc0.w;
+    let a1 = acc1.x + acc1.y + acc1.z + acc1.w;
+    let x0 = xs0.x + xs0.y + xs0.z + xs0.w;
+    let x1 = xs1.x + xs1.y + xs1.z + xs1.w;
+    let sc0 = scw & 0xffu;
+    let sc1 = (scw >> 8u) & 0xffu;
+    return dm.x * (f32(sc0 & 15u) * a0 + f32(sc1 & 15u) * a1) - dm.y * (f32(sc0 >> 4u) * x0 + f32(sc1 >> 4u) * x1);
+}

@@ -28,3 +28,38 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (run s % 4 of half (s / 4) % 2 of block s / 8:
+// two 16-weight groups with their own scale).
+fn q3k_scale(blk: u32, i: u32) -> f32 {
+    let lo = (weights_u8(blk + 96u + (i % 8u)) >> ((i / 8u) * 4u)) & 15u;
+    let hi = (weights_u8(blk + 104u + (i % 4u)) >> ((i / 4u) * 2u)) & 3u;
+    return f32(lo | (hi << 4u)) - 32.0;
+}
+
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let blk = row_byte + (s / 8u) * BLOCK_BYTES;
+    let half = (s % 8u) / 4u;
+    let run = s % 4u;
+    let q = weights_window8(blk + 32u + half * 32u);
+    let hm = weights_window8(blk);
+    let sh = run * 2u;
+    let hbit = half * 4u + run;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var xs0 = vec4<f32>(0.0);
+    var xs1 = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        // A set hmask bit adds 4 to the two low bits; the constant -4 is applied through the x sums.
+        let v0 = ((q[k] >> sh) & 0x03030303u) | (((hm[k] >> hbit) & 0x01010101u) << 2u);
+        let v1 = ((q[k + 4u] >> sh) & 0x03030303u) | (((hm[k + 4u] >> hbit) & 0x01010101u) << 2u);
+        acc0 += vec4<f32>(unpack4xU8(v0)) * xv[k];
+        acc1 += vec4<f32>(unpack4xU8(v1)) * xv[k + 4u];
+        xs0 += xv[k];
+        xs1 += xv[k + 4u];
+    }
+    let t0 = acc0.x + acc0.y + acc0.z + acc0.w - 4.0 * (xs0.x + xs0.y + xs0.z + xs0.w);
+    let t1 = acc1.x + acc1.y + acc1.z + acc1.w - 4.0 * (xs1.x + xs1.y + xs1.z + xs1.w);
+    let si = half * 8u + run * 2u;
+    return weights_f16(blk + 108u) * (q3k_scale(blk, si) * t0 + q3k_scale(blk, si + 1u) * t1);
+}

@@ -15,3 +15,15 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (those 32 activations).
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let blk = row_byte + s * BLOCK_BYTES;
+    let d = weights_f16(blk);
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        let q = weights_u32_2a(blk + 2u + 4u * k);
+        acc += vec4<f32>(unpack4xU8(q & 0x0f0f0f0fu)) * xv[k] + vec4<f32>(unpack4xU8((q >> 4u) & 0x0f0f0f0fu)) * xv[k + 4u];
+    }
+    return d * (acc.x + acc.y + acc.z + acc.w - 8.0 * sum32(xv));
+}

@@ -15,3 +15,16 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (those 32 activations).
+// Q4_1 blocks are 20 bytes: with 4-aligned rows every block is word-aligned.
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let wi = (row_byte + s * BLOCK_BYTES) >> 2u;
+    let dm = unpack2x16float(weights[wi]);
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        let q = weights[wi + 1u + k];
+        acc += vec4<f32>(unpack4xU8(q & 0x0f0f0f0fu)) * xv[k] + vec4<f32>(unpack4xU8((q >> 4u) & 0x0f0f0f0fu)) * xv[k + 4u];
+    }
+    return dm.x * (acc.x + acc.y + acc.z + acc.w) + dm.y * sum32(xv);
+}

@@ -17,3 +17,18 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 (block s) of the row at `row_byte` with xv (those 32 activations).
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let blk = row_byte + s * BLOCK_BYTES;
+    let d = weights_f16(blk);
+    let qh = weights_u32_2a(blk + 2u);
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        let q = weights_u32_2a(blk + 6u + 4u * k);
+        let lo = (q & 0x0f0f0f0fu) | spread4_bit4(qh >> (4u * k));
+        let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread4_bit4(qh >> (16u + 4u * k));
+        acc += vec4<f32>(unpack4xU8(lo)) * xv[k] + vec4<f32>(unpack4xU8(hi)) * xv[k + 4u];
+    }
+    return d * (acc.x + acc.y + acc.z + acc.w - 16.0 * sum32(xv));
+}

@@ -18,3 +18,19 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (those 32 activations).
+// Q5_1 blocks are 24 bytes: with 4-aligned rows every block is word-aligned.
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let wi = (row_byte + s * BLOCK_BYTES) >> 2u;
+    let dm = unpack2x16float(weights[wi]);
+    let qh = weights[wi + 1u];
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        let q = weights[wi + 2u + k];
+        let lo = (q & 0x0f0f0f0fu) | spread4_bit4(qh >> (4u * k));
+        let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread4_bit4(qh >> (16u + 4u * k));
+        acc += vec4<f32>(unpack4xU8(lo)) * xv[k] + vec4<f32>(unpack4xU8(hi)) * xv[k + 4u];
+    }
+    return dm.x * (acc.x + acc.y + acc.z + acc.w) + dm.y * sum32(xv);
+}

@@ -35,3 +35,21 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     }
     return out;
 }
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (sub-block s % 8 of block s / 8).
+// Q5_K blocks are 176 bytes: with 4-aligned rows every field is word-aligned.
+fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let wi = (row_byte + (s / 8u) * BLOCK_BYTES) >> 2u;
+    let j = s % 8u;
+    let dm = unpack2x16float(weights[wi]);
+    let sm = scale_min_k4(wi * 4u + 4u, j);
+    let q0 = wi + 12u + (j / 2u) * 8u;
+    let sh = (j % 2u) * 4u;
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 8u; k++) {
+        let h = ((weights[wi + 4u + k] >> j) & 0x01010101u) << 4u;
+        let q = ((weights[q0 + k] >> sh) & 0x0f0f0f0fu) | h;
+        acc += vec4<f32>(unpack4xU8(q)) * xv[k];
+    }
+    return dm.x * sm.x * (acc.x + acc.y + acc.z + acc.w) - dm.y * sm.y * sum32(xv);
+}

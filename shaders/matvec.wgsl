@@ -1,6 +1,6 @@
 // Decode matrix-vector product y = W x for one piece of a weight matrix (rows split across buffers).
 // Assembled as prelude + weights.wgsl + dequant_<type>.wgsl + this file: one pipeline per weight type.
-// Weights are dequantized in registers 8 at a time; accumulation is f32.
+// Weights are dequantized in registers 32 at a time (dot32 of the type); accumulation is f32.
 
 struct Params {
     rows: u32,        // rows in this piece
@@ -29,16 +29,17 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let group = wid.x + wid.y * nwg.x;
     let row = group * (WG / ROW_THREADS) + lid / ROW_THREADS;
     let lane = lid % ROW_THREADS;
-    let groups = params.cols / 8u;
+    let subs = params.cols / 32u;
 
     var acc = 0.0;
     if (row < params.rows) {
         let row_byte = row * params.row_stride;
-        for (var g = lane; g < groups; g += ROW_THREADS) {
-            let w = dequant8(row_byte, g);
-            let a = x[2u * g];
-            let b = x[2u * g + 1u];
-            acc += dot(vec4<f32>(w[0], w[1], w[2], w[3]), a) + dot(vec4<f32>(w[4], w[5], w[6], w[7]), b);
+        for (var s = lane; s < subs; s += ROW_THREADS) {
+            var xv: array<vec4<f32>, 8>;
+            for (var k = 0u; k < 8u; k++) {
+                xv[k] = x[8u * s + k];
+            }
+            acc += dot32(row_byte, s, xv);
         }
     }
     if (ROW_THREADS > 1u) {

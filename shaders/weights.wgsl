@@ -60,3 +60,40 @@ fn byte_of8(v: vec2<u32>, k: u32) -> u32 {
 fn weights_u32x2(byte: u32) -> vec2<u32> {
     return vec2<u32>(weights_u32(byte), weights_u32(byte + 4u));
 }
+
+// The u32 at a 2-byte aligned `byte` (all GGUF block fields are): one word load when it is 4-aligned.
+fn weights_u32_2a(byte: u32) -> u32 {
+    let i = byte >> 2u;
+    if ((byte & 2u) == 0u) {
+        return weights[i];
+    }
+    return (weights[i] >> 16u) | (weights[i + 1u] << 16u);
+}
+
+// The 32 bytes at a 2-byte aligned `byte` as 8 words, from 9 word loads and no branches.
+fn weights_window8(byte: u32) -> array<u32, 8> {
+    let i = byte >> 2u;
+    let odd = (byte & 2u) != 0u;
+    var out: array<u32, 8>;
+    var prev = weights[i];
+    for (var k = 0u; k < 8u; k++) {
+        let next = weights[i + 1u + k];
+        out[k] = select(prev, (prev >> 16u) | (next << 16u), odd);
+        prev = next;
+    }
+    return out;
+}
+
+// Sum of the 32 activations a dot32 multiplies (for the constant offsets of quant types).
+fn sum32(xv: array<vec4<f32>, 8>) -> f32 {
+    var s = vec4<f32>(0.0);
+    for (var k = 0u; k < 8u; k++) {
+        s += xv[k];
+    }
+    return s.x + s.y + s.z + s.w;
+}
+
+// Bits 0..3 of `h` moved to bit 4 of bytes 0..3.
+fn spread4_bit4(h: u32) -> u32 {
+    return ((h & 1u) | ((h & 2u) << 7u) | ((h & 4u) << 14u) | ((h & 8u) << 21u)) << 4u;
+}
