@@ -1,6 +1,8 @@
 //! gemma-web: Gemma language models running on WGSL compute shaders over WebGPU (wgpu),
 //! the same engine natively and in the browser.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench_kernels;
 pub mod error;
 pub mod gguf;
 pub mod gpu;

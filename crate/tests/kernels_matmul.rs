@@ -1,55 +1,123 @@
-//! Prefill product Y = X W^T for every weight type against candle-core's dequantization, f64 dot products.
+//! Prefill product Y = X W^T for every weight type against candle-core's dequantization with f64
+//! dot products, at WebGPU's default limits: odd token counts (one tile, several, partial),
+//! rows not multiples of the tile, the output a column range of a wider Y, split weights.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod quant_common;
-#[path = "quant_common/mini_gpu.rs"]
-mod mini_gpu;
 
-use mini_gpu::*;
+use gemma_web::gpu::matvec::Matmul;
+use gemma_web::gpu::{Gpu, GpuOptions};
+use gemma_web::testing::assert_close;
 use quant_common::*;
 
-/// Writes into a Y wider than the matrix (at column `y_offset` of `y_stride`), the way a split weight's
-/// pieces fill one output, and checks the untouched columns stay zero.
-fn check(g: &Gpu, m: &QMatrix, n: usize, seed: u64) {
-    let x = random_vec(n * m.cols, seed ^ 0xab);
-    let expected = matmul_ref(&m.dequant, m.rows, m.cols, &x, n);
+fn device() -> Gpu {
+    pollster::block_on(Gpu::new(GpuOptions::for_tests())).expect("a wgpu adapter (lavapipe)")
+}
+
+/// Binds once for `max_n` tokens and runs each n of `ns` through `set_n`, as prefill does.
+fn check(g: &Gpu, m: &QMatrix, ns: &[usize], seed: u64, max_piece_rows: Option<usize>) {
+    let max_n = *ns.iter().max().unwrap();
+    let x = random_vec(max_n * m.cols, seed ^ 0xab);
     let (y_offset, y_stride) = (3usize, m.rows + 5);
-    let p = g.pipeline(&shader_source(m.ty.name, "matmul"), &[]);
-    let wb = g.storage(&m.padded);
-    let xb = g.storage(bytemuck::cast_slice(&x));
-    let yb = g.zeros(n * y_stride);
-    let ub = g.uniform(&[n as u32, m.rows as u32, m.cols as u32, m.row_stride as u32, y_offset as u32, y_stride as u32, 0, 0]);
-    let bg = g.bind(&p, &[&wb, &xb, &yb, &ub]);
-    g.run(&p, &[(&bg, ((m.rows as u32).div_ceil(64), (n as u32).div_ceil(32), 1))]);
-    let y = g.read(&yb, n * y_stride);
-    let mut got = Vec::with_capacity(n * m.rows);
-    let mut outside = Vec::new();
-    for t in 0..n {
-        let row = &y[t * y_stride..(t + 1) * y_stride];
-        got.extend_from_slice(&row[y_offset..y_offset + m.rows]);
-        outside.extend_from_slice(&row[..y_offset]);
-        outside.extend_from_slice(&row[y_offset + m.rows..]);
-    }
-    let tol = (0..n)
-        .map(|t| dot_tolerance(&m.dequant, m.rows, m.cols, &x[t * m.cols..(t + 1) * m.cols]))
-        .fold(0f32, f32::max);
-    let name = format!("matmul {} {}x{} n {n} seed {seed}", m.ty.name, m.rows, m.cols);
-    assert_close(&name, &expected, &got, tol, 1e-5);
-    assert_close(&format!("{name} (outside the piece)"), &vec![0.0; outside.len()], &outside, 0.0, 0.0);
+    pollster::block_on(async {
+        let max_piece = max_piece_rows.map(|r| (r * m.row_stride) as u64);
+        let w = g
+            .upload_weight(
+                "w",
+                m.ty.ggml,
+                m.rows as u32,
+                m.cols as u32,
+                &m.gguf,
+                max_piece,
+            )
+            .await
+            .unwrap();
+        let xb = g.storage_f32("x", &x).unwrap();
+        let yb = g.storage("y", (max_n * y_stride * 4) as u64).unwrap();
+        let mut mm = Matmul::new(
+            g,
+            &w,
+            &xb,
+            &yb,
+            max_n as u32,
+            y_offset as u32,
+            y_stride as u32,
+        )
+        .await
+        .unwrap();
+        for &n in ns {
+            let zeros = vec![0u8; max_n * y_stride * 4];
+            g.write(&yb, 0, &zeros).unwrap();
+            let ops = mm.set_n(g, n as u32).unwrap();
+            g.run(&ops.iter().collect::<Vec<_>>()).unwrap();
+            let y = g.read_f32(&yb, max_n * y_stride).await.unwrap();
+
+            let expected = matmul_ref(&m.dequant, m.rows, m.cols, &x[..n * m.cols], n);
+            let mut got = Vec::with_capacity(n * m.rows);
+            for t in 0..n {
+                got.extend_from_slice(
+                    &y[t * y_stride + y_offset..t * y_stride + y_offset + m.rows],
+                );
+            }
+            // Everything else (other columns, tokens past n) stays untouched.
+            let mut outside = Vec::new();
+            for t in 0..max_n {
+                let row = &y[t * y_stride..(t + 1) * y_stride];
+                if t < n {
+                    outside.extend_from_slice(&row[..y_offset]);
+                    outside.extend_from_slice(&row[y_offset + m.rows..]);
+                } else {
+                    outside.extend_from_slice(row);
+                }
+            }
+            let tol = (0..n)
+                .map(|t| {
+                    dot_tolerance(&m.dequant, m.rows, m.cols, &x[t * m.cols..(t + 1) * m.cols])
+                })
+                .fold(0f32, f32::max);
+            let name = format!(
+                "matmul {} {}x{} n {n} seed {seed} pieces of {max_piece_rows:?} rows",
+                m.ty.name, m.rows, m.cols
+            );
+            assert_close(&name, &expected, &got, tol, 1e-5);
+            assert_close(
+                &format!("{name} (outside)"),
+                &vec![0.0; outside.len()],
+                &outside,
+                0.0,
+                0.0,
+            );
+        }
+    });
 }
 
 #[test]
 fn matmul_all_types() {
-    let g = gpu();
+    let g = device();
     for ty in TYPES {
         let blocks = if ty.block_len == 256 { 3 } else { 7 };
         let cols = blocks * ty.block_len;
         for seed in 0..2u64 {
             let rows = [67, 130][seed as usize];
-            let m = if seed == 1 { QMatrix::quantized(*ty, rows, cols, seed) } else { QMatrix::random_blocks(*ty, rows, cols, seed) };
-            for n in [1, 5, 37] {
-                check(&g, &m, n, seed);
-            }
+            let m = if seed == 1 {
+                QMatrix::quantized(*ty, rows, cols, seed)
+            } else {
+                QMatrix::random_blocks(*ty, rows, cols, seed)
+            };
+            check(&g, &m, &[37, 1, 5], seed, None);
         }
+    }
+}
+
+/// A weight in three pieces (one not a multiple of the 64-row tile): each piece's dispatch
+/// writes its own columns of Y.
+#[test]
+fn matmul_split_weight() {
+    let g = device();
+    for name in ["q4_k", "q8_0", "q6_k"] {
+        let ty = qtype(name);
+        let cols = if ty.block_len == 256 { 2 * 256 } else { 9 * 32 };
+        let m = QMatrix::random_blocks(ty, 200, cols, 9);
+        check(&g, &m, &[70, 33], 9, Some(70));
     }
 }

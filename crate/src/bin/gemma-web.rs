@@ -39,6 +39,24 @@ mod native {
         Inspect(InspectArgs),
         /// Write a random-weight Gemma model (valid quantized blocks) for tests and benchmarks.
         RandomModel(RandomModelArgs),
+        /// Measure streaming-read bandwidth and the matvec bandwidth of every weight type.
+        BenchKernels(BenchKernelsArgs),
+    }
+
+    #[derive(Args)]
+    struct BenchKernelsArgs {
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Smaller shapes and only Q4_K, Q6_K, Q8_0, Q5_0, F32 (for CPU adapters).
+        #[arg(long)]
+        quick: bool,
+        /// Open the device at WebGPU's default limits instead of the adapter's.
+        #[arg(long)]
+        default_limits: bool,
+        /// Only these types, comma-separated GGUF names (e.g. Q4_K,Q8_0).
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
     }
 
     #[derive(Args)]
@@ -102,6 +120,7 @@ mod native {
         let cli = Cli::parse();
         let result = match cli.command {
             Command::Serve(args) => serve(args),
+            Command::BenchKernels(args) => bench_kernels(args),
             Command::Tokenize(args) => tokenize(args),
             Command::Inspect(args) => inspect::run(&args.model, args.json),
             Command::RandomModel(args) => random_model(args),
@@ -412,5 +431,31 @@ mod native {
                 mb(file_bytes)
             );
         }
+    }
+
+    fn bench_kernels(args: BenchKernelsArgs) -> Result<(), Error> {
+        use gemma_web::bench_kernels::{run, table, BenchOptions, ALL_TYPES};
+        let mut types = Vec::new();
+        for name in &args.types {
+            let ty = ALL_TYPES
+                .iter()
+                .find(|t| t.name().eq_ignore_ascii_case(name.trim()))
+                .ok_or_else(|| Error::Unsupported(format!("unknown weight type {name}")))?;
+            types.push(*ty);
+        }
+        let opts = BenchOptions {
+            quick: args.quick,
+            default_limits: args.default_limits,
+            types,
+        };
+        let report = pollster::block_on(run(&opts))?;
+        if args.json {
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::Unsupported(format!("json: {e}")))?;
+            println!("{text}");
+        } else {
+            print!("{}", table(&report));
+        }
+        Ok(())
     }
 }

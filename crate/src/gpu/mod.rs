@@ -9,6 +9,7 @@
 pub mod attention;
 mod buffer;
 pub mod kernels;
+pub mod matvec;
 mod op;
 mod pipeline;
 mod weights;

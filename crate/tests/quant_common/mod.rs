@@ -4,6 +4,7 @@
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
+use gemma_web::gguf::GgmlType;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -13,6 +14,7 @@ use rand::{Rng, SeedableRng};
 pub struct QType {
     pub name: &'static str,
     pub candle: GgmlDType,
+    pub ggml: GgmlType,
     pub block_len: usize,
     pub block_bytes: usize,
     pub f16_fields: &'static [usize],
@@ -22,6 +24,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "f32",
         candle: GgmlDType::F32,
+        ggml: GgmlType::F32,
         block_len: 32,
         block_bytes: 128,
         f16_fields: &[],
@@ -29,6 +32,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "f16",
         candle: GgmlDType::F16,
+        ggml: GgmlType::F16,
         block_len: 32,
         block_bytes: 64,
         f16_fields: &[],
@@ -36,6 +40,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "bf16",
         candle: GgmlDType::BF16,
+        ggml: GgmlType::BF16,
         block_len: 32,
         block_bytes: 64,
         f16_fields: &[],
@@ -43,6 +48,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q4_0",
         candle: GgmlDType::Q4_0,
+        ggml: GgmlType::Q4_0,
         block_len: 32,
         block_bytes: 18,
         f16_fields: &[0],
@@ -50,6 +56,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q4_1",
         candle: GgmlDType::Q4_1,
+        ggml: GgmlType::Q4_1,
         block_len: 32,
         block_bytes: 20,
         f16_fields: &[0, 2],
@@ -57,6 +64,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q5_0",
         candle: GgmlDType::Q5_0,
+        ggml: GgmlType::Q5_0,
         block_len: 32,
         block_bytes: 22,
         f16_fields: &[0],
@@ -64,6 +72,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q5_1",
         candle: GgmlDType::Q5_1,
+        ggml: GgmlType::Q5_1,
         block_len: 32,
         block_bytes: 24,
         f16_fields: &[0, 2],
@@ -71,6 +80,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q8_0",
         candle: GgmlDType::Q8_0,
+        ggml: GgmlType::Q8_0,
         block_len: 32,
         block_bytes: 34,
         f16_fields: &[0],
@@ -78,6 +88,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q2_k",
         candle: GgmlDType::Q2K,
+        ggml: GgmlType::Q2K,
         block_len: 256,
         block_bytes: 84,
         f16_fields: &[80, 82],
@@ -85,6 +96,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q3_k",
         candle: GgmlDType::Q3K,
+        ggml: GgmlType::Q3K,
         block_len: 256,
         block_bytes: 110,
         f16_fields: &[108],
@@ -92,6 +104,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q4_k",
         candle: GgmlDType::Q4K,
+        ggml: GgmlType::Q4K,
         block_len: 256,
         block_bytes: 144,
         f16_fields: &[0, 2],
@@ -99,6 +112,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q5_k",
         candle: GgmlDType::Q5K,
+        ggml: GgmlType::Q5K,
         block_len: 256,
         block_bytes: 176,
         f16_fields: &[0, 2],
@@ -106,6 +120,7 @@ pub const TYPES: &[QType] = &[
     QType {
         name: "q6_k",
         candle: GgmlDType::Q6K,
+        ggml: GgmlType::Q6K,
         block_len: 256,
         block_bytes: 210,
         f16_fields: &[208],

@@ -1,0 +1,265 @@
+//! Products with quantized weights: `shaders/matvec.wgsl` (decode, y = W x) and
+//! `shaders/matmul.wgsl` (prefill, Y = X W^T), one pipeline per weight type, dequantizing in
+//! registers. A weight split into pieces (larger than one binding) gets one dispatch per
+//! piece, each writing its own rows of the output.
+
+use super::weights::{dequant_shader, WeightTensor};
+use super::{fold_workgroups, Gpu, Op, PipelineDesc};
+use crate::Error;
+
+/// Columns per matmul k-step and per `dot32` call: every weight type's blocks are a multiple.
+pub const COL_MULTIPLE: u32 = 32;
+/// Rows x tokens of one matmul workgroup (matmul.wgsl's `TILE_ROWS`, `TILE_TOKENS`).
+pub const MATMUL_TILE_ROWS: u32 = 64;
+pub const MATMUL_TILE_TOKENS: u32 = 32;
+
+/// How matvec.wgsl spreads rows over threads (its `WG` and `ROW_THREADS` overrides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatvecShape {
+    /// Threads per workgroup, at most 256.
+    pub workgroup: u32,
+    /// Threads sharing one row: a power of two dividing `workgroup`.
+    pub row_threads: u32,
+}
+
+impl MatvecShape {
+    /// One thread per row: fastest on CPU adapters, where a "thread" is a SIMD lane and the
+    /// cross-lane reduction costs more than it saves.
+    pub const CPU: MatvecShape = MatvecShape {
+        workgroup: 64,
+        row_threads: 1,
+    };
+    /// A warp per row, 8 rows per workgroup: neighbouring threads read neighbouring 32-weight
+    /// runs of the same row, so the row streams through the caches once.
+    pub const GPU: MatvecShape = MatvecShape {
+        workgroup: 256,
+        row_threads: 32,
+    };
+
+    /// The shape for this device: CPU adapters (lavapipe/llvmpipe, SwiftShader, WARP) get
+    /// [`MatvecShape::CPU`], everything else [`MatvecShape::GPU`].
+    pub fn for_gpu(gpu: &Gpu) -> MatvecShape {
+        let name = gpu.caps.adapter_name.to_ascii_lowercase();
+        let cpu = [
+            "llvmpipe",
+            "lavapipe",
+            "swiftshader",
+            "basic render",
+            "warp",
+        ]
+        .iter()
+        .any(|n| name.contains(n));
+        if cpu {
+            MatvecShape::CPU
+        } else {
+            MatvecShape::GPU
+        }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let ok = self.workgroup > 0
+            && self.workgroup <= 256
+            && self.row_threads.is_power_of_two()
+            && self.workgroup % self.row_threads == 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Unsupported(format!("matvec shape {self:?}")))
+        }
+    }
+
+    fn rows_per_group(&self) -> u32 {
+        self.workgroup / self.row_threads.max(1)
+    }
+}
+
+fn need(name: &str, buffer: &wgpu::Buffer, floats: u64) -> Result<(), Error> {
+    let bytes = floats.saturating_mul(4);
+    if buffer.size() < bytes {
+        return Err(Error::Unsupported(format!(
+            "{name}: buffer of {} bytes, kernel needs {bytes}",
+            buffer.size()
+        )));
+    }
+    Ok(())
+}
+
+fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
+    if w.cols == 0 || w.cols % COL_MULTIPLE != 0 || w.row_stride_bytes % 4 != 0 {
+        return Err(Error::Unsupported(format!(
+            "{what} {}: {} columns (needs a multiple of {COL_MULTIPLE}), row stride {}",
+            w.name, w.cols, w.row_stride_bytes
+        )));
+    }
+    // Byte offsets inside a piece are u32 in the kernels.
+    for p in &w.pieces {
+        if u64::from(p.rows) * u64::from(w.row_stride_bytes) > u64::from(u32::MAX) {
+            return Err(Error::Unsupported(format!(
+                "{what} {}: piece too large",
+                w.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The matvec pipeline for weight type of `w` and `shape`.
+pub async fn matvec_pipeline(
+    gpu: &Gpu,
+    w: &WeightTensor,
+    shape: MatvecShape,
+) -> Result<wgpu::ComputePipeline, Error> {
+    shape.check()?;
+    gpu.pipeline(&PipelineDesc {
+        kernel: "matvec",
+        libs: &["weights", dequant_shader(w.ty)],
+        constants: &[
+            ("WG", f64::from(shape.workgroup)),
+            ("ROW_THREADS", f64::from(shape.row_threads)),
+        ],
+        ..Default::default()
+    })
+    .await
+}
+
+/// `y[y_offset .. y_offset + w.rows] = W x` with `x` of `w.cols` f32: one op per piece of `w`,
+/// to be recorded in order (they write disjoint rows, so any order is correct).
+pub async fn matvec(
+    gpu: &Gpu,
+    w: &WeightTensor,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    y_offset: u32,
+) -> Result<Vec<Op>, Error> {
+    matvec_shaped(gpu, w, x, y, y_offset, MatvecShape::for_gpu(gpu)).await
+}
+
+/// [`matvec`] with an explicit thread layout (benchmarks and tests of both layouts).
+pub async fn matvec_shaped(
+    gpu: &Gpu,
+    w: &WeightTensor,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    y_offset: u32,
+    shape: MatvecShape,
+) -> Result<Vec<Op>, Error> {
+    check_cols("matvec", w)?;
+    need("matvec x", x, u64::from(w.cols))?;
+    need("matvec y", y, u64::from(y_offset) + u64::from(w.rows))?;
+    let pipeline = matvec_pipeline(gpu, w, shape).await?;
+    let mut ops = Vec::with_capacity(w.pieces.len());
+    for piece in &w.pieces {
+        let params = gpu.uniform_u32(
+            "matvec params",
+            &[
+                piece.rows,
+                w.cols,
+                w.row_stride_bytes,
+                y_offset + piece.first_row,
+            ],
+        )?;
+        let groups = fold_workgroups(piece.rows.div_ceil(shape.rows_per_group()));
+        let op = gpu
+            .scoped("matvec", || {
+                gpu.op_buffers("matvec", &pipeline, &[&piece.buffer, x, y, &params], groups)
+            })
+            .await?;
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+/// Prefill products `Y = X W^T` bound to fixed buffers for up to `max_n` tokens: X is
+/// (n, w.cols), Y is (n, y_stride) with W's rows at columns `y_offset..`. The token count is
+/// set per call with [`Matmul::set_n`], which rewrites the pieces' uniforms.
+pub struct Matmul {
+    ops: Vec<Op>,
+    params: Vec<wgpu::Buffer>,
+    words: Vec<[u32; 8]>,
+    max_n: u32,
+}
+
+impl Matmul {
+    pub async fn new(
+        gpu: &Gpu,
+        w: &WeightTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        max_n: u32,
+        y_offset: u32,
+        y_stride: u32,
+    ) -> Result<Matmul, Error> {
+        check_cols("matmul", w)?;
+        if max_n == 0 || u64::from(y_offset) + u64::from(w.rows) > u64::from(y_stride) {
+            return Err(Error::Unsupported(format!(
+                "matmul {}: {max_n} tokens, rows at {y_offset}.. of {y_stride}",
+                w.name
+            )));
+        }
+        let y_len = u64::from(max_n) * u64::from(y_stride);
+        if y_len > u64::from(u32::MAX) {
+            return Err(Error::Unsupported(format!(
+                "matmul {}: output too large",
+                w.name
+            )));
+        }
+        need("matmul x", x, u64::from(max_n) * u64::from(w.cols))?;
+        need("matmul y", y, y_len)?;
+        let pipeline = gpu
+            .pipeline(&PipelineDesc {
+                kernel: "matmul",
+                libs: &["weights", dequant_shader(w.ty)],
+                ..Default::default()
+            })
+            .await?;
+        let mut m = Matmul {
+            ops: Vec::new(),
+            params: Vec::new(),
+            words: Vec::new(),
+            max_n,
+        };
+        for piece in &w.pieces {
+            let words = [
+                max_n,
+                piece.rows,
+                w.cols,
+                w.row_stride_bytes,
+                y_offset + piece.first_row,
+                y_stride,
+                0,
+                0,
+            ];
+            let params = gpu.uniform_u32("matmul params", &words)?;
+            let groups = [
+                piece.rows.div_ceil(MATMUL_TILE_ROWS),
+                max_n.div_ceil(MATMUL_TILE_TOKENS),
+                1,
+            ];
+            let op = gpu
+                .scoped("matmul", || {
+                    gpu.op_buffers("matmul", &pipeline, &[&piece.buffer, x, y, &params], groups)
+                })
+                .await?;
+            m.ops.push(op);
+            m.params.push(params);
+            m.words.push(words);
+        }
+        Ok(m)
+    }
+
+    /// The ops for `n` tokens (1..=max_n): record all of them.
+    pub fn set_n(&mut self, gpu: &Gpu, n: u32) -> Result<&[Op], Error> {
+        if n == 0 || n > self.max_n {
+            return Err(Error::Unsupported(format!(
+                "matmul of {n} tokens (bound for at most {})",
+                self.max_n
+            )));
+        }
+        for ((op, params), words) in self.ops.iter_mut().zip(&self.params).zip(&mut self.words) {
+            words[0] = n;
+            gpu.write_u32(params, 0, words)?;
+            op.workgroups[1] = n.div_ceil(MATMUL_TILE_TOKENS);
+        }
+        Ok(&self.ops)
+    }
+}
