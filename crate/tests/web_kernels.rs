@@ -3,6 +3,10 @@
 //! well under a GFLOP/s. References are plain f64 loops (candle does not build for wasm).
 #![cfg(target_arch = "wasm32")]
 
+mod attention_common;
+
+use attention_common::{case, run_case, run_stream, Case};
+use gemma_web::gpu::attention::AttentionKernels;
 use gemma_web::gpu::{kernels, Gpu, GpuOptions};
 use gemma_web::testing::{assert_close, Rng};
 use wasm_bindgen_test::*;
@@ -143,4 +147,56 @@ async fn web_topk_small() {
     });
     let want: Vec<(u32, f32)> = idx.iter().take(8).map(|&i| (i, v[i as usize])).collect();
     assert_eq!(got, want);
+}
+
+/// The native attention cases' runners at browser sizes: GQA and MQA, window, soft-cap, head_dim
+/// 256 and 64, a ring cache, and a stream of prefill blocks and decode steps on one bound layer.
+#[wasm_bindgen_test]
+async fn web_attention_decode_prefill_and_ring() {
+    let g = gpu().await;
+    let k = match AttentionKernels::load(&g).await {
+        Ok(k) => k,
+        Err(e) => panic!("attention kernels: {e}"),
+    };
+    let prefill = [
+        Case {
+            window: Some(5),
+            softcap: Some(50.0),
+            q_std: 20.0,
+            seed: 40,
+            ..case(4, 1, 6, 7)
+        },
+        Case {
+            head_dim: 64,
+            seed: 41,
+            ..case(8, 4, 3, 9)
+        },
+    ];
+    for c in &prefill {
+        run_case(&g, &k, c, true).await;
+    }
+    let decode = [
+        Case {
+            window: Some(16),
+            seed: 42,
+            ..case(4, 1, 40, 1)
+        },
+        Case {
+            head_dim: 64,
+            softcap: Some(50.0),
+            q_std: 20.0,
+            seed: 43,
+            ..case(8, 1, 70, 1)
+        },
+        Case {
+            window: Some(8),
+            slots: Some(8),
+            seed: 44,
+            ..case(8, 4, 30, 1)
+        },
+    ];
+    for c in &decode {
+        run_case(&g, &k, c, false).await;
+    }
+    run_stream(&g, &k, 34, 45).await;
 }
