@@ -200,3 +200,150 @@ async fn web_attention_decode_prefill_and_ring() {
     }
     run_stream(&g, &k, 34, 45).await;
 }
+
+// ---- quantized matvec / matmul (owner: matvec). The reference dequantizes with ggml's
+// formulas (dequantize_row_q8_0 / dequantize_row_q4_K), written here in plain Rust.
+
+fn f16_at(b: &[u8], o: usize) -> f32 {
+    half::f16::from_le_bytes([b[o], b[o + 1]]).to_f32()
+}
+
+/// Random Q8_0 or Q4_K rows (sane f16 scales, random everything else) and their dequantization.
+fn random_quant(
+    ty: gemma_web::gguf::GgmlType,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+) -> (Vec<u8>, Vec<f32>) {
+    use gemma_web::gguf::GgmlType;
+    let mut r = Rng::new(seed);
+    let (qk, bytes, f16s): (usize, usize, &[usize]) = match ty {
+        GgmlType::Q8_0 => (32, 34, &[0]),
+        GgmlType::Q4K => (256, 144, &[0, 2]),
+        _ => panic!("only Q8_0 and Q4_K here"),
+    };
+    let mut data = r.bytes(rows * cols / qk * bytes);
+    let mut w = Vec::with_capacity(rows * cols);
+    for b in data.chunks_exact_mut(bytes) {
+        for &o in f16s {
+            let v = half::f16::from_f32(r.uniform(-0.05, 0.05));
+            b[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        match ty {
+            GgmlType::Q8_0 => {
+                let d = f16_at(b, 0);
+                w.extend(b[2..34].iter().map(|&q| d * f32::from(q as i8)));
+            }
+            _ => {
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                let sc = &b[4..16];
+                let scale_min = |j: usize| -> (f32, f32) {
+                    if j < 4 {
+                        (f32::from(sc[j] & 63), f32::from(sc[j + 4] & 63))
+                    } else {
+                        (
+                            f32::from((sc[j + 4] & 0xf) | ((sc[j - 4] >> 6) << 4)),
+                            f32::from((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4)),
+                        )
+                    }
+                };
+                for c in 0..4 {
+                    let q = &b[16 + 32 * c..16 + 32 * (c + 1)];
+                    let (s1, m1) = scale_min(2 * c);
+                    let (s2, m2) = scale_min(2 * c + 1);
+                    w.extend(q.iter().map(|&v| d * s1 * f32::from(v & 0xf) - dmin * m1));
+                    w.extend(q.iter().map(|&v| d * s2 * f32::from(v >> 4) - dmin * m2));
+                }
+            }
+        }
+    }
+    (data, w)
+}
+
+fn dot_rows(w: &[f32], x: &[f32], cols: usize) -> Vec<f32> {
+    w.chunks(cols)
+        .map(|row| {
+            row.iter()
+                .zip(x)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn web_matvec_q4_k_and_q8_0() {
+    use gemma_web::gguf::GgmlType;
+    use gemma_web::gpu::matvec::{matvec_shaped, MatvecShape};
+    let g = gpu().await;
+    // Rows not a multiple of any layout's rows per workgroup; an odd number of blocks per row;
+    // Q8_0 rows of 7 * 34 bytes so blocks sit at both 2-byte alignments; pieces of 20 rows.
+    for (ty, rows, cols, seed) in [
+        (GgmlType::Q4K, 37usize, 3 * 256usize, 11u64),
+        (GgmlType::Q8_0, 45, 7 * 32, 12),
+    ] {
+        let (data, w) = random_quant(ty, rows, cols, seed);
+        let x = Rng::new(seed + 100).vec_uniform(cols, -1.0, 1.0);
+        let want = dot_rows(&w, &x, cols);
+        let stride = (cols / ty.block_len() as usize * ty.block_bytes() as usize).div_ceil(4) * 4;
+        let wt = g
+            .upload_weight(
+                "w",
+                ty,
+                rows as u32,
+                cols as u32,
+                &data,
+                Some((20 * stride) as u64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(wt.pieces.len(), rows.div_ceil(20));
+        let xb = g.storage_f32("x", &x).unwrap();
+        for shape in [MatvecShape::CPU, MatvecShape::GPU] {
+            let yb = g.storage("y", (rows * 4) as u64).unwrap();
+            let ops = matvec_shaped(&g, &wt, &xb, &yb, 0, shape).await.unwrap();
+            g.run(&ops.iter().collect::<Vec<_>>()).unwrap();
+            let got = g.read_f32(&yb, rows).await.unwrap();
+            assert_close(
+                &format!("web matvec {ty} {rows}x{cols} {shape:?}"),
+                &want,
+                &got,
+                1e-3,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn web_matmul_q4_k() {
+    use gemma_web::gguf::GgmlType;
+    use gemma_web::gpu::matvec::Matmul;
+    let g = gpu().await;
+    let (rows, cols, n) = (70usize, 256usize, 5usize);
+    let (data, w) = random_quant(GgmlType::Q4K, rows, cols, 21);
+    let x = Rng::new(22).vec_uniform(n * cols, -1.0, 1.0);
+    let want: Vec<f32> = x
+        .chunks(cols)
+        .flat_map(|xt| dot_rows(&w, xt, cols))
+        .collect();
+    let wt = g
+        .upload_weight("w", GgmlType::Q4K, rows as u32, cols as u32, &data, None)
+        .await
+        .unwrap();
+    let xb = g.storage_f32("x", &x).unwrap();
+    let yb = g.storage("y", (n * rows * 4) as u64).unwrap();
+    let mut mm = Matmul::new(&g, &wt, &xb, &yb, n as u32, 0, rows as u32)
+        .await
+        .unwrap();
+    let ops = mm.set_n(&g, n as u32).unwrap();
+    g.run(&ops.iter().collect::<Vec<_>>()).unwrap();
+    let got = g.read_f32(&yb, n * rows).await.unwrap();
+    assert_close(
+        &format!("web matmul Q4_K {rows}x{cols} n {n}"),
+        &want,
+        &got,
+        1e-3,
+        1e-4,
+    );
+}

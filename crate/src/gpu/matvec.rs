@@ -36,7 +36,8 @@ impl MatvecShape {
         row_threads: 32,
     };
 
-    /// The shape for this device: CPU adapters (lavapipe/llvmpipe, SwiftShader, WARP) get
+    /// The shape for this device: CPU adapters (lavapipe/llvmpipe, SwiftShader, WARP; in the
+    /// browser wgpu names a CPU device "webgpu Cpu adapter") get
     /// [`MatvecShape::CPU`], everything else [`MatvecShape::GPU`].
     pub fn for_gpu(gpu: &Gpu) -> MatvecShape {
         let name = gpu.caps.adapter_name.to_ascii_lowercase();
