@@ -87,6 +87,8 @@ test-web-kernels:
 	cargo test --target wasm32-unknown-unknown -p gemma-web --test web_kernels
 
 ## The page in headless Chromium against `gemma-web serve` and the real model.
+# The dev-profile server is enough here (dependencies build at opt-level 3 in it) and `cargo test` already built
+# most of it, where a release build would compile every native dependency a second time.
 test-e2e:
-	cargo build --release -p gemma-web --bin gemma-web
-	GEMMA_WEB_BIN=$(TARGET_DIR)/release/gemma-web node --test tests/e2e/
+	cargo build -p gemma-web --bin gemma-web
+	GEMMA_WEB_BIN=$(TARGET_DIR)/debug/gemma-web node --test tests/e2e/

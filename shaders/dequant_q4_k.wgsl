@@ -4,17 +4,6 @@
 const BLOCK_LEN: u32 = 256u;
 const BLOCK_BYTES: u32 = 144u;
 
-// ggml's get_scale_min_k4: the 6-bit (scale, min) pair j of the 12 bytes at `at`.
-fn scale_min_k4(at: u32, j: u32) -> vec2<f32> {
-    if (j < 4u) {
-        return vec2<f32>(f32(weights_u8(at + j) & 63u), f32(weights_u8(at + j + 4u) & 63u));
-    }
-    let b = weights_u8(at + j + 4u);
-    let sc = (b & 15u) | ((weights_u8(at + j - 4u) >> 6u) << 4u);
-    let m = (b >> 4u) | ((weights_u8(at + j) >> 6u) << 4u);
-    return vec2<f32>(f32(sc), f32(m));
-}
-
 fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     let blk = row_byte + (g / 32u) * BLOCK_BYTES;
     let w0 = (g % 32u) * 8u;

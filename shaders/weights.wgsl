@@ -97,3 +97,15 @@ fn sum32(xv: array<vec4<f32>, 8>) -> f32 {
 fn spread4_bit4(h: u32) -> u32 {
     return ((h & 1u) | ((h & 2u) << 7u) | ((h & 4u) << 14u) | ((h & 8u) << 21u)) << 4u;
 }
+
+// Shared by Q4_K and Q5_K, whose 12 scale bytes pack eight 6-bit (scale, min) pairs.
+// ggml's get_scale_min_k4: the 6-bit (scale, min) pair j of the 12 bytes at `at`.
+fn scale_min_k4(at: u32, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(weights_u8(at + j) & 63u), f32(weights_u8(at + j + 4u) & 63u));
+    }
+    let b = weights_u8(at + j + 4u);
+    let sc = (b & 15u) | ((weights_u8(at + j - 4u) >> 6u) << 4u);
+    let m = (b >> 4u) | ((weights_u8(at + j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
+}

@@ -11,7 +11,7 @@ import { chromium } from "playwright-core";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, "target");
-const serverBin = process.env.GEMMA_WEB_BIN || path.join(targetDir, "release", "gemma-web");
+const serverBin = process.env.GEMMA_WEB_BIN || path.join(targetDir, "debug", "gemma-web");
 const outDir = path.join(root, "tests", "out");
 const MODEL = "gemma-3-270m-q4_k_m.gguf";
 const MODEL_BYTES = 253_113_024;
