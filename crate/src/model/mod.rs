@@ -1,3 +1,11 @@
-//! Gemma model description: configuration and tensor inventory.
+//! The Gemma model: configuration, loading, the forward pass and generation.
 
 pub mod config;
+pub mod gemma;
+pub mod linear;
+pub mod loader;
+
+pub use gemma::{Head, Model, ModelOptions, Output};
+pub use loader::ByteSource;
+#[cfg(not(target_arch = "wasm32"))]
+pub use loader::FileSource;

@@ -1,0 +1,789 @@
+//! The Gemma 1/2/3 forward pass on the GPU.
+//!
+//! Everything is allocated and bound once at load ([`Model::load`]): weights, the activations of
+//! a block of tokens ([`RunState`]), the KV cache of every layer, and the ops of two steps, one
+//! for a single token (decode: matvec kernels, split-K attention) and one for a block of prompt
+//! tokens (prefill: matmul kernels, causal block attention). A token then costs one submit and a
+//! 4-byte read-back (greedy); the per-token path writes a few uniforms and allocates nothing on
+//! the GPU.
+//!
+//! [`Model::forward`] is the whole model, top to bottom, one line per dispatch.
+
+use crate::gguf::GgufHeader;
+use crate::gpu::attention::{
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, LayerCache,
+};
+use crate::gpu::kernels::{self, TopK};
+use crate::gpu::{Gpu, Op, Readback, WeightTensor};
+use crate::model::config::{Arch, GemmaConfig};
+use crate::model::linear::{Linear, MatvecShape};
+use crate::model::loader::{load_tensors, ByteSource, LoadOptions, Loaded};
+use crate::Error;
+
+/// Context asked for when the caller does not say (capped by the model's own).
+pub const DEFAULT_CONTEXT: u32 = 4096;
+/// Prompt tokens per prefill block.
+pub const DEFAULT_PREFILL_CHUNK: u32 = 64;
+/// Candidates the GPU hands the sampler when it needs more than the argmax.
+pub const SAMPLE_TOP_K: u32 = 64;
+/// Positions per block when every position's logits are wanted ([`Model::score`]).
+const SCORE_ROWS: u32 = 32;
+
+/// How to build the model.
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    /// Positions the KV cache holds; `None`: [`DEFAULT_CONTEXT`]. Capped by the model's context.
+    pub context_len: Option<u32>,
+    /// Prompt tokens per prefill block (the activation buffers hold this many tokens).
+    pub prefill_chunk: u32,
+    pub load: LoadOptions,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            context_len: None,
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            load: LoadOptions::default(),
+        }
+    }
+}
+
+/// What a forward pass hands back from the last token's logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// Nothing: an early prefill block, whose logits nobody reads (the LM head is skipped).
+    None,
+    /// The most likely next token (4 bytes read back).
+    Argmax,
+    /// The [`SAMPLE_TOP_K`] most likely tokens with their logits.
+    TopK,
+    /// The whole logit vector.
+    Logits,
+}
+
+/// The answer to a [`Head`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    None,
+    Argmax(u32),
+    /// (id, logit), best first.
+    TopK(Vec<(u32, f32)>),
+    Logits(Vec<f32>),
+}
+
+/// The weights of one layer that are not bound into a [`Linear`] (norm vectors).
+#[derive(Debug)]
+struct LayerNorms {
+    attn: wgpu::Buffer,
+    q: Option<wgpu::Buffer>,
+    k: Option<wgpu::Buffer>,
+    post_attn: Option<wgpu::Buffer>,
+    ffn: wgpu::Buffer,
+    post_ffn: Option<wgpu::Buffer>,
+}
+
+/// The activations of up to `max_tokens` tokens, allocated once. Row t of each buffer belongs to
+/// the t-th token of the current block.
+#[derive(Debug)]
+pub struct RunState {
+    pub max_tokens: u32,
+    /// (tokens) u32 token ids and positions.
+    ids: wgpu::Buffer,
+    positions: wgpu::Buffer,
+    /// The residual stream h, (tokens, d_model).
+    h: wgpu::Buffer,
+    /// norm(h), (tokens, d_model).
+    xn: wgpu::Buffer,
+    /// Projections before Gemma 3's per-head norm, (tokens, q_dim) and (tokens, kv_dim).
+    q_raw: Option<wgpu::Buffer>,
+    k_raw: Option<wgpu::Buffer>,
+    /// Rotated queries and keys, values: (tokens, heads, head_dim).
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    /// Attention output, (tokens, q_dim).
+    att: wgpu::Buffer,
+    /// Output of attention's or the MLP's last projection, (tokens, d_model).
+    out: wgpu::Buffer,
+    /// MLP gate and up projections, (tokens, ffn).
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    /// The last token's hidden state, normed, and its logits.
+    last: wgpu::Buffer,
+    last_n: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    logits_readback: Readback,
+    /// Host copy of the positions of the current block (capacity `max_tokens`, reused).
+    positions_host: Vec<u32>,
+}
+
+/// Ops whose shape depends on how many tokens a step runs: bound once for 1 token (decode)
+/// and once for `max_tokens` (prefill).
+#[derive(Debug)]
+struct StepOps {
+    embed: Vec<Op>,
+    layers: Vec<LayerStepOps>,
+}
+
+#[derive(Debug)]
+struct LayerStepOps {
+    attn_norm: Op,
+    q_norm: Option<Op>,
+    k_norm: Option<Op>,
+    rope_q: Op,
+    rope_k: Op,
+    /// h += out (Gemma 1) or h += post_attention_norm(out) (Gemma 2, 3).
+    attn_residual: Op,
+    ffn_norm: Op,
+    gelu: Op,
+    /// h += out (Gemma 1) or h += post_ffw_norm(out) (Gemma 2, 3).
+    ffn_residual: Op,
+}
+
+/// The ops of one layer shared by both steps.
+#[derive(Debug)]
+struct LayerOps {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    attn: AttentionLayer,
+}
+
+/// The head on the last token: final norm, tied LM head, soft-cap, argmax / top-k.
+#[derive(Debug)]
+struct HeadOps {
+    final_norm: Op,
+    lm_head: Linear,
+    softcap: Option<Op>,
+    argmax: TopK,
+    topk: TopK,
+}
+
+/// The head on every position of a block, for [`Model::score`]; built on its first use.
+#[derive(Debug)]
+struct ScoreOps {
+    final_norm: Op,
+    lm_head: Linear,
+    softcap: Option<Op>,
+    logits: wgpu::Buffer,
+    readback: Readback,
+}
+
+/// Sizes and timings of a load, for the bench and the page.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LoadStats {
+    pub file_bytes: u64,
+    pub tensor_bytes: u64,
+    /// Bytes held by weight buffers on the GPU (rows padded to 4 bytes).
+    pub weight_gpu_bytes: u64,
+    /// Bytes of the KV caches.
+    pub kv_cache_bytes: u64,
+}
+
+/// A Gemma model on the GPU, ready to run.
+pub struct Model {
+    pub config: GemmaConfig,
+    /// The GGUF header (metadata, vocabulary for the tokenizer).
+    pub header: GgufHeader,
+    pub gpu: Gpu,
+    /// Positions the KV cache holds.
+    pub context_len: u32,
+    pub stats: LoadStats,
+    /// Weight bytes a decode step streams (every matrix once, the tied embedding as LM head).
+    pub decode_weight_bytes: u64,
+    token_embd: WeightTensor,
+    output_norm: wgpu::Buffer,
+    _norms: Vec<LayerNorms>,
+    state: RunState,
+    decode: StepOps,
+    prefill: StepOps,
+    layers: Vec<LayerOps>,
+    head: HeadOps,
+    score_ops: Option<ScoreOps>,
+    // Kept alive: bound into the attention ops.
+    _caches: Vec<LayerCache>,
+    _scratch: AttentionScratch,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("context_len", &self.context_len)
+            .finish()
+    }
+}
+
+fn f32s(gpu: &Gpu, label: &str, rows: u32, cols: u32) -> Result<wgpu::Buffer, Error> {
+    gpu.storage(label, u64::from(rows) * u64::from(cols) * 4)
+}
+
+impl Model {
+    /// Streams the model from `src` onto `gpu` and binds everything for `opts.context_len`
+    /// positions. `progress(done, total)` follows the tensor bytes.
+    pub async fn load<S: ByteSource>(
+        gpu: Gpu,
+        src: &mut S,
+        opts: &ModelOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Model, Error> {
+        let file_bytes = src.len();
+        let loaded = load_tensors(&gpu, src, &opts.load, progress).await?;
+        Model::build(gpu, loaded, opts, file_bytes).await
+    }
+
+    async fn build(
+        gpu: Gpu,
+        mut w: Loaded,
+        opts: &ModelOptions,
+        file_bytes: u64,
+    ) -> Result<Model, Error> {
+        let c = w.config.clone();
+        let context_len = opts
+            .context_len
+            .unwrap_or(DEFAULT_CONTEXT)
+            .min(c.context_len)
+            .max(1);
+        let chunk = opts.prefill_chunk.clamp(1, context_len.max(1));
+        let (d, qd, kvd, hd) = (c.d_model, c.q_dim(), c.kv_dim(), c.head_dim);
+        let is3 = c.arch == Arch::Gemma3;
+
+        // Weights.
+        let token_embd = w.matrix("token_embd.weight")?;
+        let output_norm = w.vector("output_norm.weight", d)?;
+        let mut mats = Vec::with_capacity(c.n_layers as usize);
+        let mut norms = Vec::with_capacity(c.n_layers as usize);
+        for l in 0..c.n_layers {
+            let name = |t: &str| format!("blk.{l}.{t}.weight");
+            let post = |w: &mut Loaded, t: &str, n: u32| -> Result<Option<wgpu::Buffer>, Error> {
+                if c.arch.has_post_norms() {
+                    Ok(Some(w.vector(&name(t), n)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let qk = |w: &mut Loaded, t: &str| -> Result<Option<wgpu::Buffer>, Error> {
+                if c.arch.has_qk_norm() {
+                    Ok(Some(w.vector(&name(t), hd)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            norms.push(LayerNorms {
+                attn: w.vector(&name("attn_norm"), d)?,
+                q: qk(&mut w, "attn_q_norm")?,
+                k: qk(&mut w, "attn_k_norm")?,
+                post_attn: post(&mut w, "post_attention_norm", d)?,
+                ffn: w.vector(&name("ffn_norm"), d)?,
+                post_ffn: post(&mut w, "post_ffw_norm", d)?,
+            });
+            mats.push([
+                w.matrix(&name("attn_q"))?,
+                w.matrix(&name("attn_k"))?,
+                w.matrix(&name("attn_v"))?,
+                w.matrix(&name("attn_output"))?,
+                w.matrix(&name("ffn_gate"))?,
+                w.matrix(&name("ffn_up"))?,
+                w.matrix(&name("ffn_down"))?,
+            ]);
+        }
+        let weight_gpu_bytes = token_embd.gpu_bytes()
+            + mats
+                .iter()
+                .flat_map(|m| m.iter().map(WeightTensor::gpu_bytes))
+                .sum::<u64>();
+        let decode_weight_bytes = weight_gpu_bytes
+            + (u64::from(c.n_layers) * 6 + 1) * u64::from(d) * 4
+            + u64::from(c.n_layers) * 2 * u64::from(hd) * 4;
+
+        // Activations for a block of `chunk` tokens.
+        let state = RunState {
+            max_tokens: chunk,
+            ids: gpu.storage("ids", u64::from(chunk) * 4)?,
+            positions: gpu.storage("positions", u64::from(chunk) * 4)?,
+            h: f32s(&gpu, "h", chunk, d)?,
+            xn: f32s(&gpu, "xn", chunk, d)?,
+            q_raw: if is3 {
+                Some(f32s(&gpu, "q_raw", chunk, qd)?)
+            } else {
+                None
+            },
+            k_raw: if is3 {
+                Some(f32s(&gpu, "k_raw", chunk, kvd)?)
+            } else {
+                None
+            },
+            q: f32s(&gpu, "q", chunk, qd)?,
+            k: f32s(&gpu, "k", chunk, kvd)?,
+            v: f32s(&gpu, "v", chunk, kvd)?,
+            att: f32s(&gpu, "att", chunk, qd)?,
+            out: f32s(&gpu, "out", chunk, d)?,
+            gate: f32s(&gpu, "gate", chunk, c.ffn)?,
+            up: f32s(&gpu, "up", chunk, c.ffn)?,
+            last: f32s(&gpu, "last", 1, d)?,
+            last_n: f32s(&gpu, "last_n", 1, d)?,
+            logits: f32s(&gpu, "logits", 1, c.vocab)?,
+            logits_readback: gpu.readback("logits readback", u64::from(c.vocab) * 4)?,
+            positions_host: Vec::with_capacity(chunk as usize),
+        };
+        let s = &state;
+
+        // KV caches and attention, per layer.
+        let kernels = AttentionKernels::load(&gpu).await?;
+        let shape = |l: u32| AttentionShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+            cache_len: context_len,
+            scale: c.query_scale,
+            softcap: c.attn_softcap,
+            window: c.window(l),
+        };
+        let scratch = AttentionScratch::new(&gpu, &shape(0))?;
+        let mut caches = Vec::with_capacity(c.n_layers as usize);
+        for l in 0..c.n_layers {
+            let cache = gpu
+                .scoped(&format!("KV cache of layer {l}"), || {
+                    LayerCache::new(&gpu, &shape(l), &format!("blk.{l}"))
+                })
+                .await??;
+            caches.push(cache);
+        }
+        let kv_cache_bytes = caches.iter().map(|x| x.k.size() + x.v.size()).sum();
+
+        // Projections and attention, bound once for both steps.
+        let mv = MatvecShape::for_adapter(&gpu);
+        let q_out = s.q_raw.as_ref().unwrap_or(&s.q);
+        let k_out = s.k_raw.as_ref().unwrap_or(&s.k);
+        let mut layers = Vec::with_capacity(c.n_layers as usize);
+        for (l, (m, cache)) in (0u32..).zip(mats.iter().zip(&caches)) {
+            let [wq, wk, wv, wo, wg, wu, wd] = m;
+            let io = AttentionIo {
+                q: &s.q,
+                k_new: &s.k,
+                v_new: &s.v,
+                out: &s.att,
+            };
+            let label = format!("blk.{l}");
+            let attn = gpu
+                .scoped(&label, || {
+                    AttentionLayer::new(&gpu, &kernels, shape(l), io, cache, &scratch, &label)
+                })
+                .await??;
+            layers.push(LayerOps {
+                q: Linear::new(&gpu, wq, &s.xn, q_out, chunk, mv).await?,
+                k: Linear::new(&gpu, wk, &s.xn, k_out, chunk, mv).await?,
+                v: Linear::new(&gpu, wv, &s.xn, &s.v, chunk, mv).await?,
+                o: Linear::new(&gpu, wo, &s.att, &s.out, chunk, mv).await?,
+                gate: Linear::new(&gpu, wg, &s.xn, &s.gate, chunk, mv).await?,
+                up: Linear::new(&gpu, wu, &s.xn, &s.up, chunk, mv).await?,
+                down: Linear::new(&gpu, wd, &s.gate, &s.out, chunk, mv).await?,
+                attn,
+            });
+        }
+
+        let decode = step_ops(&gpu, &c, &token_embd, &norms, s, 1).await?;
+        let prefill = step_ops(&gpu, &c, &token_embd, &norms, s, chunk).await?;
+
+        let head = HeadOps {
+            final_norm: kernels::rmsnorm(
+                &gpu,
+                &s.last,
+                &output_norm,
+                &s.last_n,
+                1,
+                d,
+                c.eps,
+                false,
+            )
+            .await?,
+            lm_head: Linear::new(&gpu, &token_embd, &s.last_n, &s.logits, 0, mv).await?,
+            softcap: match c.final_softcap {
+                Some(cap) => Some(kernels::softcap(&gpu, &s.logits, c.vocab, cap).await?),
+                None => None,
+            },
+            argmax: kernels::argmax(&gpu, &s.logits, c.vocab).await?,
+            topk: kernels::topk(&gpu, &s.logits, c.vocab, SAMPLE_TOP_K.min(c.vocab)).await?,
+        };
+        gpu.check()?;
+
+        let tensor_bytes = w.bytes_read;
+        Ok(Model {
+            config: c,
+            header: w.header,
+            context_len,
+            stats: LoadStats {
+                file_bytes,
+                tensor_bytes,
+                weight_gpu_bytes,
+                kv_cache_bytes,
+            },
+            decode_weight_bytes,
+            token_embd,
+            output_norm,
+            _norms: norms,
+            state,
+            decode,
+            prefill,
+            layers,
+            head,
+            score_ops: None,
+            _caches: caches,
+            _scratch: scratch,
+            gpu,
+        })
+    }
+
+    /// Most tokens one prefill block runs.
+    pub fn max_chunk(&self) -> u32 {
+        self.state.max_tokens
+    }
+
+    /// Runs `tokens` (1 ..= max_chunk of them) at positions `pos..` through every layer, storing
+    /// their keys and values in the cache, then the head on the last token. One submit.
+    fn forward(&mut self, tokens: &[u32], pos: u32, head: Head) -> Result<(), Error> {
+        let n = self.check_block(tokens, pos, self.state.max_tokens)?;
+        let Model {
+            gpu,
+            config: c,
+            state: s,
+            decode,
+            prefill,
+            layers,
+            head: h,
+            ..
+        } = self;
+        let step = if n == 1 { &*decode } else { &*prefill };
+        s.positions_host.clear();
+        s.positions_host.extend(pos..pos + n);
+        gpu.write_u32(&s.ids, 0, tokens)?;
+        gpu.write_u32(&s.positions, 0, &s.positions_host)?;
+
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("layers"),
+                timestamp_writes: None,
+            });
+            let p = &mut pass;
+            // Embedding: the token's row of token_embd, times sqrt(d_model).
+            for op in &step.embed {
+                op.record(p);
+            }
+            for (layer, e) in layers.iter_mut().zip(&step.layers) {
+                // --- Attention block ---
+                // Pre-attention RMSNorm.
+                e.attn_norm.record(p);
+                // Query, key and value projections.
+                layer.q.record(p, n);
+                layer.k.record(p, n);
+                layer.v.record(p, n);
+                // Gemma 3: RMSNorm over each query and key head.
+                if let (Some(qn), Some(kn)) = (&e.q_norm, &e.k_norm) {
+                    qn.record(p);
+                    kn.record(p);
+                }
+                // Rotary position embedding of queries and keys (per-layer base on Gemma 3).
+                e.rope_q.record(p);
+                e.rope_k.record(p);
+                // Store this block's keys and values, then attend: causal, within the window
+                // on sliding layers, scores soft-capped on Gemma 2.
+                if n == 1 {
+                    for op in layer.attn.decode_ops(gpu, pos)? {
+                        op.record(p);
+                    }
+                } else {
+                    for op in layer.attn.prefill_ops(gpu, pos, n)? {
+                        op.record(p);
+                    }
+                }
+                // Output projection.
+                layer.o.record(p, n);
+                // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm).
+                e.attn_residual.record(p);
+                // --- MLP block ---
+                // Pre-MLP RMSNorm.
+                e.ffn_norm.record(p);
+                // down(gelu_tanh(gate(x)) * up(x)).
+                layer.gate.record(p, n);
+                layer.up.record(p, n);
+                e.gelu.record(p);
+                layer.down.record(p, n);
+                // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm).
+                e.ffn_residual.record(p);
+            }
+        }
+        if head != Head::None {
+            // The last token's hidden state feeds the head.
+            let row = u64::from(c.d_model) * 4;
+            encoder.copy_buffer_to_buffer(&s.h, u64::from(n - 1) * row, &s.last, 0, row);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("head"),
+                timestamp_writes: None,
+            });
+            let p = &mut pass;
+            // Final RMSNorm, then logits through the tied embedding.
+            h.final_norm.record(p);
+            h.lm_head.record(p, 1);
+            // Gemma 2: final logit soft-cap.
+            if let Some(op) = &h.softcap {
+                op.record(p);
+            }
+            match head {
+                Head::Argmax => h.argmax.record(p),
+                Head::TopK => h.topk.record(p),
+                Head::None | Head::Logits => {}
+            }
+        }
+        gpu.submit(encoder.finish())
+    }
+
+    fn check_block(&self, tokens: &[u32], pos: u32, max: u32) -> Result<u32, Error> {
+        let n = u32::try_from(tokens.len())
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                Error::Unsupported(format!("a block of {} tokens (1..={max})", tokens.len()))
+            })?;
+        if pos.checked_add(n).is_none_or(|end| end > self.context_len) {
+            return Err(Error::Unsupported(format!(
+                "positions {pos}..{} do not fit the context of {} tokens",
+                u64::from(pos) + u64::from(n),
+                self.context_len
+            )));
+        }
+        if let Some(bad) = tokens.iter().find(|&&t| t >= self.config.vocab) {
+            return Err(Error::Unsupported(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab
+            )));
+        }
+        Ok(n)
+    }
+
+    async fn read_head(&mut self, head: Head) -> Result<Output, Error> {
+        let gpu = &self.gpu;
+        match head {
+            Head::None => {
+                gpu.check()?;
+                Ok(Output::None)
+            }
+            Head::Argmax => Ok(Output::Argmax(self.head.argmax.read_argmax(gpu).await?)),
+            Head::TopK => Ok(Output::TopK(self.head.topk.read(gpu).await?)),
+            Head::Logits => {
+                let s = &self.state;
+                let n = u64::from(self.config.vocab) * 4;
+                let bytes = gpu.read_with(&s.logits_readback, &s.logits, 0, n).await?;
+                Ok(Output::Logits(to_f32(&bytes)))
+            }
+        }
+    }
+
+    /// One token at position `pos` (the cache must hold 0..pos): stores its keys and values and
+    /// returns what `head` asks for about the next token.
+    pub async fn forward_decode(
+        &mut self,
+        token: u32,
+        pos: u32,
+        head: Head,
+    ) -> Result<Output, Error> {
+        self.forward(&[token], pos, head)?;
+        self.read_head(head).await
+    }
+
+    /// The prompt `tokens` at positions `pos..`, in blocks of [`Model::max_chunk`] tokens;
+    /// `head` is answered for the last one. A prompt past the context is an error before any
+    /// work is done.
+    pub async fn prefill(&mut self, tokens: &[u32], pos: u32, head: Head) -> Result<Output, Error> {
+        let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        if tokens.is_empty() || pos.checked_add(n).is_none_or(|end| end > self.context_len) {
+            return Err(Error::Unsupported(format!(
+                "a prompt of {} tokens at position {pos} does not fit the context of {} tokens",
+                tokens.len(),
+                self.context_len
+            )));
+        }
+        let chunk = self.state.max_tokens as usize;
+        let blocks = tokens.len().div_ceil(chunk);
+        let mut at = pos;
+        for (i, block) in tokens.chunks(chunk).enumerate() {
+            let last = i + 1 == blocks;
+            self.forward(block, at, if last { head } else { Head::None })?;
+            at += block.len() as u32;
+        }
+        self.read_head(head).await
+    }
+
+    /// Runs `tokens` at positions `pos..` and calls `each(i, logits)` with the logits after
+    /// token i (the distribution of token i + 1), for every i in order. Used to score text
+    /// (perplexity) and to compare with reference engines.
+    pub async fn score(
+        &mut self,
+        tokens: &[u32],
+        pos: u32,
+        each: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<(), Error> {
+        let n_all = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        if pos
+            .checked_add(n_all)
+            .is_none_or(|end| end > self.context_len)
+        {
+            return Err(Error::Unsupported(format!(
+                "{} tokens at position {pos} do not fit the context of {} tokens",
+                tokens.len(),
+                self.context_len
+            )));
+        }
+        self.ensure_score_ops().await?;
+        let rows = self.state.max_tokens.min(SCORE_ROWS);
+        let vocab = self.config.vocab as usize;
+        let mut at = pos;
+        let mut i = 0usize;
+        for block in tokens.chunks(rows as usize) {
+            let n = block.len() as u32;
+            self.forward(block, at, Head::None)?;
+            let Some(so) = &self.score_ops else {
+                return Err(Error::Unsupported("score head missing".into()));
+            };
+            let mut encoder =
+                self.gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("score head"),
+                    });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("score head"),
+                    timestamp_writes: None,
+                });
+                let p = &mut pass;
+                // Final RMSNorm of every position, logits through the tied embedding, soft-cap.
+                so.final_norm.record(p);
+                so.lm_head.record(p, n);
+                if let Some(op) = &so.softcap {
+                    op.record(p);
+                }
+            }
+            self.gpu.submit(encoder.finish())?;
+            let bytes = self
+                .gpu
+                .read_with(&so.readback, &so.logits, 0, u64::from(n) * vocab as u64 * 4)
+                .await?;
+            let logits = to_f32(&bytes);
+            for row in logits.chunks_exact(vocab) {
+                each(i, row);
+                i += 1;
+            }
+            at += n;
+        }
+        Ok(())
+    }
+
+    async fn ensure_score_ops(&mut self) -> Result<(), Error> {
+        if self.score_ops.is_some() {
+            return Ok(());
+        }
+        let gpu = &self.gpu;
+        let c = &self.config;
+        let s = &self.state;
+        let rows = s.max_tokens.min(SCORE_ROWS);
+        let logits = f32s(gpu, "score logits", rows, c.vocab)?;
+        let n = rows * c.vocab;
+        let ops = ScoreOps {
+            final_norm: kernels::rmsnorm(
+                gpu,
+                &s.h,
+                &self.output_norm,
+                &s.xn,
+                rows,
+                c.d_model,
+                c.eps,
+                false,
+            )
+            .await?,
+            lm_head: Linear::new(
+                gpu,
+                &self.token_embd,
+                &s.xn,
+                &logits,
+                rows,
+                MatvecShape::for_adapter(gpu),
+            )
+            .await?,
+            softcap: match c.final_softcap {
+                Some(cap) => Some(kernels::softcap(gpu, &logits, n, cap).await?),
+                None => None,
+            },
+            readback: gpu.readback("score readback", u64::from(n) * 4)?,
+            logits,
+        };
+        self.score_ops = Some(ops);
+        Ok(())
+    }
+}
+
+fn to_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The token-count-dependent ops for blocks of `n` tokens.
+async fn step_ops(
+    gpu: &Gpu,
+    c: &GemmaConfig,
+    token_embd: &WeightTensor,
+    norms: &[LayerNorms],
+    s: &RunState,
+    n: u32,
+) -> Result<StepOps, Error> {
+    let (d, hd, eps) = (c.d_model, c.head_dim, c.eps);
+    let embed = kernels::embedding(gpu, token_embd, &s.ids, &s.h, n, (d as f32).sqrt()).await?;
+    let mut layers = Vec::with_capacity(norms.len());
+    for (l, w) in (0u32..).zip(norms) {
+        let q_norm = match (&w.q, &s.q_raw) {
+            (Some(wq), Some(q_raw)) => {
+                Some(kernels::rmsnorm(gpu, q_raw, wq, &s.q, n * c.n_heads, hd, eps, false).await?)
+            }
+            _ => None,
+        };
+        let k_norm = match (&w.k, &s.k_raw) {
+            (Some(wk), Some(k_raw)) => Some(
+                kernels::rmsnorm(gpu, k_raw, wk, &s.k, n * c.n_kv_heads, hd, eps, false).await?,
+            ),
+            _ => None,
+        };
+        let residual = |post: &Option<wgpu::Buffer>| {
+            let post = post.clone();
+            async move {
+                match post {
+                    Some(wp) => kernels::rmsnorm(gpu, &s.out, &wp, &s.h, n, d, eps, true).await,
+                    None => kernels::add(gpu, &s.h, &s.out, n * d).await,
+                }
+            }
+        };
+        let base = c.rope_base(l);
+        layers.push(LayerStepOps {
+            attn_norm: kernels::rmsnorm(gpu, &s.h, &w.attn, &s.xn, n, d, eps, false).await?,
+            q_norm,
+            k_norm,
+            rope_q: kernels::rope(gpu, &s.q, &s.positions, n, c.n_heads, hd, base).await?,
+            rope_k: kernels::rope(gpu, &s.k, &s.positions, n, c.n_kv_heads, hd, base).await?,
+            attn_residual: residual(&w.post_attn).await?,
+            ffn_norm: kernels::rmsnorm(gpu, &s.h, &w.ffn, &s.xn, n, d, eps, false).await?,
+            gelu: kernels::gelu_mul(gpu, &s.gate, &s.up, n * c.ffn).await?,
+            ffn_residual: residual(&w.post_ffn).await?,
+        });
+    }
+    Ok(StepOps { embed, layers })
+}

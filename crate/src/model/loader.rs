@@ -1,0 +1,284 @@
+//! One loader for every byte source: the GGUF header is parsed from a prefix, then each tensor
+//! the model needs is streamed in bounded slices straight into its GPU buffer(s). The whole file
+//! is never in host memory; at most one slice plus the weight upload's staging is.
+//!
+//! A byte source is anything that can read a range: a native file now, browser storage (OPFS,
+//! a `Blob`, HTTP ranges) later. Reads are `async` so the browser never blocks.
+
+use std::collections::HashMap;
+
+use crate::gguf::{parse_header, GgmlType, GgufHeader, HeaderParse, TensorInfo};
+use crate::gpu::{Gpu, WeightTensor};
+use crate::model::config::{check_inventory, GemmaConfig, TensorRole};
+use crate::Error;
+
+/// Bytes read from the source per call while streaming a tensor.
+pub const SLICE_BYTES: usize = 4 << 20;
+
+/// The first read of the header; more is read when the header (mostly the vocabulary) is longer.
+const HEADER_PREFIX: u64 = 1 << 20;
+/// A header larger than this is refused rather than read into memory (the 262k-token
+/// vocabulary of Gemma 3 takes about 6 MB).
+const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+/// Random-access bytes of a model file.
+#[allow(async_fn_in_trait)]
+pub trait ByteSource {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills `buf` with the bytes at `offset..offset + buf.len()`; a range past the end is an
+    /// error, never a short read.
+    async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error>;
+}
+
+/// Bytes already in memory (tests, small files).
+impl ByteSource for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(buf.len())?))
+            .and_then(|range| self.get(range))
+            .ok_or_else(|| {
+                Error::BadModel(format!(
+                    "read of {} bytes at {offset} past the end ({} bytes)",
+                    buf.len(),
+                    <[u8]>::len(self)
+                ))
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// A model file on disk (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileSource {
+    file: std::fs::File,
+    len: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileSource {
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let file =
+            std::fs::File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let len = file.metadata()?.len();
+        Ok(FileSource { file, len })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ByteSource for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        use std::io::{Read, Seek, SeekFrom};
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(Error::BadModel(format!(
+                "read of {} bytes at {offset} past the end of a {}-byte file",
+                buf.len(),
+                self.len
+            )));
+        }
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.file.read_exact(buf)?;
+        Ok(())
+    }
+}
+
+/// Reads and parses the GGUF header, fetching more of the file while the parser asks for it.
+pub async fn read_header<S: ByteSource>(src: &mut S) -> Result<GgufHeader, Error> {
+    let len = src.len();
+    let mut want = len.min(HEADER_PREFIX);
+    let mut buf = Vec::new();
+    loop {
+        let have = buf.len() as u64;
+        if want > have {
+            let extra = usize::try_from(want - have)
+                .map_err(|_| Error::BadModel("header too large".into()))?;
+            buf.resize(buf.len() + extra, 0);
+            src.read_at(have, &mut buf[have as usize..]).await?;
+        }
+        match parse_header(&buf, len)? {
+            HeaderParse::Complete(h) => return Ok(h),
+            HeaderParse::NeedMore { at_least } => {
+                if at_least <= want || at_least > len || at_least > MAX_HEADER_BYTES {
+                    return Err(Error::BadModel(format!(
+                        "GGUF header needs {at_least} bytes of a {len}-byte file"
+                    )));
+                }
+                // Grow geometrically so a long vocabulary costs a few reads, not thousands.
+                want = at_least.max(want.saturating_mul(2)).min(len);
+            }
+        }
+    }
+}
+
+/// A tensor on the GPU: a matrix (quantized rows, possibly split into pieces) or an f32 vector
+/// (norm weights).
+#[derive(Debug)]
+pub enum GpuTensor {
+    Matrix(WeightTensor),
+    Vector { buffer: wgpu::Buffer, len: u32 },
+}
+
+/// What [`load_tensors`] produced.
+#[derive(Debug)]
+pub struct Loaded {
+    pub header: GgufHeader,
+    pub config: GemmaConfig,
+    pub tensors: HashMap<String, GpuTensor>,
+    /// Bytes of tensor data read from the source.
+    pub bytes_read: u64,
+}
+
+impl Loaded {
+    /// Takes the matrix `name` out (each tensor is taken once, by the model that binds it).
+    pub fn matrix(&mut self, name: &str) -> Result<WeightTensor, Error> {
+        match self.tensors.remove(name) {
+            Some(GpuTensor::Matrix(w)) => Ok(w),
+            Some(GpuTensor::Vector { .. }) => Err(Error::BadModel(format!(
+                "{name} is a vector, expected a matrix"
+            ))),
+            None => Err(Error::BadModel(format!("tensor {name} is missing"))),
+        }
+    }
+
+    /// Takes the f32 vector `name` out, checking its length.
+    pub fn vector(&mut self, name: &str, len: u32) -> Result<wgpu::Buffer, Error> {
+        match self.tensors.remove(name) {
+            Some(GpuTensor::Vector { buffer, len: l }) if l == len => Ok(buffer),
+            Some(_) => Err(Error::BadModel(format!(
+                "{name} is not an f32 vector of {len} values"
+            ))),
+            None => Err(Error::BadModel(format!("tensor {name} is missing"))),
+        }
+    }
+}
+
+/// How to load.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Split matrices into pieces of at most this many bytes even when the device allows more
+    /// (tests use it to exercise splits on small models).
+    pub max_piece_bytes: Option<u64>,
+}
+
+/// Reads the header, checks it describes a Gemma model we can run, and streams every tensor the
+/// model needs to the GPU, in file order. `progress(done, total)` is called after each slice.
+pub async fn load_tensors<S: ByteSource>(
+    gpu: &Gpu,
+    src: &mut S,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Loaded, Error> {
+    let header = read_header(src).await?;
+    let config = GemmaConfig::from_header(&header)?;
+    check_inventory(&header, &config)?;
+
+    let mut wanted: Vec<(TensorInfo, TensorRole)> = Vec::new();
+    for (name, _, role) in config.expected_tensors() {
+        let info = header
+            .tensor(&name)
+            .ok_or_else(|| Error::BadModel(format!("tensor {name} is missing")))?;
+        wanted.push((info.clone(), role));
+    }
+    // Sequential reads: friendlier to disks, HTTP ranges and browser storage alike.
+    wanted.sort_by_key(|(t, _)| t.offset);
+    let total: u64 = wanted.iter().map(|(t, _)| t.bytes).sum();
+
+    let mut slice = vec![0u8; SLICE_BYTES];
+    let mut tensors = HashMap::with_capacity(wanted.len());
+    let mut done = 0u64;
+    for (info, role) in &wanted {
+        let end = info.offset.checked_add(info.bytes);
+        if end.is_none_or(|e| e > src.len()) {
+            return Err(Error::BadModel(format!(
+                "tensor {} ends past the end of the file",
+                info.name
+            )));
+        }
+        let tensor = if *role == TensorRole::Norm {
+            load_vector(gpu, src, info).await?
+        } else {
+            let (cols, rows) = matrix_shape(info)?;
+            let mut up = gpu
+                .begin_weight(&info.name, info.ty, rows, cols, opts.max_piece_bytes)
+                .await?;
+            let mut at = 0u64;
+            while at < info.bytes {
+                let n = usize::try_from((info.bytes - at).min(SLICE_BYTES as u64))
+                    .unwrap_or(SLICE_BYTES);
+                let buf = &mut slice[..n];
+                src.read_at(info.offset + at, buf).await?;
+                up.push(buf)?;
+                at += n as u64;
+                progress(done + at, total);
+            }
+            GpuTensor::Matrix(up.finish().await?)
+        };
+        done += info.bytes;
+        progress(done, total);
+        tensors.insert(info.name.clone(), tensor);
+    }
+    gpu.check()?;
+    Ok(Loaded {
+        header,
+        config,
+        tensors,
+        bytes_read: done,
+    })
+}
+
+/// (cols, rows) of a 2-D tensor, i.e. GGUF's (dims[0], dims[1]).
+fn matrix_shape(info: &TensorInfo) -> Result<(u32, u32), Error> {
+    let dims: Option<(u32, u32)> = match info.dims.as_slice() {
+        [c, r] => u32::try_from(*c).ok().zip(u32::try_from(*r).ok()),
+        _ => None,
+    };
+    dims.ok_or_else(|| {
+        Error::BadModel(format!(
+            "{} has dims {:?}, expected a matrix",
+            info.name, info.dims
+        ))
+    })
+}
+
+/// A norm weight: small, F32 (the inventory check insists), uploaded as is.
+async fn load_vector<S: ByteSource>(
+    gpu: &Gpu,
+    src: &mut S,
+    info: &TensorInfo,
+) -> Result<GpuTensor, Error> {
+    let len = match info.dims.as_slice() {
+        [n] if info.ty == GgmlType::F32 && n.checked_mul(4) == Some(info.bytes) => {
+            u32::try_from(*n).ok()
+        }
+        _ => None,
+    };
+    let Some(len) = len else {
+        return Err(Error::BadModel(format!(
+            "{} is not an f32 vector ({:?}, {})",
+            info.name, info.dims, info.ty
+        )));
+    };
+    let mut bytes = vec![0u8; len as usize * 4];
+    src.read_at(info.offset, &mut bytes).await?;
+    let buffer = gpu.storage_init(&info.name, &bytes)?;
+    Ok(GpuTensor::Vector { buffer, len })
+}
