@@ -28,6 +28,9 @@ pub enum Error {
     /// A network request failed.
     #[error("network error: {0}")]
     Network(String),
+    /// The prompt (with the conversation so far) does not fit the context the model was loaded for.
+    #[error("a prompt of {tokens} tokens does not fit the context of {context} tokens: shorten it or load the model with a longer context")]
+    PromptTooLong { tokens: u64, context: u64 },
     /// The user or caller aborted the operation.
     #[error("aborted")]
     Aborted,
@@ -48,6 +51,7 @@ impl Error {
             Error::DeviceLost(_) => "DeviceLost",
             Error::OutOfMemory(_) => "OutOfMemory",
             Error::Network(_) => "Network",
+            Error::PromptTooLong { .. } => "PromptTooLong",
             Error::Aborted => "Aborted",
             Error::Io(_) => "Io",
         }

@@ -2,10 +2,12 @@
 
 pub mod config;
 pub mod gemma;
+pub mod generate;
 pub mod linear;
 pub mod loader;
 
 pub use gemma::{Head, Model, ModelOptions, Output};
+pub use generate::{GenerateOptions, Generation, SamplingParams, Session, StopReason};
 pub use loader::ByteSource;
 #[cfg(not(target_arch = "wasm32"))]
 pub use loader::FileSource;
