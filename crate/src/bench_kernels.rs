@@ -259,6 +259,12 @@ async fn matvec_bandwidth(
     })
 }
 
+/// The adapter's streaming-read bandwidth in GB/s over a buffer of `bytes` (rounded down to 16),
+/// the roofline a memory-bound decode step is measured against.
+pub async fn streaming_read_gb_s(gpu: &Gpu, bytes: u64) -> Result<f64, Error> {
+    stream_bandwidth(gpu, bytes & !15, &mut Rng::new(2024)).await
+}
+
 /// Runs the benchmark on the default adapter.
 pub async fn run(opts: &BenchOptions) -> Result<BenchReport, Error> {
     let gpu = Gpu::new(GpuOptions {
