@@ -14,7 +14,16 @@ mod native {
     use std::path::PathBuf;
     use std::process::ExitCode;
 
+    use std::io::Write;
+    use std::time::Instant;
+
     use clap::{Args, Parser, Subcommand, ValueEnum};
+    use gemma_web::gpu::{Gpu, GpuOptions};
+    use gemma_web::model::generate::chat_turn_ids;
+    use gemma_web::model::{
+        FileSource, GenerateOptions, Head, Model, ModelOptions, Output, SamplingParams, Session,
+    };
+    use gemma_web::tokenizer::{GemmaTokenizer, StreamDecoder};
     use gemma_web::Error;
 
     #[derive(Parser)]
@@ -41,6 +50,84 @@ mod native {
         RandomModel(RandomModelArgs),
         /// Measure streaming-read bandwidth and the matvec bandwidth of every weight type.
         BenchKernels(BenchKernelsArgs),
+        /// Generate text from a prompt, streaming it to stdout.
+        Generate(GenerateArgs),
+        /// Run a text through the model once: per-position negative log-likelihood and top-5.
+        Score(ScoreArgs),
+        /// Load time, prefill and decode speed, decode against the streaming-read roofline.
+        Bench(BenchArgs),
+    }
+
+    /// Where and how to load the model.
+    #[derive(Args)]
+    struct ModelArgs {
+        /// A Gemma 1/2/3 .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Positions of the KV cache (capped by the model's context).
+        #[arg(long, default_value_t = gemma_web::model::gemma::DEFAULT_CONTEXT)]
+        context: u32,
+        /// Prompt tokens per prefill block.
+        #[arg(long, default_value_t = gemma_web::model::gemma::DEFAULT_PREFILL_CHUNK)]
+        prefill_chunk: u32,
+        /// Open the device at WebGPU's default limits (as a browser would) instead of the adapter's.
+        #[arg(long)]
+        default_limits: bool,
+    }
+
+    #[derive(Args)]
+    struct GenerateArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The prompt. With --chat, each --prompt is one user turn of the same conversation
+        /// (the KV cache of earlier turns is reused).
+        #[arg(long, required = true)]
+        prompt: Vec<String>,
+        /// Wrap the prompt in Gemma's chat format and stop at <end_of_turn>.
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u32,
+        /// 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// 0 keeps all tokens.
+        #[arg(long, default_value_t = 64)]
+        top_k: u32,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// End with one JSON line: prompt_ids, generated_ids, text, prefill_tok_s, decode_tok_s.
+        #[arg(long)]
+        json: bool,
+    }
+
+    #[derive(Args)]
+    struct ScoreArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The text (BOS is prepended).
+        #[arg(long)]
+        text: String,
+        /// Print JSON (the only output format).
+        #[arg(long)]
+        json: bool,
+    }
+
+    #[derive(Args)]
+    struct BenchArgs {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: u32,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: u32,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
     }
 
     #[derive(Args)]
@@ -124,6 +211,9 @@ mod native {
             Command::Tokenize(args) => tokenize(args),
             Command::Inspect(args) => inspect::run(&args.model, args.json),
             Command::RandomModel(args) => random_model(args),
+            Command::Generate(args) => pollster::block_on(generate(args)),
+            Command::Score(args) => pollster::block_on(score(args)),
+            Command::Bench(args) => pollster::block_on(bench(args)),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -457,5 +547,268 @@ mod native {
             print!("{}", table(&report));
         }
         Ok(())
+    }
+
+    async fn load_model(args: &ModelArgs) -> Result<Model, Error> {
+        let gpu = Gpu::new(GpuOptions {
+            default_limits: args.default_limits,
+            ..GpuOptions::default()
+        })
+        .await?;
+        let mut src = FileSource::open(&args.model)?;
+        let opts = ModelOptions {
+            context_len: Some(args.context),
+            prefill_chunk: args.prefill_chunk,
+            ..Default::default()
+        };
+        Model::load(gpu, &mut src, &opts, &mut |_, _| {}).await
+    }
+
+    fn json_line(v: &serde_json::Value) -> Result<(), Error> {
+        let text = serde_json::to_string(v).map_err(|e| Error::Io(format!("json: {e}")))?;
+        println!("{text}");
+        Ok(())
+    }
+
+    async fn generate(args: GenerateArgs) -> Result<(), Error> {
+        let model = load_model(&args.model).await?;
+        let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+        let mut session = Session::new(model);
+        let opts = GenerateOptions {
+            max_tokens: args.max_tokens,
+            sampling: SamplingParams {
+                temperature: args.temperature,
+                top_k: args.top_k,
+                top_p: args.top_p,
+                repetition_penalty: args.repetition_penalty,
+                seed: args.seed,
+            },
+            stop_ids: tokenizer.stop_ids().to_vec(),
+        };
+        let (mut prompt_ids, mut generated_ids, mut text) = (Vec::new(), Vec::new(), String::new());
+        let (mut prefill, mut decode) = (0.0f64, 0.0f64);
+        let (mut prefill_tokens, mut decode_tokens) = (0usize, 0usize);
+        for (i, prompt) in args.prompt.iter().enumerate() {
+            let ids = if args.chat {
+                chat_turn_ids(&tokenizer, &session, prompt)?
+            } else if i == 0 {
+                tokenizer.encode(prompt, true)?
+            } else {
+                tokenizer.encode(prompt, false)?
+            };
+            if args.prompt.len() > 1 {
+                println!("{}> {prompt}", if args.chat { "user" } else { "prompt" });
+            }
+            let mut stream = StreamDecoder::new();
+            let mut turn_text = String::new();
+            let mut out = std::io::stdout();
+            let mut failed = None;
+            let g = session
+                .generate(&ids, &opts, &mut |id| {
+                    if tokenizer.is_stop(id) {
+                        return true;
+                    }
+                    match stream.push(&tokenizer, id) {
+                        Ok(piece) => {
+                            let _ = out.write_all(piece.as_bytes());
+                            let _ = out.flush();
+                            turn_text.push_str(&piece);
+                            true
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
+                    }
+                })
+                .await?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let tail = stream.finish();
+            print!("{tail}");
+            println!();
+            turn_text.push_str(&tail);
+            text.push_str(&turn_text);
+            prefill += g.prefill_secs;
+            decode += g.decode_secs;
+            prefill_tokens += g.prompt_ids.len();
+            decode_tokens += g.generated_ids.len().saturating_sub(1);
+            prompt_ids.extend_from_slice(&g.prompt_ids);
+            generated_ids.extend_from_slice(&g.generated_ids);
+        }
+        if args.json {
+            json_line(&serde_json::json!({
+                "prompt_ids": prompt_ids,
+                "generated_ids": generated_ids,
+                "text": text,
+                "prefill_tok_s": prefill_tokens as f64 / prefill.max(1e-9),
+                "decode_tok_s": decode_tokens as f64 / decode.max(1e-9),
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Natural log-probability of `id` under `logits` (f64 log-sum-exp).
+    fn log_prob(logits: &[f32], id: u32) -> f64 {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = logits
+            .iter()
+            .map(|&l| (f64::from(l) - f64::from(max)).exp())
+            .sum();
+        let l = logits
+            .get(id as usize)
+            .copied()
+            .unwrap_or(f32::NEG_INFINITY);
+        f64::from(l) - f64::from(max) - sum.ln()
+    }
+
+    fn top5(logits: &[f32]) -> Vec<(u32, f32)> {
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(6);
+        for (i, &l) in logits.iter().enumerate() {
+            if l.is_nan() {
+                continue;
+            }
+            if best.len() < 5 || best.last().is_some_and(|b| l > b.1) {
+                let at = best.iter().position(|b| l > b.1).unwrap_or(best.len());
+                best.insert(at, (i as u32, l));
+                best.truncate(5);
+            }
+        }
+        best
+    }
+
+    async fn score(args: ScoreArgs) -> Result<(), Error> {
+        let _ = args.json;
+        let mut model = load_model(&args.model).await?;
+        let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+        let ids = tokenizer.encode(&args.text, true)?;
+        let mut nll = Vec::with_capacity(ids.len());
+        let mut top = Vec::with_capacity(ids.len());
+        model
+            .score(&ids, 0, &mut |i, logits| {
+                if let Some(&next) = ids.get(i + 1) {
+                    nll.push(-log_prob(logits, next));
+                }
+                top.push(top5(logits));
+            })
+            .await?;
+        let mean = nll.iter().sum::<f64>() / (nll.len().max(1) as f64);
+        json_line(&serde_json::json!({
+            "ids": ids,
+            "nll": nll,
+            "mean_nll": mean,
+            "top5": top,
+        }))
+    }
+
+    /// Peak and current resident set of this process (VmHWM, VmRSS), bytes; 0 where unknown.
+    fn host_memory() -> (u64, u64) {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map_or(0, |kb| kb * 1024)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    async fn bench(args: BenchArgs) -> Result<(), Error> {
+        let (_, rss_before) = host_memory();
+        let t = Instant::now();
+        let mut model = load_model(&args.model).await?;
+        model.gpu.wait_idle()?;
+        let load_s = t.elapsed().as_secs_f64();
+        let (peak_after_load, rss_after_load) = host_memory();
+        let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+
+        // A prompt of exactly --prompt-tokens: English text, repeated as needed.
+        let text = "The history of the sea is the history of trade, of empires and of the people \
+                    who sailed between them, reading the stars and the winds. ";
+        let mut ids = tokenizer.encode(text, true)?;
+        let unit = tokenizer.encode(text, false)?;
+        while ids.len() < args.prompt_tokens as usize && !unit.is_empty() {
+            ids.extend_from_slice(&unit);
+        }
+        ids.truncate(args.prompt_tokens.max(1) as usize);
+        let needed = ids.len() as u64 + u64::from(args.gen_tokens);
+        if needed > u64::from(model.context_len) {
+            return Err(Error::PromptTooLong {
+                tokens: needed,
+                context: u64::from(model.context_len),
+            });
+        }
+
+        // Warm-up: one short block and one decode step (first-use costs of the driver).
+        model
+            .prefill(&ids[..ids.len().min(4)], 0, Head::Argmax)
+            .await?;
+        let t = Instant::now();
+        let mut next = match model.prefill(&ids, 0, Head::Argmax).await? {
+            Output::Argmax(id) => id,
+            _ => 0,
+        };
+        let prefill_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for i in 0..args.gen_tokens {
+            let pos = ids.len() as u32 + i;
+            next = match model.forward_decode(next, pos, Head::Argmax).await? {
+                Output::Argmax(id) => id,
+                _ => 0,
+            };
+        }
+        let decode_s = t.elapsed().as_secs_f64();
+        let (peak, _) = host_memory();
+
+        let stream_gb_s = gemma_web::bench_kernels::streaming_read_gb_s(
+            &model.gpu,
+            (256u64 << 20).min(model.gpu.caps.max_binding),
+        )
+        .await?;
+        let prefill_tok_s = ids.len() as f64 / prefill_s.max(1e-9);
+        let decode_tok_s = f64::from(args.gen_tokens) / decode_s.max(1e-9);
+        let bytes = model.decode_weight_bytes;
+        let effective_gb_s = bytes as f64 * decode_tok_s / 1e9;
+        let roofline_tok_s = stream_gb_s * 1e9 / bytes as f64;
+        let c = &model.config;
+        let report = serde_json::json!({
+            "model": args.model.model.display().to_string(),
+            "arch": c.arch.name(),
+            "adapter": model.gpu.caps.adapter_name,
+            "backend": model.gpu.caps.backend,
+            "tier": model.gpu.caps.tier,
+            "default_limits": args.model.default_limits,
+            "context": model.context_len,
+            "prefill_chunk": model.max_chunk(),
+            "load_s": load_s,
+            "prompt_tokens": ids.len(),
+            "gen_tokens": args.gen_tokens,
+            "prefill_tok_s": prefill_tok_s,
+            "decode_tok_s": decode_tok_s,
+            "decode_ms_per_token": 1e3 / decode_tok_s.max(1e-9),
+            "weight_bytes_per_token": bytes,
+            "effective_gb_s": effective_gb_s,
+            "stream_read_gb_s": stream_gb_s,
+            "roofline_tok_s": roofline_tok_s,
+            "decode_fraction_of_roofline": decode_tok_s / roofline_tok_s.max(1e-9),
+            "file_bytes": model.stats.file_bytes,
+            "weight_gpu_bytes": model.stats.weight_gpu_bytes,
+            "kv_cache_bytes": model.stats.kv_cache_bytes,
+            "host_rss_before_load_bytes": rss_before,
+            "host_peak_after_load_bytes": peak_after_load,
+            "host_rss_after_load_bytes": rss_after_load,
+            "host_peak_bytes": peak,
+        });
+        if args.json {
+            json_line(&report)
+        } else {
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::Io(format!("json: {e}")))?;
+            println!("{text}");
+            Ok(())
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::gpu::attention::{
 use crate::gpu::kernels::{self, TopK};
 use crate::gpu::{Gpu, Op, Readback, WeightTensor};
 use crate::model::config::{Arch, GemmaConfig};
-use crate::model::linear::{Linear, MatvecShape};
+use crate::model::linear::Linear;
 use crate::model::loader::{load_tensors, ByteSource, LoadOptions, Loaded};
 use crate::Error;
 
@@ -142,7 +142,6 @@ struct LayerStepOps {
 }
 
 /// The ops of one layer shared by both steps.
-#[derive(Debug)]
 struct LayerOps {
     q: Linear,
     k: Linear,
@@ -155,7 +154,6 @@ struct LayerOps {
 }
 
 /// The head on the last token: final norm, tied LM head, soft-cap, argmax / top-k.
-#[derive(Debug)]
 struct HeadOps {
     final_norm: Op,
     lm_head: Linear,
@@ -165,7 +163,6 @@ struct HeadOps {
 }
 
 /// The head on every position of a block, for [`Model::score`]; built on its first use.
-#[derive(Debug)]
 struct ScoreOps {
     final_norm: Op,
     lm_head: Linear,
@@ -339,7 +336,8 @@ impl Model {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: hd,
-            cache_len: context_len,
+            // Sliding layers keep a ring of window + block - 1 slots.
+            cache_len: AttentionShape::slots_needed(c.window(l), context_len, chunk),
             scale: c.query_scale,
             softcap: c.attn_softcap,
             window: c.window(l),
@@ -357,7 +355,6 @@ impl Model {
         let kv_cache_bytes = caches.iter().map(|x| x.k.size() + x.v.size()).sum();
 
         // Projections and attention, bound once for both steps.
-        let mv = MatvecShape::for_adapter(&gpu);
         let q_out = s.q_raw.as_ref().unwrap_or(&s.q);
         let k_out = s.k_raw.as_ref().unwrap_or(&s.k);
         let mut layers = Vec::with_capacity(c.n_layers as usize);
@@ -376,13 +373,13 @@ impl Model {
                 })
                 .await??;
             layers.push(LayerOps {
-                q: Linear::new(&gpu, wq, &s.xn, q_out, chunk, mv).await?,
-                k: Linear::new(&gpu, wk, &s.xn, k_out, chunk, mv).await?,
-                v: Linear::new(&gpu, wv, &s.xn, &s.v, chunk, mv).await?,
-                o: Linear::new(&gpu, wo, &s.att, &s.out, chunk, mv).await?,
-                gate: Linear::new(&gpu, wg, &s.xn, &s.gate, chunk, mv).await?,
-                up: Linear::new(&gpu, wu, &s.xn, &s.up, chunk, mv).await?,
-                down: Linear::new(&gpu, wd, &s.gate, &s.out, chunk, mv).await?,
+                q: Linear::new(&gpu, wq, &s.xn, q_out, chunk).await?,
+                k: Linear::new(&gpu, wk, &s.xn, k_out, chunk).await?,
+                v: Linear::new(&gpu, wv, &s.xn, &s.v, chunk).await?,
+                o: Linear::new(&gpu, wo, &s.att, &s.out, chunk).await?,
+                gate: Linear::new(&gpu, wg, &s.xn, &s.gate, chunk).await?,
+                up: Linear::new(&gpu, wu, &s.xn, &s.up, chunk).await?,
+                down: Linear::new(&gpu, wd, &s.gate, &s.out, chunk).await?,
                 attn,
             });
         }
@@ -402,7 +399,7 @@ impl Model {
                 false,
             )
             .await?,
-            lm_head: Linear::new(&gpu, &token_embd, &s.last_n, &s.logits, 0, mv).await?,
+            lm_head: Linear::new(&gpu, &token_embd, &s.last_n, &s.logits, 1).await?,
             softcap: match c.final_softcap {
                 Some(cap) => Some(kernels::softcap(&gpu, &s.logits, c.vocab, cap).await?),
                 None => None,
@@ -484,9 +481,9 @@ impl Model {
                 // Pre-attention RMSNorm.
                 e.attn_norm.record(p);
                 // Query, key and value projections.
-                layer.q.record(p, n);
-                layer.k.record(p, n);
-                layer.v.record(p, n);
+                layer.q.record(gpu, p, n)?;
+                layer.k.record(gpu, p, n)?;
+                layer.v.record(gpu, p, n)?;
                 // Gemma 3: RMSNorm over each query and key head.
                 if let (Some(qn), Some(kn)) = (&e.q_norm, &e.k_norm) {
                     qn.record(p);
@@ -507,17 +504,17 @@ impl Model {
                     }
                 }
                 // Output projection.
-                layer.o.record(p, n);
+                layer.o.record(gpu, p, n)?;
                 // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm).
                 e.attn_residual.record(p);
                 // --- MLP block ---
                 // Pre-MLP RMSNorm.
                 e.ffn_norm.record(p);
                 // down(gelu_tanh(gate(x)) * up(x)).
-                layer.gate.record(p, n);
-                layer.up.record(p, n);
+                layer.gate.record(gpu, p, n)?;
+                layer.up.record(gpu, p, n)?;
                 e.gelu.record(p);
-                layer.down.record(p, n);
+                layer.down.record(gpu, p, n)?;
                 // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm).
                 e.ffn_residual.record(p);
             }
@@ -533,7 +530,7 @@ impl Model {
             let p = &mut pass;
             // Final RMSNorm, then logits through the tied embedding.
             h.final_norm.record(p);
-            h.lm_head.record(p, 1);
+            h.lm_head.record(gpu, p, 1)?;
             // Gemma 2: final logit soft-cap.
             if let Some(op) = &h.softcap {
                 op.record(p);
@@ -651,15 +648,15 @@ impl Model {
         for block in tokens.chunks(rows as usize) {
             let n = block.len() as u32;
             self.forward(block, at, Head::None)?;
-            let Some(so) = &self.score_ops else {
+            let Model { gpu, score_ops, .. } = self;
+            let Some(so) = score_ops.as_mut() else {
                 return Err(Error::Unsupported("score head missing".into()));
             };
-            let mut encoder =
-                self.gpu
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("score head"),
-                    });
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("score head"),
+                });
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("score head"),
@@ -668,14 +665,13 @@ impl Model {
                 let p = &mut pass;
                 // Final RMSNorm of every position, logits through the tied embedding, soft-cap.
                 so.final_norm.record(p);
-                so.lm_head.record(p, n);
+                so.lm_head.record(gpu, p, n)?;
                 if let Some(op) = &so.softcap {
                     op.record(p);
                 }
             }
-            self.gpu.submit(encoder.finish())?;
-            let bytes = self
-                .gpu
+            gpu.submit(encoder.finish())?;
+            let bytes = gpu
                 .read_with(&so.readback, &so.logits, 0, u64::from(n) * vocab as u64 * 4)
                 .await?;
             let logits = to_f32(&bytes);
@@ -710,15 +706,7 @@ impl Model {
                 false,
             )
             .await?,
-            lm_head: Linear::new(
-                gpu,
-                &self.token_embd,
-                &s.xn,
-                &logits,
-                rows,
-                MatvecShape::for_adapter(gpu),
-            )
-            .await?,
+            lm_head: Linear::new(gpu, &self.token_embd, &s.xn, &logits, rows).await?,
             softcap: match c.final_softcap {
                 Some(cap) => Some(kernels::softcap(gpu, &logits, n, cap).await?),
                 None => None,

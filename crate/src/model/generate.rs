@@ -7,6 +7,7 @@
 //! logit vector otherwise.
 
 use crate::model::gemma::{Head, Model, Output, SAMPLE_TOP_K};
+use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role};
 use crate::Error;
 
 /// How the next token is chosen.
@@ -438,6 +439,25 @@ impl Session {
             decode_secs: now_secs() - t1,
         })
     }
+}
+
+/// The ids that open the next user turn of a chat in `session`: BOS and the turn on an empty
+/// session; otherwise the model's open turn is closed first (its `<end_of_turn>` is usually the
+/// pending stop token, fed with these ids) and the new turn follows. Ends with the generation
+/// prompt `<start_of_turn>model\n`.
+pub fn chat_turn_ids(
+    tokenizer: &GemmaTokenizer,
+    session: &Session,
+    text: &str,
+) -> Result<Vec<u32>, Error> {
+    let turn = format_chat(&[ChatTurn::new(Role::User, text)], true);
+    if session.history().is_empty() && session.pending().is_none() {
+        return tokenizer.encode(&turn, true);
+    }
+    let end = tokenizer.piece_to_id("<end_of_turn>");
+    let closed = end.is_some() && session.pending() == end;
+    let prefix = if closed { "\n" } else { "<end_of_turn>\n" };
+    tokenizer.encode(&format!("{prefix}{turn}"), false)
 }
 
 #[cfg(test)]
