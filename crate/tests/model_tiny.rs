@@ -40,7 +40,8 @@ fn check(name: &str, spec: RandomGemmaSpec, prompt_len: usize, chunk: u32) {
     let path = dir.path().join(format!("{name}.gguf"));
     std::fs::write(&path, &bytes).expect("write file");
     let total = prompt_len + STEPS;
-    let mut reference = reference::load_reference_with_len(&path, total + 1);
+    let mut reference =
+        reference::load_reference_with(&path, total + 1, reference::RefMode::Decode);
 
     let gpu = pollster::block_on(Gpu::new(GpuOptions::for_tests())).expect("gpu");
     let opts = ModelOptions {
