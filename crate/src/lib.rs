@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
+pub mod storage;
 pub mod summary;
 pub mod testing;
 pub mod tokenizer;
