@@ -9,15 +9,20 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::Stream;
 use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
@@ -27,6 +32,11 @@ use crate::Error;
 
 /// The router: `www` at `/`, `models` at `/models/`, and the model listing at `/models/index.json`.
 pub fn router(www: &Path, models: &Path) -> Router {
+    router_with(www, models, TestHooks::default())
+}
+
+/// [`router`] with test hooks on the model files.
+pub fn router_with(www: &Path, models: &Path, hooks: TestHooks) -> Router {
     // Files are checked on every load (with the ETag a revalidation is a cheap 304), so an edited page
     // or a rebuilt wasm package is never served stale from the browser cache.
     let files = |dir: &Path| {
@@ -49,7 +59,15 @@ pub fn router(www: &Path, models: &Path) -> Router {
             "/models/index.json",
             get(model_index).with_state(models.to_path_buf()),
         )
-        .nest_service("/models", files(models))
+        .nest_service(
+            "/models",
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(
+                    Arc::new(HookState::new(hooks)),
+                    model_hooks,
+                ))
+                .service(files(models)),
+        )
         .fallback_service(files(www))
         // Cross-origin isolation gives the page SharedArrayBuffer and precise timers;
         // CORP keeps these files from being embedded by other origins.
@@ -60,7 +78,17 @@ pub fn router(www: &Path, models: &Path) -> Router {
 
 /// Serves on an already bound listener until the process is interrupted.
 pub async fn serve(listener: tokio::net::TcpListener, www: &Path, models: &Path) -> io::Result<()> {
-    axum::serve(listener, router(www, models))
+    serve_with(listener, www, models, TestHooks::default()).await
+}
+
+/// [`serve`] with test hooks on the model files.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    www: &Path,
+    models: &Path,
+    hooks: TestHooks,
+) -> io::Result<()> {
+    axum::serve(listener, router_with(www, models, hooks))
         .with_graceful_shutdown(async {
             // If the signal handler cannot be installed, serve until killed.
             if tokio::signal::ctrl_c().await.is_err() {
@@ -71,7 +99,7 @@ pub async fn serve(listener: tokio::net::TcpListener, www: &Path, models: &Path)
 }
 
 /// Binds 127.0.0.1:`port` (0 picks a free port), prints the URL and serves.
-pub async fn run(port: u16, www: PathBuf, models: PathBuf) -> Result<(), Error> {
+pub async fn run(port: u16, www: PathBuf, models: PathBuf, hooks: TestHooks) -> Result<(), Error> {
     if !www.join("index.html").is_file() {
         return Err(Error::Io(format!(
             "{} has no index.html (run from the repository root or pass --www)",
@@ -97,7 +125,7 @@ pub async fn run(port: u16, www: PathBuf, models: PathBuf) -> Result<(), Error> 
         "  models: {} (listed at /models/index.json)",
         models.display()
     );
-    serve(listener, &www, &models).await?;
+    serve_with(listener, &www, &models, hooks).await?;
     Ok(())
 }
 
@@ -289,4 +317,169 @@ fn etag_list_matches(list: &HeaderValue, etag: &str, strong: bool) -> bool {
             Some(weak) => !strong && weak == etag,
             None => tag == etag,
         })
+}
+
+/// Test-only behaviour of the model files (hidden `serve` flags), for the browser store's tests:
+/// count what crosses the network, cut a download, corrupt a model in flight.
+#[derive(Clone, Debug, Default)]
+pub struct TestHooks {
+    /// Append one JSON line per model request: method, path, range, status, body bytes sent.
+    pub log_requests: Option<PathBuf>,
+    /// Drop the connection once this many model body bytes were sent in total (once per server).
+    pub fault_after_bytes: Option<u64>,
+    /// Flip the lowest bit of the byte at this file offset in every model body that carries it.
+    pub flip_byte: Option<u64>,
+}
+
+struct HookState {
+    hooks: TestHooks,
+    log: Option<Mutex<std::fs::File>>,
+    /// Model body bytes sent so far, and whether the one fault has happened.
+    sent: AtomicU64,
+    faulted: AtomicBool,
+}
+
+impl HookState {
+    fn new(hooks: TestHooks) -> Self {
+        let log = hooks.log_requests.as_ref().and_then(|path| {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(f) => Some(Mutex::new(f)),
+                Err(e) => {
+                    eprintln!("warning: cannot open request log {}: {e}", path.display());
+                    None
+                }
+            }
+        });
+        HookState {
+            hooks,
+            log,
+            sent: AtomicU64::new(0),
+            faulted: AtomicBool::new(false),
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.log.is_some()
+            || self.hooks.fault_after_bytes.is_some()
+            || self.hooks.flip_byte.is_some()
+    }
+}
+
+async fn model_hooks(State(state): State<Arc<HookState>>, req: Request, next: Next) -> Response {
+    if !state.active() {
+        return next.run(req).await;
+    }
+    let entry = LogEntry {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        range: req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        status: 0,
+        bytes: 0,
+    };
+    let res = next.run(req).await;
+    // The body's first byte is at the start of Content-Range for a 206, at 0 otherwise.
+    let start = res
+        .headers()
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (parts, body) = res.into_parts();
+    let stream = HookedBody {
+        inner: body.into_data_stream(),
+        state,
+        offset: start,
+        cut: false,
+        entry: LogEntry {
+            status: parts.status.as_u16(),
+            ..entry
+        },
+    };
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[derive(Serialize)]
+struct LogEntry {
+    method: String,
+    path: String,
+    range: Option<String>,
+    status: u16,
+    bytes: u64,
+}
+
+/// A response body that counts, corrupts or cuts what it passes on, and logs the request when it
+/// is dropped (after the last byte, or when the connection went away).
+struct HookedBody {
+    inner: BodyDataStream,
+    state: Arc<HookState>,
+    /// File offset of the next byte.
+    offset: u64,
+    cut: bool,
+    entry: LogEntry,
+}
+
+impl Stream for HookedBody {
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.cut {
+            // An error from the body makes hyper abort the connection mid-response.
+            return Poll::Ready(Some(Err(io::Error::other(
+                "test fault: connection dropped",
+            ))));
+        }
+        let mut bytes = match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(bytes))) => bytes,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let len = bytes.len() as u64;
+        if let Some(at) = this.state.hooks.flip_byte {
+            if let Some(i) = at.checked_sub(this.offset).filter(|&i| i < len) {
+                let mut copy = bytes.to_vec();
+                if let Some(b) = usize::try_from(i).ok().and_then(|i| copy.get_mut(i)) {
+                    *b ^= 0x01;
+                }
+                bytes = Bytes::from(copy);
+            }
+        }
+        if let Some(limit) = this.state.hooks.fault_after_bytes {
+            let before = this.state.sent.fetch_add(len, Ordering::SeqCst);
+            if before.saturating_add(len) > limit
+                && !this.state.faulted.swap(true, Ordering::SeqCst)
+            {
+                let keep = limit.saturating_sub(before).min(len);
+                this.cut = true;
+                bytes = bytes.slice(..keep as usize);
+            }
+        }
+        this.offset = this.offset.saturating_add(bytes.len() as u64);
+        this.entry.bytes += bytes.len() as u64;
+        Poll::Ready(Some(Ok(bytes)))
+    }
+}
+
+impl Drop for HookedBody {
+    fn drop(&mut self) {
+        let Some(log) = &self.state.log else { return };
+        let Ok(line) = serde_json::to_string(&self.entry) else {
+            return;
+        };
+        if let Ok(mut f) = log.lock() {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }

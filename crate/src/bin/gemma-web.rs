@@ -187,6 +187,15 @@ mod native {
         /// Folder of the page, served at /.
         #[arg(long, default_value = "www")]
         www: PathBuf,
+        /// Test only: append a JSON line per model request (range, status, body bytes sent).
+        #[arg(long, hide = true)]
+        log_requests: Option<PathBuf>,
+        /// Test only: drop the connection once N model body bytes were sent (once).
+        #[arg(long, hide = true)]
+        fault_after_bytes: Option<u64>,
+        /// Test only: flip one bit of the model byte at this offset in every response.
+        #[arg(long, hide = true)]
+        flip_byte: Option<u64>,
     }
 
     #[derive(Args)]
@@ -226,7 +235,17 @@ mod native {
 
     fn serve(args: ServeArgs) -> Result<(), Error> {
         let runtime = tokio::runtime::Runtime::new()?;
-        runtime.block_on(gemma_web::serve::run(args.port, args.www, args.models))
+        let hooks = gemma_web::serve::TestHooks {
+            log_requests: args.log_requests,
+            fault_after_bytes: args.fault_after_bytes,
+            flip_byte: args.flip_byte,
+        };
+        runtime.block_on(gemma_web::serve::run(
+            args.port,
+            args.www,
+            args.models,
+            hooks,
+        ))
     }
 
     fn random_model(args: RandomModelArgs) -> Result<(), Error> {
