@@ -15,5 +15,7 @@ pub mod testing;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+#[cfg(target_arch = "wasm32")]
+pub mod web_store;
 
 pub use error::Error;

@@ -36,6 +36,10 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 /// www/ with a page and a wasm file, models/ with one model and a non-model file, and a secret
 /// beside them (named like the repository's Cargo.toml) that must never be served.
 async fn site() -> Site {
+    site_with(gemma_web::serve::TestHooks::default()).await
+}
+
+async fn site_with(hooks: gemma_web::serve::TestHooks) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let www = root.join("www");
@@ -51,7 +55,7 @@ async fn site() -> Site {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { gemma_web::serve::serve(listener, &www, &models).await });
+    tokio::spawn(async move { gemma_web::serve::serve_with(listener, &www, &models, hooks).await });
     Site {
         _dir: dir,
         root,
@@ -323,4 +327,94 @@ async fn paths_outside_the_served_folders_are_refused() {
             "{path}"
         );
     }
+}
+
+/// The store's browser tests rely on these hidden hooks: a byte flipped in flight wherever a body
+/// carries it, one connection dropped after N model bytes, and a log of the bytes each request sent.
+#[tokio::test]
+async fn test_hooks_flip_a_byte_cut_once_and_log_bytes_sent() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("requests.jsonl");
+    const FLIP: usize = 50_001;
+    const CUT: usize = 70_000;
+    let site = site_with(gemma_web::serve::TestHooks {
+        log_requests: Some(log.clone()),
+        fault_after_bytes: Some(CUT as u64),
+        flip_byte: Some(FLIP as u64),
+    })
+    .await;
+    let mut flipped = site.model.clone();
+    flipped[FLIP] ^= 0x01;
+
+    let r = get(
+        &site,
+        "/models/tiny.gguf",
+        &[("range", "bytes=50000-50099")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.body, flipped[50_000..50_100]);
+    let r = get(&site, "/models/tiny.gguf", &[("range", "bytes=0-999")]).await;
+    assert_eq!(r.body, site.model[..1000]);
+
+    // 1100 bytes were sent so far: the next full download is cut at CUT - 1100 body bytes.
+    let stream = tokio::net::TcpStream::connect(site.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri("/models/tiny.gguf")
+        .header(header::HOST, site.addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.into_body().collect().await.is_err(), "the body is cut");
+
+    // Only once: the next download is whole (and still corrupted).
+    let r = get(&site, "/models/tiny.gguf", &[]).await;
+    assert_eq!(r.body, flipped);
+    let r = request(&site, Method::HEAD, "/models/tiny.gguf", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Pages are not logged.
+    get(&site, "/", &[]).await;
+
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let entries: Vec<(String, Option<String>, u64, u64)> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["method"].as_str().unwrap().to_string(),
+                v["range"].as_str().map(str::to_string),
+                v["status"].as_u64().unwrap(),
+                v["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let get = |range: Option<&str>, status, bytes| {
+        ("GET".to_string(), range.map(str::to_string), status, bytes)
+    };
+    assert_eq!(
+        entries,
+        vec![
+            get(Some("bytes=50000-50099"), 206, 100),
+            get(Some("bytes=0-999"), 206, 1000),
+            get(None, 200, (CUT - 1100) as u64),
+            get(None, 200, MODEL_LEN as u64),
+            ("HEAD".to_string(), None, 200, 0),
+        ]
+    );
 }

@@ -2,85 +2,19 @@
 // Gemma 3 270M configuration read from the GGUF header, fetched with Range requests only.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { cleanup, launchBrowser, MODEL, MODEL_BYTES, outDir, runCleanup, startServer } from "./harness.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, "target");
-const serverBin = process.env.GEMMA_WEB_BIN || path.join(targetDir, "debug", "gemma-web");
-const outDir = path.join(root, "tests", "out");
-const MODEL = "gemma-3-270m-q4_k_m.gguf";
-const MODEL_BYTES = 253_113_024;
-// The developers' guide's flags; playwright adds --headless, and the user data dir is the fresh `profile`.
-const CHROMIUM_FLAGS = [
-  "--no-sandbox",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--enable-unsafe-webgpu",
-];
-
-const cleanup = [];
 let context;
 
-/** Starts `gemma-web serve` on a port the OS picks and resolves with its URL once it answers. */
-async function startServer(models) {
-  const server = spawn(serverBin, ["serve", "--port", "0", "--www", "www", "--models", models], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  cleanup.push(() => server.kill());
-  let log = "";
-  server.stderr.on("data", (d) => (log += d));
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s:\n${log}`)), 30_000);
-    server.stdout.on("data", (d) => {
-      log += d;
-      const m = log.match(/serving (http:\/\/127\.0\.0\.1:\d+\/)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    server.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${serverBin} exited with ${code}:\n${log}`));
-    });
-  });
-  // The URL is printed after binding; still, wait until a request really succeeds.
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(url)).ok) break;
-    } catch (e) {
-      if (i > 50) throw e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return url;
-}
-
 before(async () => {
-  const profile = await mkdtemp(path.join(tmpdir(), "gemma-web-chromium-"));
-  cleanup.push(() => rm(profile, { recursive: true, force: true }));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: CHROMIUM_FLAGS,
-    viewport: { width: 1100, height: 1400 },
-  });
-  cleanup.push(() => context.close());
+  context = await launchBrowser({ viewport: { width: 1100, height: 1400 } });
 });
 
 // Runs even when a test or `before` failed, so no server outlives the tests.
-after(async () => {
-  for (const step of cleanup.reverse()) await step();
-});
+after(runCleanup);
 
 async function newPage() {
   const page = await context.newPage();

@@ -1,0 +1,49 @@
+// Test fixture: a dedicated worker that exposes www/store.js to tests/e2e/store.test.mjs by messages
+// { id, op, args } -> { id, result } | { id, error: { code, message } }, plus { progress } events.
+import { ensureModel, openModel, listModels, deleteModel } from "../store.js";
+import { OpfsFile } from "../pkg/gemma_web.js";
+
+let abort = null;
+
+const ops = {
+  async ensure({ url, sha256, chunkBytes }) {
+    abort = new AbortController();
+    const onProgress = (p) => postMessage({ progress: p });
+    return ensureModel(url, { sha256, chunkBytes, onProgress, signal: abort.signal });
+  },
+  async abort() {
+    abort?.abort();
+  },
+  list: () => listModels(),
+  remove: ({ id }) => deleteModel(id),
+  // The GGUF header through the engine's loader over the stored file.
+  async header({ id }) {
+    const m = await openModel(id);
+    try {
+      const h = await new OpfsFile(m.handle).readHeader();
+      return { architecture: h.architecture, layers: h.config.layers, vocab: h.config.vocab, tensors: h.tensors.length };
+    } finally {
+      m.close();
+    }
+  },
+  // Reads through the engine's byte source (OpfsFile.readAt) and returns the bytes as hex.
+  async read({ id, offset, length }) {
+    const m = await openModel(id);
+    try {
+      const file = new OpfsFile(m.handle);
+      const bytes = file.readAt(offset, length);
+      return { size: file.length, hex: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+    } finally {
+      m.close();
+    }
+  },
+};
+
+onmessage = async ({ data: { id, op, args } }) => {
+  try {
+    postMessage({ id, result: await ops[op](args ?? {}) });
+  } catch (e) {
+    postMessage({ id, error: { code: e?.code ?? "none", name: e?.name, message: String(e?.message ?? e) } });
+  }
+};
+postMessage({ ready: true });
