@@ -3,7 +3,7 @@
 // bytes; the wasm `StoreDownload` (crate/src/storage.rs) decides what to fetch, hashes the bytes as
 // they arrive and says when a model is complete.
 //
-//   ensureModel(url, { sha256, onProgress, signal }) -> { id, url, size, sha256, fetchedBytes, fromStorage }
+//   ensureModel(url, { sha256, onProgress, signal, verify }) -> { id, url, size, sha256, fetchedBytes, fromStorage }
 //   openModel(id) -> { id, handle, size, close() }  (handle: FileSystemSyncAccessHandle, read-only use)
 //   listModels() -> [{ id, url, size, storedBytes, fileBytes, state, sha256, usable }]
 //   deleteModel(id)
@@ -128,14 +128,17 @@ function progress(onProgress, phase, total) {
  * Makes the model at `url` complete and verified in storage, downloading only what is missing.
  * Another tab downloading the same model holds its lock: this one waits, then uses the finished file.
  */
-export async function ensureModel(url, { sha256, onProgress, signal, chunkBytes = CHUNK_BYTES } = {}) {
+export async function ensureModel(url, { sha256, onProgress, signal, chunkBytes = CHUNK_BYTES, verify } = {}) {
   await wasm();
   const abs = new URL(url, self.location.href).href;
   const id = modelId(abs);
   const want = sha256 ? String(sha256).toLowerCase() : undefined;
   try {
     signal?.throwIfAborted();
-    const run = () => ensureLocked(abs, id, want, onProgress, signal, chunkBytes);
+    // A catalog hash was checked when the download completed; without one, the hash recorded then
+    // is checked on every load.
+    const check = verify ?? !want;
+    const run = () => ensureLocked(abs, id, want, check, onProgress, signal, chunkBytes);
     if (!navigator.locks) return await run();
     return await navigator.locks.request(lockName(id), signal ? { signal } : {}, run);
   } catch (e) {
@@ -143,12 +146,12 @@ export async function ensureModel(url, { sha256, onProgress, signal, chunkBytes 
   }
 }
 
-async function ensureLocked(url, id, sha256, onProgress, signal, chunkBytes) {
+async function ensureLocked(url, id, sha256, verify, onProgress, signal, chunkBytes) {
   const dir = await modelsDir();
   const stored = await readManifest(dir, id);
   if (stored && manifestUsable(stored, sha256)) {
     const manifest = JSON.parse(stored);
-    await verifyStored(dir, id, stored, onProgress, signal);
+    if (verify) await verifyStored(dir, id, stored, onProgress, signal);
     return { id, url, size: manifest.size, sha256: manifest.sha256, fetchedBytes: 0, fromStorage: true };
   }
   return download(dir, url, id, stored, sha256, onProgress, signal, chunkBytes);

@@ -6,10 +6,25 @@ import { OpfsFile } from "../pkg/gemma_web.js";
 let abort = null;
 
 const ops = {
-  async ensure({ url, sha256, chunkBytes }) {
+  async ensure({ url, sha256, chunkBytes, verify }) {
     abort = new AbortController();
     const onProgress = (p) => postMessage({ progress: p });
-    return ensureModel(url, { sha256, chunkBytes, onProgress, signal: abort.signal });
+    return ensureModel(url, { sha256, chunkBytes, verify, onProgress, signal: abort.signal });
+  },
+  // Test only: damages one stored byte behind the store's back (a bad disk, a stray write).
+  async corrupt({ id, offset }) {
+    const root = await navigator.storage.getDirectory();
+    const dir = await root.getDirectoryHandle("gemma-web-models");
+    const h = await (await dir.getFileHandle(`${id}.gguf`)).createSyncAccessHandle();
+    try {
+      const b = new Uint8Array(1);
+      h.read(b, { at: offset });
+      b[0] ^= 0x01;
+      h.write(b, { at: offset });
+      h.flush();
+    } finally {
+      h.close();
+    }
   },
   async abort() {
     abort?.abort();
