@@ -134,3 +134,116 @@ fn gemma3_270m_matches_llama_cpp() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Several paragraphs on unrelated topics: more than 512 tokens, so the sliding layers' window
+/// (and their ring caches) is exercised well past its length.
+const LONG_TEXT: &str = "The lighthouse keeper climbed the spiral stairs every evening at dusk, \
+carrying a can of oil and a rag for the great lens. For forty years the light had never failed, \
+not in the storms of the winter of 1953, nor on the night the harbour froze and the fishing boats \
+were trapped until spring. He kept a logbook of every ship that passed, its name, its flag and \
+the hour, and in the margins he drew the birds that rested on the gallery rail.\n\n\
+Photosynthesis converts light energy into chemical energy. In the thylakoid membranes of the \
+chloroplast, photons excite electrons in chlorophyll; the electrons pass along a transport chain \
+that pumps protons across the membrane, and the resulting gradient drives ATP synthase. The Calvin \
+cycle then uses ATP and NADPH to fix carbon dioxide into three-carbon sugars, which the plant \
+assembles into glucose, sucrose and starch.\n\n\
+def merge_sorted(a, b):\n    result = []\n    i = j = 0\n    while i < len(a) and j < len(b):\n\
+        if a[i] <= b[j]:\n            result.append(a[i])\n            i += 1\n        else:\n\
+            result.append(b[j])\n            j += 1\n    result.extend(a[i:])\n    result.extend(b[j:])\n\
+    return result\n\n\
+In the spring of 1848 revolutions spread across Europe with astonishing speed. Within weeks of the \
+February uprising in Paris, crowds gathered in Vienna, Berlin, Milan and Budapest, demanding \
+constitutions, a free press and an end to the old feudal obligations. Most of these movements were \
+defeated within two years, yet many of their demands were quietly adopted by the governments that \
+had suppressed them.\n\n\
+To bake a simple loaf, mix five hundred grams of strong flour with ten grams of salt, seven grams \
+of dried yeast and three hundred and fifty millilitres of warm water. Knead for ten minutes until \
+the dough is smooth and elastic, leave it to rise for an hour, shape it, let it prove again, and \
+bake at two hundred and twenty degrees for about thirty minutes, until the base sounds hollow.\n\n\
+The committee will meet on Thursday at half past nine in the small conference room. Please read \
+the attached budget before the meeting and send any questions to the treasurer by Wednesday noon. \
+Items on the agenda include the new cycle shelter, the repair of the roof over the east wing, the \
+summer fair and the proposal to open the library on Sunday afternoons.\n\n\
+The lighthouse keeper climbed the spiral stairs every evening at dusk, carrying a can of oil and a \
+rag for the great lens, and when he reached the top he looked out over the dark water and counted \
+the lights of the ships.";
+
+/// Per-position logits of our engine (prefill blocks) against the CPU reference (candle's gemma3
+/// on the dequantized weights, one position at a time): close at every position, and the same
+/// greedy token wherever the reference's top two are not a near-tie.
+#[test]
+fn gemma3_270m_matches_reference_per_position() {
+    let Some(path) = real_model() else { return };
+    let model = load(&path, 1024);
+    let tokenizer = gemma_web::tokenizer::GemmaTokenizer::from_gguf(&model.header).unwrap();
+    let mut model = model;
+    let long = tokenizer.encode(LONG_TEXT, true).unwrap();
+    assert!(long.len() > 560, "the long text has {} tokens", long.len());
+    let prompts: Vec<Vec<u32>> = vec![
+        tokenizer.encode("The capital of France is", true).unwrap(),
+        tokenizer
+            .encode_chat(
+                &[gemma_web::tokenizer::ChatTurn::new(
+                    gemma_web::tokenizer::Role::User,
+                    "List three colours of the rainbow.",
+                )],
+                true,
+            )
+            .unwrap(),
+        tokenizer.encode("fn main() {\n    let v: Vec<u32> = (0..10).collect();", true).unwrap(),
+        long,
+    ];
+    let max_len = prompts.iter().map(Vec::len).max().unwrap();
+    let mut reference =
+        reference::load_reference_with(&path, max_len + 1, reference::RefMode::Decode);
+    for (p, ids) in prompts.iter().enumerate() {
+        reference.reset();
+        let t = std::time::Instant::now();
+        // On the long text, logits are compared from position 480 on (across the 512 window);
+        // the positions before are fed to both engines (our prefill blocks skip the LM head,
+        // which dominates lavapipe's time), and every later position attends to them.
+        let start = if ids.len() > 512 { 480 } else { 0 };
+        if start > 0 {
+            pollster::block_on(model.prefill(&ids[..start], 0, Head::None)).unwrap();
+            for &id in &ids[..start] {
+                reference.step(id);
+            }
+        }
+        let (mut worst_nmse, mut worst_abs, mut compared, mut ties) = (0f64, 0f32, 0usize, 0usize);
+        let mut failures = Vec::new();
+        pollster::block_on(model.score(&ids[start..], start as u32, &mut |i, got| {
+            let i = start + i;
+            let want = reference.step(ids[i]);
+            let (mut num, mut den, mut max_abs) = (0f64, 0f64, 0f32);
+            for (&w, &g) in want.iter().zip(got) {
+                num += (f64::from(w) - f64::from(g)).powi(2);
+                den += f64::from(w).powi(2);
+                max_abs = max_abs.max((w - g).abs());
+            }
+            let nmse = num / den.max(1e-30);
+            worst_nmse = worst_nmse.max(nmse);
+            worst_abs = worst_abs.max(max_abs);
+            if !(nmse <= 1e-5) || !(max_abs <= 0.05) {
+                failures.push(format!("position {i}: NMSE {nmse:.2e}, max |diff| {max_abs}"));
+            }
+            // A top-two margin under 0.02 is a near-tie: either token is right.
+            if reference::argmax_margin(&want) >= 0.02 {
+                compared += 1;
+                let (ours, theirs) = (reference::argmax(got), reference::argmax(&want));
+                if ours != theirs {
+                    failures.push(format!("position {i}: greedy {ours} vs reference {theirs}"));
+                }
+            } else {
+                ties += 1;
+            }
+        }))
+        .unwrap();
+        eprintln!(
+            "prompt {p} ({} tokens, {:.0}s): worst NMSE {worst_nmse:.2e}, worst max |diff| \
+             {worst_abs:.4}, greedy compared at {compared} positions ({ties} near-ties)",
+            ids.len(),
+            t.elapsed().as_secs_f64()
+        );
+        assert!(failures.is_empty(), "prompt {p}: {failures:#?}");
+    }
+}
