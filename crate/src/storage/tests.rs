@@ -369,7 +369,8 @@ fn a_fully_stored_but_unverified_file_is_only_hashed() {
 #[test]
 fn broken_manifests_are_not_trusted() {
     let ok = Manifest::new(URL, 1000, Some("\"e\""), None);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Manifest)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("past the end", Box::new(|m| m.done = vec![[0, 1001]])),
         ("empty range", Box::new(|m| m.done = vec![[5, 5]])),
         ("unsorted", Box::new(|m| m.done = vec![[10, 20], [0, 5]])),
