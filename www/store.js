@@ -4,7 +4,9 @@
 // they arrive and says when a model is complete.
 //
 //   ensureModel(url, { sha256, onProgress, signal, verify }) -> { id, url, size, sha256, fetchedBytes, fromStorage }
-//   openModel(id) -> { id, handle, size, close() }  (handle: FileSystemSyncAccessHandle, read-only use)
+//   openModel(id) -> { id, handle, size, close() }  (handle: FileSystemSyncAccessHandle, read-only use;
+//                                                    wasm `new OpfsFile(handle)` is a loader ByteSource)
+//   storedReader(id), ensureReader(url, options) -> { size, read(offset, length), close() }  (the engine's ByteReader)
 //   listModels() -> [{ id, url, size, storedBytes, fileBytes, state, sha256, usable }]
 //   deleteModel(id)
 // Errors are `Error`s with a stable `code` (Quota, Integrity, Network, Aborted, Io, ...).
@@ -338,6 +340,48 @@ export async function openModel(id) {
   } catch (e) {
     throw coded(e);
   }
+}
+
+/**
+ * A byte reader over a complete stored model, in the shape the engine's loader takes
+ * (`{ size, read(offset, length) -> Promise<Uint8Array> }`, see crate/src/web_engine.rs), plus
+ * `close()` to release the file once the weights are on the GPU.
+ */
+export async function storedReader(id) {
+  const m = await openModel(id);
+  let closed = false;
+  return {
+    id,
+    size: m.size,
+    async read(offset, length) {
+      if (closed) throw storeError("Io", `stored model ${id} was closed`);
+      if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= m.size)) {
+        throw storeError("BadModel", `read of ${length} bytes at ${offset} past the end of stored model ${id} (${m.size} bytes)`);
+      }
+      const buf = new Uint8Array(length);
+      try {
+        let done = 0;
+        while (done < length) {
+          const n = m.handle.read(buf.subarray(done), { at: offset + done });
+          if (n <= 0) throw storeError("Io", `stored model ${id} ended at ${offset + done}`);
+          done += n;
+        }
+      } catch (e) {
+        throw coded(e);
+      }
+      return buf;
+    },
+    close() {
+      if (!closed) m.close();
+      closed = true;
+    },
+  };
+}
+
+/** `ensureModel` then `storedReader`: what the worker calls to load a model by URL through the store. */
+export async function ensureReader(url, options = {}) {
+  const model = await ensureModel(url, options);
+  return Object.assign(await storedReader(model.id), { model });
 }
 
 /** Every stored model, complete or not. */

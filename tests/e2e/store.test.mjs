@@ -146,6 +146,8 @@ test("the first download is verified; a second tab waits for it and a reload fet
     assert.equal(r.error, undefined, JSON.stringify(r.error));
     assert.equal(r.result.size, MODEL_BYTES);
     assert.equal(r.result.hex, await fileBytes(offset, length), `bytes at ${offset}`);
+    const viaReader = await a.call("readerRead", { url: MODEL_URL, sha256: MODEL_SHA256, offset, length });
+    assert.deepEqual(viaReader.result, { size: MODEL_BYTES, fromStorage: true, hex: r.result.hex });
   }
   const header = await a.call("header", { id: stored.id });
   assert.deepEqual(header, { result: { architecture: "gemma3", layers: 18, vocab: 262_144, tensors: 236 } });

@@ -1,9 +1,11 @@
 // Test fixture: a dedicated worker that exposes www/store.js to tests/e2e/store.test.mjs by messages
 // { id, op, args } -> { id, result } | { id, error: { code, message } }, plus { progress } events.
-import { ensureModel, openModel, listModels, deleteModel } from "../store.js";
+import { ensureModel, ensureReader, openModel, listModels, deleteModel } from "../store.js";
 import { OpfsFile } from "../pkg/gemma_web.js";
 
 let abort = null;
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
 const ops = {
   async ensure({ url, sha256, chunkBytes, verify }) {
@@ -41,15 +43,23 @@ const ops = {
       m.close();
     }
   },
-  // Reads through the engine's byte source (OpfsFile.readAt) and returns the bytes as hex.
+  // Reads through the Rust byte source (OpfsFile.readAt) and returns the bytes as hex.
   async read({ id, offset, length }) {
     const m = await openModel(id);
     try {
       const file = new OpfsFile(m.handle);
-      const bytes = file.readAt(offset, length);
-      return { size: file.length, hex: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+      return { size: file.length, hex: hex(file.readAt(offset, length)) };
     } finally {
       m.close();
+    }
+  },
+  // Reads through the JS ByteReader the engine's loader takes (ensureReader) and returns the bytes as hex.
+  async readerRead({ url, sha256, offset, length }) {
+    const reader = await ensureReader(url, { sha256 });
+    try {
+      return { size: reader.size, fromStorage: reader.model.fromStorage, hex: hex(await reader.read(offset, length)) };
+    } finally {
+      reader.close();
     }
   },
 };
