@@ -16,6 +16,8 @@ pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 #[cfg(target_arch = "wasm32")]
+pub mod web_engine;
+#[cfg(target_arch = "wasm32")]
 pub mod web_store;
 
 pub use error::Error;

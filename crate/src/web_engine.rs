@@ -1,0 +1,635 @@
+//! The engine's wasm surface (wasm32 only): load a model from any JS byte reader, generate with
+//! streaming text, interrupt, unload, tokenize, capabilities. `www/worker.js` drives it inside a
+//! dedicated worker; the page never calls it directly.
+//!
+//! Every method returns at once (a `Promise` for the slow ones) and keeps no borrow of the
+//! engine across an `await`, so `interrupt()` can be called while a generation is running: the
+//! generation checks the flag between tokens. Errors are JS `Error` objects with a stable `code`
+//! (see `web.rs`).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Uint8Array};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::gpu::{Caps, Gpu, GpuOptions};
+use crate::model::generate::chat_turn_ids;
+use crate::model::loader::LoadOptions;
+use crate::model::{
+    ByteSource, GenerateOptions, Generation, Model, ModelOptions, SamplingParams, Session,
+    StopReason,
+};
+use crate::summary::HeaderSummary;
+use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role, StreamDecoder};
+use crate::web::js_error;
+use crate::Error;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_ENGINE_TYPES: &'static str = r#"
+/** Random access to a model file's bytes: HTTP Range requests, a File, browser storage, ... */
+export interface ByteReader {
+  /** Total length in bytes. */
+  readonly size: number;
+  /** Exactly `length` bytes at `offset` (a reject with an Error carrying `code` on failure). */
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+export interface LoadOptions {
+  /** KV-cache positions (capped by the model's context); default 2048. */
+  contextLength?: number;
+  /** Prompt tokens per prefill block; default 64. */
+  prefillChunk?: number;
+}
+/** Called after each slice of tensor data reaches the GPU. */
+export type LoadProgress = (loadedBytes: number, totalBytes: number) => void;
+export interface Capabilities {
+  adapterName: string; backend: string; f16: boolean; subgroups: boolean;
+  maxBinding: number; maxBuffer: number; maxStorageBuffers: number;
+  /** "f16+subgroups", "f16", "subgroups" or "baseline". */
+  tier: string;
+}
+export interface ModelInfo {
+  header: HeaderSummary;
+  capabilities: Capabilities;
+  /** KV-cache positions this load holds. */
+  contextLength: number;
+  weightGpuBytes: number;
+  kvCacheBytes: number;
+  loadSeconds: number;
+}
+export interface ChatMessage { role: "system" | "user" | "assistant"; content: string }
+export interface GenerateRequest {
+  /** Chat mode: the whole conversation, ending with a user message. Earlier turns that match
+   *  what this engine already ran are not run again (their KV cache is reused). */
+  messages?: ChatMessage[];
+  /** Text mode: raw text, continued by the model (BOS added, no chat template). */
+  prompt?: string;
+  maxTokens?: number;
+  /** 0 (default): greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+}
+/** One piece of streamed text and the token that completed it. */
+export type OnPiece = (text: string, tokenId: number) => void;
+export interface GenerateResult {
+  text: string;
+  promptIds: number[];
+  generatedIds: number[];
+  /** "stop" (a stop token), "length" (max tokens or a full context), "abort" (interrupted). */
+  finishReason: "stop" | "length" | "abort";
+  /** Tokens run through the model this call (earlier turns reused from the cache excluded). */
+  promptTokens: number;
+  completionTokens: number;
+  /** Tokens of the conversation in the KV cache before this call. */
+  reusedTokens: number;
+  prefillSeconds: number;
+  decodeSeconds: number;
+  prefillTokS: number;
+  decodeTokS: number;
+}
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(typescript_type = "ByteReader")]
+    pub type ByteReader;
+
+    #[wasm_bindgen(method, getter)]
+    fn size(this: &ByteReader) -> f64;
+
+    #[wasm_bindgen(method, catch)]
+    fn read(this: &ByteReader, offset: f64, length: u32) -> Result<Promise, JsValue>;
+}
+
+/// An `Error` thrown by JS (a reader, a callback) as one of ours: its `code` when it has a known
+/// one, `Network` otherwise (readers are the only JS the engine awaits).
+fn error_from_js(v: &JsValue) -> Error {
+    let code = js_sys::Reflect::get(v, &"code".into())
+        .ok()
+        .and_then(|c| c.as_string())
+        .unwrap_or_default();
+    let message = js_sys::Reflect::get(v, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| v.as_string())
+        .unwrap_or_else(|| "unknown JS error".into());
+    match code.as_str() {
+        "Aborted" => Error::Aborted,
+        "BadModel" => Error::BadModel(message),
+        "Integrity" => Error::Integrity(message),
+        "Quota" => Error::Quota(message),
+        "Unsupported" => Error::Unsupported(message),
+        "WebGPUUnavailable" => Error::WebGpuUnavailable(message),
+        "DeviceLost" => Error::DeviceLost(message),
+        "OutOfMemory" => Error::OutOfMemory(message),
+        "Io" => Error::Io(message),
+        _ => Error::Network(message),
+    }
+}
+
+/// The loader's byte source over a JS [`ByteReader`].
+struct JsSource {
+    reader: ByteReader,
+    len: u64,
+}
+
+impl JsSource {
+    fn new(reader: ByteReader) -> Result<Self, Error> {
+        let size = reader.size();
+        // 2^53: past it a JS number cannot be an exact byte count.
+        if !(size.is_finite() && size >= 0.0 && size.fract() == 0.0 && size <= 9.007e15) {
+            return Err(Error::BadModel(format!(
+                "reader size {size} is not a byte count"
+            )));
+        }
+        Ok(JsSource {
+            reader,
+            len: size as u64,
+        })
+    }
+}
+
+impl ByteSource for JsSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let want = u32::try_from(buf.len())
+            .map_err(|_| Error::Unsupported(format!("a read of {} bytes", buf.len())))?;
+        if offset
+            .checked_add(u64::from(want))
+            .is_none_or(|e| e > self.len)
+        {
+            return Err(Error::BadModel(format!(
+                "read of {want} bytes at {offset} past the end ({} bytes)",
+                self.len
+            )));
+        }
+        let promise = self
+            .reader
+            .read(offset as f64, want)
+            .map_err(|e| error_from_js(&e))?;
+        let value = JsFuture::from(promise)
+            .await
+            .map_err(|e| error_from_js(&e))?;
+        let bytes: Uint8Array = value
+            .dyn_into()
+            .map_err(|_| Error::Network("the reader did not return a Uint8Array".into()))?;
+        if bytes.length() != want {
+            return Err(Error::Network(format!(
+                "asked for {want} bytes at {offset}, the reader returned {}",
+                bytes.length()
+            )));
+        }
+        bytes.copy_to(buf);
+        Ok(())
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JsLoadOptions {
+    context_length: Option<u32>,
+    prefill_chunk: Option<u32>,
+}
+
+/// Context asked for when the page does not say: enough for a chat, small enough that the KV
+/// cache of a 2B model stays modest.
+const DEFAULT_WEB_CONTEXT: u32 = 2048;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsCaps {
+    adapter_name: String,
+    backend: String,
+    f16: bool,
+    subgroups: bool,
+    max_binding: u64,
+    max_buffer: u64,
+    max_storage_buffers: u32,
+    tier: String,
+}
+
+impl From<&Caps> for JsCaps {
+    fn from(c: &Caps) -> Self {
+        JsCaps {
+            adapter_name: c.adapter_name.clone(),
+            backend: c.backend.clone(),
+            f16: c.f16,
+            subgroups: c.subgroups,
+            max_binding: c.max_binding,
+            max_buffer: c.max_buffer,
+            max_storage_buffers: c.max_storage_buffers,
+            tier: c.tier.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsModelInfo<'a> {
+    header: &'a HeaderSummary,
+    capabilities: JsCaps,
+    context_length: u32,
+    weight_gpu_bytes: u64,
+    kv_cache_bytes: u64,
+    load_seconds: f64,
+}
+
+#[derive(Deserialize, Clone, PartialEq)]
+struct JsMessage {
+    role: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsGenerateRequest {
+    messages: Option<Vec<JsMessage>>,
+    prompt: Option<String>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_k: Option<u32>,
+    top_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    seed: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsGenerateResult {
+    text: String,
+    prompt_ids: Vec<u32>,
+    generated_ids: Vec<u32>,
+    finish_reason: &'static str,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    reused_tokens: usize,
+    prefill_seconds: f64,
+    decode_seconds: f64,
+    prefill_tok_s: f64,
+    decode_tok_s: f64,
+}
+
+/// A loaded model and what its KV cache holds.
+struct Loaded {
+    session: Session,
+    tokenizer: GemmaTokenizer,
+    summary: HeaderSummary,
+    load_seconds: f64,
+    /// The chat messages whose tokens are in the KV cache (replies exactly as generated), when
+    /// the cache holds a chat; `None` after a text completion or a failure.
+    conversation: Option<Vec<JsMessage>>,
+}
+
+struct Inner {
+    /// `None` while a generation has it (taken out, so no borrow lives across an `await`) and
+    /// after `unload`.
+    loaded: RefCell<Option<Loaded>>,
+    busy: Cell<bool>,
+    interrupted: Cell<bool>,
+    unloaded: Cell<bool>,
+}
+
+/// A model on the GPU, ready to generate. Create with `WebEngine.load`.
+#[wasm_bindgen]
+pub struct WebEngine {
+    inner: Rc<Inner>,
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, Error> {
+    let json = serde_json::to_string(v).map_err(|e| Error::Io(format!("json: {e}")))?;
+    js_sys::JSON::parse(&json).map_err(|_| Error::Io("not valid JSON".into()))
+}
+
+fn from_js<T: for<'de> Deserialize<'de>>(v: &JsValue, what: &str) -> Result<T, Error> {
+    if v.is_undefined() || v.is_null() {
+        return serde_json::from_str("{}").map_err(|e| Error::Unsupported(format!("{what}: {e}")));
+    }
+    let json = js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| Error::Unsupported(format!("{what} is not a plain object")))?;
+    serde_json::from_str(&json).map_err(|e| Error::Unsupported(format!("{what}: {e}")))
+}
+
+fn reject(e: Error) -> JsValue {
+    js_error(&e).into()
+}
+
+async fn open_gpu() -> Result<Gpu, Error> {
+    Gpu::new(GpuOptions::default()).await
+}
+
+#[wasm_bindgen]
+impl WebEngine {
+    /// What this browser's GPU offers (opens a device and closes it again). Rejects with
+    /// `WebGPUUnavailable` when there is no adapter.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Capabilities>")]
+    pub fn capabilities() -> Promise {
+        future_to_promise(async {
+            let gpu = open_gpu().await.map_err(reject)?;
+            to_js(&JsCaps::from(&gpu.caps)).map_err(reject)
+        })
+    }
+
+    /// Streams a Gemma GGUF from `reader` to the GPU in bounded slices (host memory never holds
+    /// the file) and builds the tokenizer. `onProgress(loaded, total)` follows the tensor bytes.
+    #[wasm_bindgen(unchecked_return_type = "Promise<WebEngine>")]
+    pub fn load(
+        reader: ByteReader,
+        #[wasm_bindgen(unchecked_param_type = "LoadOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "LoadProgress")] on_progress: Function,
+    ) -> Promise {
+        future_to_promise(async move {
+            let engine = load(reader, options, on_progress).await.map_err(reject)?;
+            Ok(engine.into())
+        })
+    }
+
+    /// The loaded model: its header summary, the GPU capabilities in use, sizes.
+    #[wasm_bindgen(unchecked_return_type = "ModelInfo")]
+    pub fn info(&self) -> Result<JsValue, js_sys::Error> {
+        let guard = self.inner.loaded.borrow();
+        let l = guard.as_ref().ok_or_else(|| js_error(&self.not_ready()))?;
+        let m = &l.session.model;
+        to_js(&JsModelInfo {
+            header: &l.summary,
+            capabilities: JsCaps::from(&m.gpu.caps),
+            context_length: m.context_len,
+            weight_gpu_bytes: m.stats.weight_gpu_bytes,
+            kv_cache_bytes: m.stats.kv_cache_bytes,
+            load_seconds: l.load_seconds,
+        })
+        .map_err(|e| js_error(&e))
+    }
+
+    /// Token ids of `text` (with BOS first when `addBos`).
+    pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, js_sys::Error> {
+        let guard = self.inner.loaded.borrow();
+        let l = guard.as_ref().ok_or_else(|| js_error(&self.not_ready()))?;
+        l.tokenizer.encode(text, add_bos).map_err(|e| js_error(&e))
+    }
+
+    /// Generates for a chat (`messages`) or a raw text (`prompt`), calling `onPiece` with each
+    /// piece of text as it is decoded. One generation at a time.
+    #[wasm_bindgen(unchecked_return_type = "Promise<GenerateResult>")]
+    pub fn generate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "GenerateRequest")] request: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OnPiece")] on_piece: Function,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let not_ready = self.not_ready();
+        future_to_promise(async move {
+            let request: JsGenerateRequest =
+                from_js(&request, "the generate request").map_err(reject)?;
+            if inner.busy.get() {
+                return Err(reject(Error::Unsupported(
+                    "a generation is already running (one at a time)".into(),
+                )));
+            }
+            let Some(mut loaded) = inner.loaded.borrow_mut().take() else {
+                return Err(reject(not_ready));
+            };
+            inner.busy.set(true);
+            inner.interrupted.set(false);
+            let result = generate(&mut loaded, &request, &on_piece, &inner.interrupted).await;
+            inner.busy.set(false);
+            // `unload` during the generation: drop the model now instead of keeping it.
+            if !inner.unloaded.get() {
+                *inner.loaded.borrow_mut() = Some(loaded);
+            }
+            let result = result.map_err(reject)?;
+            to_js(&result).map_err(reject)
+        })
+    }
+
+    /// Stops the running generation after its current token (it resolves with
+    /// `finishReason: "abort"`); does nothing when none runs.
+    pub fn interrupt(&self) {
+        if self.inner.busy.get() {
+            self.inner.interrupted.set(true);
+        }
+    }
+
+    /// Forgets the conversation held in the KV cache (the next call starts afresh).
+    pub fn reset(&self) {
+        if let Some(l) = self.inner.loaded.borrow_mut().as_mut() {
+            l.session.reset();
+            l.conversation = None;
+        }
+    }
+
+    /// Frees the model's GPU memory (a running generation is interrupted first).
+    pub fn unload(&self) {
+        self.inner.unloaded.set(true);
+        self.inner.interrupted.set(true);
+        self.inner.loaded.borrow_mut().take();
+    }
+}
+
+impl WebEngine {
+    fn not_ready(&self) -> Error {
+        if self.inner.unloaded.get() {
+            Error::Unsupported("the model was unloaded".into())
+        } else {
+            Error::Unsupported("a generation is running".into())
+        }
+    }
+}
+
+async fn load(
+    reader: ByteReader,
+    options: JsValue,
+    on_progress: Function,
+) -> Result<WebEngine, Error> {
+    let opts: JsLoadOptions = from_js(&options, "the load options")?;
+    let t0 = crate::model::generate::now_secs();
+    let mut src = JsSource::new(reader)?;
+    let gpu = open_gpu().await?;
+    let model_opts = ModelOptions {
+        context_len: Some(opts.context_length.unwrap_or(DEFAULT_WEB_CONTEXT)),
+        prefill_chunk: opts
+            .prefill_chunk
+            .unwrap_or(crate::model::gemma::DEFAULT_PREFILL_CHUNK),
+        load: LoadOptions::default(),
+    };
+    let mut progress = |done: u64, total: u64| {
+        // A throwing progress callback must not stop the load.
+        let _ = on_progress.call2(
+            &JsValue::NULL,
+            &(done as f64).into(),
+            &(total as f64).into(),
+        );
+    };
+    let model = Model::load(gpu, &mut src, &model_opts, &mut progress).await?;
+    let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+    let summary = HeaderSummary::new(&model.header, src.len())?;
+    let load_seconds = crate::model::generate::now_secs() - t0;
+    Ok(WebEngine {
+        inner: Rc::new(Inner {
+            loaded: RefCell::new(Some(Loaded {
+                session: Session::new(model),
+                tokenizer,
+                summary,
+                load_seconds,
+                conversation: None,
+            })),
+            busy: Cell::new(false),
+            interrupted: Cell::new(false),
+            unloaded: Cell::new(false),
+        }),
+    })
+}
+
+fn role(m: &JsMessage) -> Result<Role, Error> {
+    match m.role.as_str() {
+        "user" => Ok(Role::User),
+        "assistant" | "model" => Ok(Role::Model),
+        "system" | "developer" => Ok(Role::System),
+        other => Err(Error::Unsupported(format!("message role {other:?}"))),
+    }
+}
+
+fn sampling(r: &JsGenerateRequest) -> Result<SamplingParams, Error> {
+    let d = SamplingParams::default();
+    let seed = match r.seed {
+        None => 0,
+        Some(s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s <= 9.007e15 => s as u64,
+        Some(s) => {
+            return Err(Error::Unsupported(format!(
+                "seed {s} (needs a whole number >= 0)"
+            )))
+        }
+    };
+    Ok(SamplingParams {
+        temperature: r.temperature.unwrap_or(0.0),
+        top_k: r.top_k.unwrap_or(d.top_k),
+        top_p: r.top_p.unwrap_or(d.top_p),
+        repetition_penalty: r.repetition_penalty.unwrap_or(d.repetition_penalty),
+        seed,
+    })
+}
+
+/// The ids to feed for this request, after resetting the session when its cache cannot be reused.
+fn prompt_ids(l: &mut Loaded, r: &JsGenerateRequest) -> Result<Vec<u32>, Error> {
+    match (&r.messages, &r.prompt) {
+        (Some(messages), None) => {
+            let (last, earlier) = messages
+                .split_last()
+                .ok_or_else(|| Error::Unsupported("an empty message list".into()))?;
+            if role(last)? != Role::User {
+                return Err(Error::Unsupported(
+                    "the last message must be the user's".into(),
+                ));
+            }
+            // The cache holds exactly `earlier`: only the new user turn runs.
+            if l.conversation.as_deref() == Some(earlier) && !earlier.is_empty() {
+                return chat_turn_ids(&l.tokenizer, &l.session, &last.content);
+            }
+            l.session.reset();
+            let turns = messages
+                .iter()
+                .map(|m| Ok(ChatTurn::new(role(m)?, m.content.clone())))
+                .collect::<Result<Vec<_>, Error>>()?;
+            l.tokenizer.encode(&format_chat(&turns, true), true)
+        }
+        (None, Some(prompt)) => {
+            l.session.reset();
+            l.tokenizer.encode(prompt, true)
+        }
+        _ => Err(Error::Unsupported(
+            "a request needs either messages or a prompt".into(),
+        )),
+    }
+}
+
+async fn generate(
+    l: &mut Loaded,
+    r: &JsGenerateRequest,
+    on_piece: &Function,
+    interrupted: &Cell<bool>,
+) -> Result<JsGenerateResult, Error> {
+    let ids = prompt_ids(l, r)?;
+    // Whatever happens below, the cache no longer matches a known conversation until the
+    // generation completes.
+    l.conversation = None;
+    let reused = l.session.history().len();
+    let opts = GenerateOptions {
+        max_tokens: r.max_tokens.unwrap_or(256),
+        sampling: sampling(r)?,
+        stop_ids: l.tokenizer.stop_ids().to_vec(),
+    };
+    let tokenizer = &l.tokenizer;
+    let mut decoder = StreamDecoder::new();
+    let mut text = String::new();
+    let mut failed = None;
+    let g: Generation = l
+        .session
+        .generate(&ids, &opts, &mut |id| {
+            if tokenizer.is_stop(id) {
+                return true;
+            }
+            match decoder.push(tokenizer, id) {
+                Ok(piece) => {
+                    if !piece.is_empty() {
+                        let _ = on_piece.call2(&JsValue::NULL, &piece.as_str().into(), &id.into());
+                        text.push_str(&piece);
+                    }
+                    !interrupted.get()
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })
+        .await?;
+    if let Some(e) = failed {
+        l.session.reset();
+        return Err(e);
+    }
+    let tail = decoder.finish();
+    if !tail.is_empty() {
+        let _ = on_piece.call2(&JsValue::NULL, &tail.as_str().into(), &JsValue::from(0u32));
+        text.push_str(&tail);
+    }
+    if let Some(messages) = &r.messages {
+        // The cache now holds the conversation plus this reply (its last token possibly pending).
+        let mut held = messages.clone();
+        held.push(JsMessage {
+            role: "assistant".into(),
+            content: text.clone(),
+        });
+        l.conversation = Some(held);
+    }
+    let stop_tokens = g
+        .generated_ids
+        .last()
+        .is_some_and(|&id| tokenizer.is_stop(id)) as usize;
+    Ok(JsGenerateResult {
+        finish_reason: match g.stop {
+            StopReason::Stop => "stop",
+            StopReason::MaxTokens | StopReason::ContextFull => "length",
+            StopReason::Aborted => "abort",
+        },
+        prompt_tokens: g.prompt_ids.len(),
+        completion_tokens: g.generated_ids.len().saturating_sub(stop_tokens),
+        reused_tokens: reused,
+        prefill_seconds: g.prefill_secs,
+        decode_seconds: g.decode_secs,
+        prefill_tok_s: g.prefill_tok_s(),
+        decode_tok_s: g.decode_tok_s(),
+        prompt_ids: g.prompt_ids,
+        generated_ids: g.generated_ids,
+        text,
+    })
+}
