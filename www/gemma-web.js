@@ -1,0 +1,340 @@
+// gemma-web's public ES module: Gemma on your GPU through WebGPU, with an OpenAI-style API.
+//
+//   import { createEngine } from "/gemma-web.js";
+//   const engine = await createEngine({ model: "gemma-3-270m", onProgress: (p) => console.log(p.loaded, p.total) });
+//   const chunks = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], stream: true });
+//   for await (const chunk of chunks) out.textContent += chunk.choices[0]?.delta?.content ?? "";
+//
+// The engine runs in a dedicated worker (www/worker.js); this module only sends it messages. `model` is a URL of a
+// .gguf file (read with HTTP Range requests), an id from catalog.json, or a File/Blob the user picked.
+
+/** The stable error codes; every error this module throws or rejects with is a GemmaWebError with one of them. */
+export const ERROR_CODES = Object.freeze([
+  "WebGPUUnavailable", "Unsupported", "BadModel", "Integrity", "Quota", "Network", "DeviceLost",
+  "OutOfMemory", "Aborted", "PromptTooLong", "Io",
+]);
+
+export class GemmaWebError extends Error {
+  /** @param {string} code one of ERROR_CODES @param {string} message */
+  constructor(code, message) {
+    super(message);
+    this.name = "GemmaWebError";
+    this.code = code;
+  }
+}
+
+const CATALOG_URL = new URL("./catalog.json", import.meta.url);
+const WORKER_URL = new URL("./worker.js", import.meta.url);
+
+/** Gemma's recommended sampling (temperature 1, top-k 64, top-p 0.95); `temperature: 0` is greedy. */
+const DEFAULTS = { max_tokens: 256, temperature: 1.0, top_k: 64, top_p: 0.95 };
+
+/** The catalog (www/catalog.json): `{ models: [{ id, name, url, mode, ... }] }`, URLs resolved against the file. */
+export async function loadCatalog() {
+  let res;
+  try {
+    res = await fetch(CATALOG_URL);
+  } catch (e) {
+    throw new GemmaWebError("Network", `could not fetch ${CATALOG_URL}: ${e.message}`);
+  }
+  if (!res.ok) throw new GemmaWebError("Network", `${CATALOG_URL}: HTTP ${res.status}`);
+  const catalog = await res.json();
+  for (const m of catalog.models) m.url = new URL(m.url, CATALOG_URL).href;
+  return catalog;
+}
+
+/** Whether this browser exposes WebGPU at all (an adapter may still be missing). */
+export function hasWebGpu() {
+  return typeof navigator !== "undefined" && "gpu" in navigator;
+}
+
+async function resolveSource(model) {
+  if (typeof Blob !== "undefined" && model instanceof Blob) {
+    return { source: { kind: "file", file: model }, name: model.name || "local file", entry: null };
+  }
+  if (typeof model !== "string" || model === "") {
+    throw new GemmaWebError("Unsupported", "model must be a URL, a catalog id or a File");
+  }
+  const looksLikeUrl = model.includes("/") || model.endsWith(".gguf");
+  if (!looksLikeUrl) {
+    const { models } = await loadCatalog();
+    const entry = models.find((m) => m.id === model);
+    if (!entry) {
+      throw new GemmaWebError("Unsupported", `no model ${JSON.stringify(model)} in the catalog (${models.map((m) => m.id).join(", ")})`);
+    }
+    return { source: { kind: "url", url: entry.url }, name: entry.id, entry };
+  }
+  const base = typeof location !== "undefined" ? location.href : import.meta.url;
+  const url = new URL(model, base).href;
+  return { source: { kind: "url", url }, name: url.split("/").pop(), entry: null };
+}
+
+/** The worker and its calls: each call is a promise, with optional handlers for its streamed messages. */
+class WorkerLink {
+  #worker;
+  #next = 1;
+  #calls = new Map();
+  #dead = null;
+
+  constructor() {
+    this.#worker = new Worker(WORKER_URL, { type: "module", name: "gemma-web" });
+    this.#worker.onmessage = (event) => {
+      const msg = event.data;
+      const call = this.#calls.get(msg.id);
+      if (!call) return;
+      if (msg.type === "done") {
+        this.#calls.delete(msg.id);
+        call.resolve(msg.value);
+      } else if (msg.type === "error") {
+        this.#calls.delete(msg.id);
+        call.reject(new GemmaWebError(msg.error.code, msg.error.message));
+      } else {
+        call.onEvent?.(msg);
+      }
+    };
+    // A trap in the wasm module or a script error ends the worker: fail everything in flight.
+    this.#worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.fail(new GemmaWebError("Unsupported", `the engine stopped: ${event.message || "worker error"}`));
+    };
+  }
+
+  call(type, fields = {}, onEvent = null) {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#calls.set(id, { resolve, reject, onEvent });
+      this.#worker.postMessage({ type, id, ...fields });
+    });
+  }
+
+  interrupt() {
+    if (!this.#dead) this.#worker.postMessage({ type: "interrupt" });
+  }
+
+  fail(error) {
+    this.#dead ??= error;
+    this.#worker.terminate();
+    for (const call of this.#calls.values()) call.reject(error);
+    this.#calls.clear();
+  }
+}
+
+/**
+ * Loads a model into a new engine.
+ * @param {{ model: string | Blob, onProgress?: (p: { loaded: number, total: number, fetched: number,
+ *   bytesPerSecond: number, secondsLeft: number | null }) => void, signal?: AbortSignal, contextLength?: number }} options
+ */
+export async function createEngine({ model, onProgress, signal, contextLength } = {}) {
+  if (!hasWebGpu()) {
+    throw new GemmaWebError("WebGPUUnavailable",
+      "this browser does not offer WebGPU; use a recent Chrome, Edge or another browser with WebGPU enabled");
+  }
+  if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before loading");
+  const { source, name, entry } = await resolveSource(model);
+  const link = new WorkerLink();
+  const started = performance.now();
+  let fetched = 0;
+  const onAbort = () => link.fail(new GemmaWebError("Aborted", "loading was aborted"));
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const options = contextLength ? { contextLength } : {};
+    const info = await link.call("load", { source, options }, (msg) => {
+      if (msg.type === "fetched") fetched = msg.bytes;
+      if (msg.type !== "progress" || !onProgress) return;
+      const seconds = (performance.now() - started) / 1000;
+      const bytesPerSecond = seconds > 0 ? msg.loaded / seconds : 0;
+      const secondsLeft = bytesPerSecond > 0 ? (msg.total - msg.loaded) / bytesPerSecond : null;
+      onProgress({ loaded: msg.loaded, total: msg.total, fetched, bytesPerSecond, secondsLeft });
+    });
+    return new Engine(link, info, name, entry);
+  } catch (e) {
+    link.fail(e instanceof GemmaWebError ? e : new GemmaWebError("Unsupported", String(e)));
+    throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+let completionCounter = 0;
+
+/** An async queue of chunks: the worker pushes, the caller's `for await` pulls. */
+function chunkQueue() {
+  const items = [];
+  let wake = null;
+  let end = null; // { error } or { done: true }
+  return {
+    push(item) {
+      items.push(item);
+      wake?.();
+    },
+    close(error) {
+      end = error ? { error } : { done: true };
+      wake?.();
+    },
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        if (items.length > 0) {
+          yield items.shift();
+          continue;
+        }
+        if (end) {
+          if (end.error) throw end.error;
+          return;
+        }
+        await new Promise((r) => (wake = r));
+        wake = null;
+      }
+    },
+  };
+}
+
+class Engine {
+  #link;
+  #queue = Promise.resolve();
+  #unloaded = false;
+
+  constructor(link, info, name, entry) {
+    this.#link = link;
+    /** The model's header summary, the GPU capabilities in use (`info.capabilities.tier`), sizes. */
+    this.info = info;
+    this.model = name;
+    /** The catalog entry the model came from, if any. */
+    this.catalogEntry = entry;
+    this.chat = { completions: { create: (request) => this.#create("chat", request) } };
+    this.completions = { create: (request) => this.#create("text", request) };
+  }
+
+  get capabilities() {
+    return this.info.capabilities;
+  }
+
+  /** Stops the running generation after its current token; it ends normally with finish_reason "abort". */
+  interrupt() {
+    this.#link.interrupt();
+  }
+
+  /** Token ids of `text` (BOS first unless `addBos: false`). */
+  async tokenize(text, { addBos = true } = {}) {
+    return this.#link.call("tokenize", { text, addBos });
+  }
+
+  /** Forgets the conversation in the KV cache. */
+  async resetChat() {
+    return this.#serial(() => this.#link.call("reset"));
+  }
+
+  /** Frees the GPU memory and ends the worker; the engine cannot be used afterwards. */
+  async unload() {
+    if (this.#unloaded) return;
+    this.#unloaded = true;
+    this.#link.interrupt();
+    try {
+      await this.#link.call("unload");
+    } finally {
+      this.#link.fail(new GemmaWebError("Unsupported", "the engine was unloaded"));
+    }
+  }
+
+  #serial(task) {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  #request(mode, r) {
+    if (mode === "chat") {
+      if (!Array.isArray(r.messages) || r.messages.length === 0) {
+        throw new GemmaWebError("Unsupported", "chat.completions.create needs a non-empty messages array");
+      }
+      for (const m of r.messages) {
+        if (typeof m.content !== "string") throw new GemmaWebError("Unsupported", "message content must be a string");
+      }
+    } else if (typeof r.prompt !== "string") {
+      throw new GemmaWebError("Unsupported", "completions.create needs a prompt string");
+    }
+    const pick = (v, d) => (v === undefined || v === null ? d : v);
+    return {
+      ...(mode === "chat"
+        ? { messages: r.messages.map((m) => ({ role: m.role, content: m.content })) }
+        : { prompt: r.prompt }),
+      maxTokens: pick(r.max_tokens, DEFAULTS.max_tokens),
+      temperature: pick(r.temperature, DEFAULTS.temperature),
+      topK: pick(r.top_k, DEFAULTS.top_k),
+      topP: pick(r.top_p, DEFAULTS.top_p),
+      repetitionPenalty: pick(r.repetition_penalty, 1.0),
+      seed: pick(r.seed, 0),
+    };
+  }
+
+  #usage(result) {
+    return {
+      prompt_tokens: result.promptTokens,
+      completion_tokens: result.completionTokens,
+      total_tokens: result.promptTokens + result.completionTokens,
+      reused_tokens: result.reusedTokens,
+      prefill_tok_s: result.prefillTokS,
+      decode_tok_s: result.decodeTokS,
+    };
+  }
+
+  async #create(mode, r = {}) {
+    if (this.#unloaded) throw new GemmaWebError("Unsupported", "the engine was unloaded");
+    const request = this.#request(mode, r);
+    const id = `${mode === "chat" ? "chatcmpl" : "cmpl"}-${++completionCounter}`;
+    const created = Math.floor(Date.now() / 1000);
+    const base = { id, created, model: this.model };
+    const signal = r.signal;
+    if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before generating");
+    const onAbort = () => this.#link.interrupt();
+
+    const run = (onPiece) =>
+      this.#serial(async () => {
+        signal?.addEventListener("abort", onAbort, { once: true });
+        try {
+          if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before generating");
+          const result = await this.#link.call("generate", { request }, (msg) => {
+            if (msg.type === "piece") onPiece(msg.text);
+          });
+          if (signal?.aborted) throw new GemmaWebError("Aborted", "generation aborted");
+          return result;
+        } finally {
+          signal?.removeEventListener("abort", onAbort);
+        }
+      });
+
+    if (!r.stream) {
+      const result = await run(() => {});
+      const choice = mode === "chat"
+        ? { index: 0, message: { role: "assistant", content: result.text }, finish_reason: result.finishReason }
+        : { index: 0, text: result.text, finish_reason: result.finishReason };
+      return {
+        ...base,
+        object: mode === "chat" ? "chat.completion" : "text_completion",
+        choices: [choice],
+        usage: this.#usage(result),
+      };
+    }
+
+    const object = mode === "chat" ? "chat.completion.chunk" : "text_completion";
+    const queue = chunkQueue();
+    let first = true;
+    run((text) => {
+      const choice = mode === "chat"
+        ? { index: 0, delta: first ? { role: "assistant", content: text } : { content: text }, finish_reason: null }
+        : { index: 0, text, finish_reason: null };
+      first = false;
+      queue.push({ ...base, object, choices: [choice] });
+    }).then(
+      (result) => {
+        const choice = mode === "chat"
+          ? { index: 0, delta: {}, finish_reason: result.finishReason }
+          : { index: 0, text: "", finish_reason: result.finishReason };
+        queue.push({ ...base, object, choices: [choice], usage: this.#usage(result) });
+        queue.close();
+      },
+      (error) => queue.close(error),
+    );
+    return queue;
+  }
+}

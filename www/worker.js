@@ -1,0 +1,178 @@
+// The engine's dedicated worker (module type): it owns the wasm module and the GPU device, so the page stays
+// responsive while a model loads or generates. www/gemma-web.js starts it and is the only code that talks to it.
+//
+// Messages from the page, each with an `id` the answers repeat (except `interrupt`):
+//   { type: "load", id, source, options }   source: { kind: "url", url } | { kind: "file", file: Blob }
+//   { type: "generate", id, request }       request: the wasm GenerateRequest (messages or prompt, sampling)
+//   { type: "interrupt" }                   stops the running generation after its current token
+//   { type: "reset" | "unload" | "info" | "capabilities", id }
+//   { type: "tokenize", id, text, addBos }
+// Answers:
+//   { type: "progress", id, loaded, total }  tensor bytes on the GPU so far (load)
+//   { type: "fetched", id, bytes }           bytes that crossed the network so far (load from a URL)
+//   { type: "piece", id, text, tokenId }     streamed text (generate)
+//   { type: "done", id, value }              the call's result
+//   { type: "error", id, error: { code, message } }
+
+import init, { WebEngine } from "./pkg/gemma_web.js";
+
+/** Bytes per HTTP Range request; the loader reads 4 MiB slices, served from this read-ahead. */
+const HTTP_CHUNK = 16 << 20;
+
+let ready = null;
+let engine = null;
+
+function codedError(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+/**
+ * A ByteReader over HTTP Range requests. The first request learns the size and the ETag; later ones carry
+ * If-Range, so a file replaced on the server mid-load answers 200 and fails the load instead of mixing bytes.
+ */
+async function httpReader(url, onFetched) {
+  let fetched = 0;
+  let etag = null;
+  let cache = { start: 0, bytes: new Uint8Array(0) };
+
+  async function get(start, end) {
+    const headers = { Range: `bytes=${start}-${end - 1}` };
+    if (etag) headers["If-Range"] = etag;
+    let res;
+    try {
+      res = await fetch(url, { headers, cache: "no-store" });
+    } catch (e) {
+      throw codedError("Network", `could not fetch ${url}: ${e.message}`);
+    }
+    if (res.status !== 206) {
+      await res.body?.cancel();
+      const why = res.status === 200 && etag ? "the file changed on the server during the load" : `HTTP ${res.status}`;
+      throw codedError("Network", `${url}: expected 206 Partial Content, got ${why}`);
+    }
+    const total = Number((res.headers.get("Content-Range") || "").split("/")[1]);
+    if (!Number.isSafeInteger(total)) throw codedError("Network", `${url}: no usable Content-Range header`);
+    etag = etag || res.headers.get("ETag");
+    let bytes;
+    try {
+      bytes = new Uint8Array(await res.arrayBuffer());
+    } catch (e) {
+      throw codedError("Network", `${url}: the download broke off: ${e.message}`);
+    }
+    fetched += bytes.length;
+    onFetched(fetched);
+    return { bytes, total };
+  }
+
+  const first = await get(0, Math.min(HTTP_CHUNK, 1 << 20));
+  const size = first.total;
+  cache = { start: 0, bytes: first.bytes };
+  return {
+    size,
+    async read(offset, length) {
+      const end = offset + length;
+      if (end > size) throw codedError("BadModel", `read past the end of ${url}`);
+      if (offset < cache.start || end > cache.start + cache.bytes.length) {
+        const want = Math.min(size, Math.max(end, offset + HTTP_CHUNK));
+        const part = await get(offset, want);
+        if (part.bytes.length !== want - offset) {
+          throw codedError("Network", `${url}: asked for ${want - offset} bytes, got ${part.bytes.length}`);
+        }
+        cache = { start: offset, bytes: part.bytes };
+      }
+      // A copy: the wasm side copies it into its own slice anyway, and the cache stays intact.
+      return cache.bytes.slice(offset - cache.start, end - cache.start);
+    },
+  };
+}
+
+/** A ByteReader over a File or Blob the user picked: Blob.slice reads, nothing held beyond one slice. */
+function blobReader(blob) {
+  return {
+    size: blob.size,
+    async read(offset, length) {
+      try {
+        return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
+      } catch (e) {
+        throw codedError("Io", `could not read the file: ${e.message}`);
+      }
+    },
+  };
+}
+
+/** Where a model's bytes come from. The weight store plugs in here (a reader over its OPFS file). */
+async function openReader(source, post) {
+  switch (source?.kind) {
+    case "url":
+      return httpReader(source.url, (bytes) => post({ type: "fetched", bytes }));
+    case "file":
+      return blobReader(source.file);
+    default:
+      throw codedError("Unsupported", `unknown model source ${JSON.stringify(source?.kind)}`);
+  }
+}
+
+function errorOf(e) {
+  return { code: (e && e.code) || "Unsupported", message: (e && e.message) || String(e) };
+}
+
+function needEngine() {
+  if (!engine) throw codedError("Unsupported", "no model is loaded");
+  return engine;
+}
+
+async function handle(msg, post) {
+  switch (msg.type) {
+    case "capabilities":
+      return WebEngine.capabilities();
+    case "load": {
+      if (engine) {
+        engine.unload();
+        engine.free();
+        engine = null;
+      }
+      const reader = await openReader(msg.source, post);
+      engine = await WebEngine.load(reader, msg.options ?? {}, (loaded, total) =>
+        post({ type: "progress", loaded, total }),
+      );
+      return engine.info();
+    }
+    case "info":
+      return needEngine().info();
+    case "generate":
+      return needEngine().generate(msg.request, (text, tokenId) => post({ type: "piece", text, tokenId }));
+    case "tokenize":
+      return Array.from(needEngine().tokenize(msg.text, msg.addBos !== false));
+    case "reset":
+      needEngine().reset();
+      return null;
+    case "unload":
+      if (engine) {
+        engine.unload();
+        engine.free();
+        engine = null;
+      }
+      return null;
+    default:
+      throw codedError("Unsupported", `unknown message type ${JSON.stringify(msg.type)}`);
+  }
+}
+
+self.onmessage = async (event) => {
+  const msg = event.data;
+  // Not queued behind the generation it stops.
+  if (msg.type === "interrupt") {
+    engine?.interrupt();
+    return;
+  }
+  const post = (m) => self.postMessage({ ...m, id: msg.id });
+  try {
+    ready ??= init();
+    await ready;
+    const value = await handle(msg, post);
+    post({ type: "done", value });
+  } catch (e) {
+    post({ type: "error", error: errorOf(e) });
+  }
+};
