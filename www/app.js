@@ -1,11 +1,35 @@
-// The page at this stage: load the wasm package, read the chosen model's GGUF header through HTTP Range
-// requests (never the whole file) and show its configuration and tensor table.
+// The chat page, built on the public module www/gemma-web.js (the engine runs in its worker). Choosing a model reads
+// only its GGUF header (HTTP Range requests, or File.slice) to show its size and details; "Load" streams the weights
+// to the GPU. Instruction-tuned models get a chat; base models (like the local Gemma 3 270M) continue the user's text.
 
-const DEFAULT_MODEL = "gemma-3-270m-q4_k_m.gguf";
+import { createEngine, hasWebGpu, loadCatalog } from "./gemma-web.js";
+
 // The header of a Gemma 3 file is several MB (a 262k-token vocabulary): start with 1 MiB and grow.
 const FIRST_READ = 1 << 20;
+const FILE_CHOICE = "file";
+const EXAMPLES = [
+  "The capital of France is",
+  "Once upon a time, in a small village by the sea,",
+  "The three most important inventions of the twentieth century are",
+  "Here is a simple recipe for pancakes:",
+];
 
 const $ = (id) => document.getElementById(id);
+const count = (n) => n.toLocaleString("en-US");
+const mb = (bytes) => (bytes < 1e6 ? `${count(bytes)} bytes` : `${(bytes / 1e6).toFixed(1)} MB`);
+const seconds = (s) => (s < 90 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
+
+const state = {
+  choices: [],
+  choice: null,
+  engine: null,
+  mode: null,
+  messages: [],
+  generating: false,
+  webgpu: hasWebGpu(),
+};
+// For the curious (and the tests): the engine in use, from the console.
+window.gemmaPage = state;
 
 function setStatus(text) {
   $("status").textContent = text;
@@ -24,87 +48,82 @@ function clearError() {
   $("error").textContent = "";
 }
 
-/** An Error with a stable `code`, like the ones the wasm module throws. */
 function codedError(code, message) {
   const e = new Error(message);
   e.code = code;
   return e;
 }
 
-const count = (n) => n.toLocaleString("en-US");
-const mb = (bytes) => (bytes < 1e6 ? `${count(bytes)} bytes` : `${(bytes / 1e6).toFixed(1)} MB`);
-
 async function checkWebGpu() {
   const el = $("webgpu");
-  if (!("gpu" in navigator)) {
+  if (!state.webgpu) {
     el.className = "warn";
     el.textContent =
-      "This browser does not offer WebGPU, which gemma-web needs to run a model. " +
-      "Use a browser with WebGPU enabled, such as a recent Chrome or Edge on a desktop; " +
-      "the model's header below can still be read.";
+      "This browser does not offer WebGPU, which gemma-web needs to run a model on your GPU. " +
+      "Use a recent Chrome or Edge on a desktop or laptop (or another browser with WebGPU turned on). " +
+      "You can still look at a model's details below.";
     return;
   }
   try {
     const adapter = await navigator.gpu.requestAdapter();
     if (!adapter) {
+      state.webgpu = false;
       el.className = "warn";
-      el.textContent =
-        "WebGPU is present but no GPU adapter is available (it may be disabled or blocklisted for this GPU).";
+      el.textContent = "WebGPU is present but no GPU adapter is available (it may be disabled or blocklisted for " +
+        "this GPU). Try another browser, or update the graphics driver.";
       return;
     }
     const info = adapter.info || {};
     const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unnamed adapter";
     const f16 = adapter.features.has("shader-f16") ? "with shader-f16" : "without shader-f16";
     el.className = "ok";
-    el.textContent = `WebGPU is available: ${name}, ${f16}, ` +
-      `max storage binding ${mb(adapter.limits.maxStorageBufferBindingSize)}.`;
+    el.textContent = `WebGPU is available: ${name}, ${f16}.`;
   } catch (e) {
+    state.webgpu = false;
     el.className = "warn";
     el.textContent = `WebGPU is present but requesting an adapter failed: ${e.message}`;
   }
+  updateButtons();
 }
 
-async function fetchJson(url) {
-  let res;
-  try {
-    res = await fetch(url);
-  } catch (e) {
-    throw codedError("Network", `could not fetch ${url}: ${e.message}`);
-  }
-  if (!res.ok) throw codedError("Network", `${url}: HTTP ${res.status}`);
-  return res.json();
+// ---- Reading the header (before any download) ----
+
+function urlRangeReader(url) {
+  return async (start, end) => {
+    let res;
+    try {
+      res = await fetch(url, { headers: { Range: `bytes=${start}-${end - 1}` } });
+    } catch (e) {
+      throw codedError("Network", `could not fetch ${url}: ${e.message}`);
+    }
+    if (res.status !== 206) {
+      // A server that ignores Range would send the whole model: refuse rather than download it.
+      await res.body?.cancel();
+      throw codedError("Network", `${url}: expected 206 Partial Content for a Range request, got HTTP ${res.status}`);
+    }
+    const total = Number((res.headers.get("Content-Range") || "").split("/")[1]);
+    if (!Number.isSafeInteger(total)) throw codedError("Network", `${url}: no usable Content-Range header`);
+    return { bytes: new Uint8Array(await res.arrayBuffer()), total, network: true };
+  };
 }
 
-/** Bytes [start, end) of `url`; returns them with the file's total length from Content-Range. */
-async function fetchRange(url, start, end) {
-  let res;
-  try {
-    res = await fetch(url, { headers: { Range: `bytes=${start}-${end - 1}` } });
-  } catch (e) {
-    throw codedError("Network", `could not fetch ${url}: ${e.message}`);
-  }
-  if (res.status !== 206) {
-    // A server that ignores Range would send the whole model: refuse rather than download it.
-    await res.body?.cancel();
-    throw codedError("Network", `${url}: expected 206 Partial Content for a Range request, got HTTP ${res.status}`);
-  }
-  const total = Number((res.headers.get("Content-Range") || "").split("/")[1]);
-  if (!Number.isSafeInteger(total)) throw codedError("Network", `${url}: no usable Content-Range header`);
-  return { bytes: new Uint8Array(await res.arrayBuffer()), total };
+function fileRangeReader(file) {
+  return async (start, end) => ({
+    bytes: new Uint8Array(await file.slice(start, Math.min(end, file.size)).arrayBuffer()),
+    total: file.size,
+    network: false,
+  });
 }
 
-/**
- * Reads the GGUF header by growing a prefix of the file until the parser has all of it.
- * Each round fetches only the bytes not yet held.
- */
-async function readHeader(url, readGgufHeader, onProgress) {
+/** Grows a prefix of the file until the parser has the whole header; each round reads only new bytes. */
+async function readHeader(readRange, readGgufHeader, onProgress) {
   let prefix = new Uint8Array(0);
   let want = FIRST_READ;
   let total = Infinity;
   let requests = 0;
   for (;;) {
     want = Math.min(want, total);
-    const part = await fetchRange(url, prefix.length, want);
+    const part = await readRange(prefix.length, want);
     requests += 1;
     total = part.total;
     const grown = new Uint8Array(prefix.length + part.bytes.length);
@@ -194,26 +213,301 @@ function showTensors(summary) {
   $("tensor-section").hidden = false;
 }
 
-async function showModel(model, readGgufHeader) {
+/** Chat for instruction-tuned models, text continuation for base models: the catalog says, else the file's name. */
+function guessMode(summary) {
+  return /(^|[^a-z])(it|instruct|chat)([^a-z]|$)/i.test(summary.name || "") ? "chat" : "text";
+}
+
+// ---- Choosing a model ----
+
+async function showChoice(choice, readGgufHeader) {
   clearError();
+  state.choice = choice;
   $("config-section").hidden = true;
   $("tensor-section").hidden = true;
-  setStatus(`Reading the header of ${model.name}…`);
-  const { summary, bytesRead, total, requests } = await readHeader(model.url, readGgufHeader, (have, all, n) => {
-    $("fetch-info").textContent = `Read ${mb(have)} of ${mb(all)} in ${n} Range request${n === 1 ? "" : "s"}…`;
-  });
+  choice.size = null;
+  updateButtons();
+  const about = [];
+  if (choice.entry && choice.entry.verified === false) {
+    about.push("This model is downloaded from the internet (Hugging Face); its address and size come from the " +
+      "catalog and could not be checked when this page was made.");
+  }
+  $("model-about").textContent = about.join(" ");
+  setStatus(`Reading the header of ${choice.label}…`);
+  const reader = choice.file ? fileRangeReader(choice.file) : urlRangeReader(choice.url);
+  let header;
+  try {
+    header = await readHeader(reader, readGgufHeader, (have, all, n) => {
+      $("fetch-info").textContent = `Reading the header: ${mb(have)} of ${mb(all)} in ${n} request${n === 1 ? "" : "s"}…`;
+    });
+  } catch (e) {
+    $("fetch-info").textContent = "";
+    if (choice.entry?.approxBytes) {
+      $("model-about").textContent += ` Its size should be about ${mb(choice.entry.approxBytes)}.`;
+    }
+    throw e;
+  }
+  if (state.choice !== choice) return;
+  const { summary, bytesRead, total, requests } = header;
+  choice.size = total;
+  choice.mode = choice.entry?.mode || guessMode(summary);
   const info = $("fetch-info");
-  info.textContent = `${model.name}: ${mb(total)}. Header read with ${requests} Range request` +
-    `${requests === 1 ? "" : "s"}: ${mb(bytesRead)} fetched, ${(100 * bytesRead / total).toFixed(1)}% of the file.`;
+  const where = choice.file ? "read from your disk" : "streamed straight to your GPU (not stored: loading again downloads it again)";
+  info.textContent = `${choice.label}: ${mb(total)}, ${where}. ` +
+    (choice.mode === "chat" ? "Instruction-tuned: you can chat with it." : "A base model: it continues your text.");
   info.dataset.requests = requests;
   info.dataset.bytesRead = bytesRead;
+  info.dataset.network = choice.file ? "0" : "1";
   showConfig(summary);
   showTensors(summary);
-  setStatus(`Header of ${model.name} read.`);
+  setStatus(`${choice.label}: ready to load (${mb(total)}).`);
+  updateButtons();
+}
+
+function updateButtons() {
+  const c = state.choice;
+  const load = $("load");
+  load.disabled = !state.webgpu || !c || !c.size || state.generating || state.loading;
+  load.textContent = c && c.size ? `Load model (${mb(c.size)})` : "Load model";
+  for (const b of document.querySelectorAll(".stop")) b.disabled = !state.generating;
+  $("send").disabled = !state.engine || state.generating;
+  $("continue").disabled = !state.engine || state.generating;
+  $("new-chat").disabled = !state.engine || state.generating;
+}
+
+// ---- Loading ----
+
+async function loadChoice() {
+  const choice = state.choice;
+  clearError();
+  if (state.engine) {
+    const old = state.engine;
+    state.engine = null;
+    await old.unload();
+  }
+  $("chat-section").hidden = true;
+  $("text-section").hidden = true;
+  $("engine-info").textContent = "";
+  $("stats").textContent = "";
+  state.loading = true;
+  updateButtons();
+  $("progress-box").hidden = false;
+  const bar = $("load-progress");
+  bar.value = 0;
+  setStatus(`Loading ${choice.label}…`);
+  const started = performance.now();
+  try {
+    const engine = await createEngine({
+      model: choice.file || choice.url,
+      contextLength: 2048,
+      onProgress: (p) => {
+        bar.value = p.total ? p.loaded / p.total : 0;
+        const rate = p.bytesPerSecond > 0 ? ` · ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s` : "";
+        const left = p.secondsLeft != null ? ` · ${seconds(p.secondsLeft)} left` : "";
+        $("load-info").textContent = `${mb(p.loaded)} of ${mb(p.total)}${rate}${left}`;
+      },
+    });
+    state.engine = engine;
+    state.mode = choice.mode;
+    const caps = engine.capabilities;
+    const took = (performance.now() - started) / 1000;
+    $("load-info").textContent = `Loaded in ${seconds(took)}.`;
+    const engineInfo = $("engine-info");
+    engineInfo.textContent = `Running on ${caps.adapterName} (${caps.backend}), capability tier ${caps.tier}` +
+      `${caps.f16 ? "" : " (no shader-f16)"}; context ${count(engine.info.contextLength)} tokens.`;
+    engineInfo.dataset.tier = caps.tier;
+    showConfig(engine.info.header);
+    showTensors(engine.info.header);
+    state.messages = [];
+    $("messages").replaceChildren();
+    $("completion").hidden = true;
+    if (state.mode === "chat") {
+      $("chat-section").hidden = false;
+      $("chat-input").focus();
+    } else {
+      $("text-section").hidden = false;
+      $("text-input").focus();
+    }
+    setStatus(`${choice.label} is loaded.`);
+  } finally {
+    state.loading = false;
+    updateButtons();
+  }
+}
+
+// ---- Generating ----
+
+function settings() {
+  const num = (id, fallback) => {
+    const v = Number($(id).value);
+    return Number.isFinite(v) ? v : fallback;
+  };
+  return {
+    max_tokens: Math.max(1, Math.round(num("max-tokens", 64))),
+    temperature: Math.max(0, num("temperature", 0.8)),
+    top_k: Math.max(0, Math.round(num("top-k", 64))),
+    top_p: Math.min(1, Math.max(0.01, num("top-p", 0.95))),
+    seed: Math.max(0, Math.round(num("seed", 0))),
+  };
+}
+
+function showStats(usage, finish) {
+  const reused = usage.reused_tokens ? ` (${count(usage.reused_tokens)} earlier tokens reused from memory)` : "";
+  const why = { stop: "the model ended its answer", length: "reached the token limit", abort: "stopped" }[finish] || finish;
+  const el = $("stats");
+  el.textContent = `Prompt: ${count(usage.prompt_tokens)} tokens at ${usage.prefill_tok_s.toFixed(1)} tokens/s${reused}. ` +
+    `Reply: ${count(usage.completion_tokens)} tokens at ${usage.decode_tok_s.toFixed(1)} tokens/s (${why}).`;
+  el.dataset.finish = finish;
+}
+
+async function stream(chunks, onText) {
+  let last = null;
+  for await (const chunk of chunks) {
+    const choice = chunk.choices[0];
+    const text = choice?.delta?.content ?? choice?.text ?? "";
+    if (text) onText(text);
+    last = chunk;
+  }
+  return last;
+}
+
+async function run(task) {
+  clearError();
+  state.generating = true;
+  updateButtons();
+  setStatus("Generating…");
+  try {
+    await task();
+    setStatus("Done.");
+  } catch (e) {
+    showError(e);
+  } finally {
+    state.generating = false;
+    updateButtons();
+  }
+}
+
+function addMessage(role, text) {
+  const li = document.createElement("li");
+  li.className = `message ${role}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role === "user" ? "You" : "Gemma";
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  li.append(who, body);
+  $("messages").append(li);
+  li.scrollIntoView({ block: "end" });
+  return body;
+}
+
+async function sendChat() {
+  const input = $("chat-input");
+  const text = input.value.trim();
+  if (!text || !state.engine || state.generating) return;
+  input.value = "";
+  state.messages.push({ role: "user", content: text });
+  addMessage("user", text);
+  const body = addMessage("assistant", "");
+  body.classList.add("streaming");
+  await run(async () => {
+    let reply = "";
+    try {
+      const chunks = await state.engine.chat.completions.create({ messages: state.messages, stream: true, ...settings() });
+      const last = await stream(chunks, (t) => {
+        reply += t;
+        body.textContent = reply;
+      });
+      showStats(last.usage, last.choices[0].finish_reason);
+    } finally {
+      body.classList.remove("streaming");
+      // What the model said stays in the conversation, also when it was stopped.
+      state.messages.push({ role: "assistant", content: reply });
+    }
+  });
+}
+
+async function continueText() {
+  const input = $("text-input");
+  const prompt = input.value;
+  if (!prompt.trim() || !state.engine || state.generating) return;
+  const box = $("completion");
+  box.querySelector(".prompt").textContent = prompt;
+  const out = box.querySelector(".generated");
+  out.textContent = "";
+  box.hidden = false;
+  box.classList.add("streaming");
+  await run(async () => {
+    try {
+      const chunks = await state.engine.completions.create({ prompt, stream: true, ...settings() });
+      const last = await stream(chunks, (t) => (out.textContent += t));
+      showStats(last.usage, last.choices[0].finish_reason);
+      // Continue again from where it stopped.
+      input.value = prompt + out.textContent;
+    } finally {
+      box.classList.remove("streaming");
+    }
+  });
+}
+
+// ---- Start ----
+
+async function listChoices() {
+  const [catalog, index] = await Promise.all([
+    loadCatalog().catch(() => ({ models: [] })),
+    fetch("/models/index.json").then((r) => (r.ok ? r.json() : { models: [] })).catch(() => ({ models: [] })),
+  ]);
+  const localUrls = new Map(index.models.map((m) => [new URL(`/models/${encodeURIComponent(m.name)}`, location.href).href, m]));
+  const choices = [];
+  for (const entry of catalog.models) {
+    const local = entry.url.startsWith(location.origin);
+    // A local catalog model is offered only when this server really has it.
+    if (local && !localUrls.has(entry.url)) continue;
+    localUrls.delete(entry.url);
+    choices.push({ key: entry.id, label: entry.name, url: entry.url, entry, local });
+  }
+  for (const [url, m] of localUrls) {
+    choices.push({ key: `local:${m.name}`, label: `${m.name} (on this server)`, url, entry: null, local: true });
+  }
+  const preferred = choices.find((c) => c.key === catalog.default && c.local) || choices.find((c) => c.local) || choices[0];
+  return { choices, preferred };
 }
 
 async function main() {
   checkWebGpu();
+  for (const text of EXAMPLES) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "example";
+    b.textContent = text;
+    b.addEventListener("click", () => {
+      $("text-input").value = text;
+      continueText();
+    });
+    $("examples").append(b);
+  }
+  $("load").addEventListener("click", () => loadChoice().catch(showError));
+  for (const b of document.querySelectorAll(".stop")) b.addEventListener("click", () => state.engine?.interrupt());
+  $("chat-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sendChat();
+  });
+  $("chat-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      sendChat();
+    }
+  });
+  $("continue").addEventListener("click", continueText);
+  $("new-chat").addEventListener("click", async () => {
+    state.messages = [];
+    $("messages").replaceChildren();
+    $("stats").textContent = "";
+    await state.engine?.resetChat();
+  });
+  updateButtons();
+
   setStatus("Loading the wasm module…");
   let wasm;
   try {
@@ -223,20 +517,38 @@ async function main() {
     throw codedError("Unsupported", `could not load the wasm package (www/pkg; build it with \`make wasm\`): ${e.message}`);
   }
   setStatus("Listing models…");
-  const { models } = await fetchJson("/models/index.json");
-  if (models.length === 0) {
-    throw codedError("BadModel", "the server's models folder has no .gguf file (`make demo` puts Gemma 3 270M there)");
-  }
+  const { choices, preferred } = await listChoices();
+  state.choices = choices;
   const select = $("model-select");
-  for (const m of models) select.add(new Option(`${m.name} (${mb(m.size)})`, m.name));
-  const chosen = models.find((m) => m.name === DEFAULT_MODEL) || models[0];
-  select.value = chosen.name;
+  for (const c of choices) select.add(new Option(c.label, c.key));
+  select.add(new Option("Open a .gguf file from your computer…", FILE_CHOICE));
+  const fileInput = $("model-file");
+  let previous = preferred?.key ?? FILE_CHOICE;
+  select.value = previous;
   select.disabled = false;
   select.addEventListener("change", () => {
-    const model = models.find((m) => m.name === select.value);
-    showModel(model, wasm.readGgufHeader).catch(showError);
+    if (select.value === FILE_CHOICE) {
+      fileInput.click();
+      return;
+    }
+    previous = select.value;
+    const choice = choices.find((c) => c.key === select.value);
+    showChoice(choice, wasm.readGgufHeader).catch(showError);
   });
-  await showModel(chosen, wasm.readGgufHeader);
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files?.[0];
+    if (!file) {
+      select.value = previous;
+      return;
+    }
+    const choice = { key: FILE_CHOICE, label: file.name, file, entry: null, local: true };
+    showChoice(choice, wasm.readGgufHeader).catch(showError);
+  });
+  if (!preferred) {
+    throw codedError("BadModel", "no model to offer: the server's models folder is empty and the catalog is missing " +
+      "(`make demo` puts Gemma 3 270M there); you can still open a .gguf file");
+  }
+  await showChoice(preferred, wasm.readGgufHeader);
 }
 
 main().catch(showError);

@@ -267,6 +267,16 @@ class Engine {
     };
   }
 
+  /** Not in OpenAI's schema: the token ids and timings, for tests and the curious. */
+  #extra(result) {
+    return {
+      prompt_ids: result.promptIds,
+      generated_ids: result.generatedIds,
+      prefill_seconds: result.prefillSeconds,
+      decode_seconds: result.decodeSeconds,
+    };
+  }
+
   #usage(result) {
     return {
       prompt_tokens: result.promptTokens,
@@ -313,6 +323,7 @@ class Engine {
         object: mode === "chat" ? "chat.completion" : "text_completion",
         choices: [choice],
         usage: this.#usage(result),
+        gemma: this.#extra(result),
       };
     }
 
@@ -330,7 +341,7 @@ class Engine {
         const choice = mode === "chat"
           ? { index: 0, delta: {}, finish_reason: result.finishReason }
           : { index: 0, text: "", finish_reason: result.finishReason };
-        queue.push({ ...base, object, choices: [choice], usage: this.#usage(result) });
+        queue.push({ ...base, object, choices: [choice], usage: this.#usage(result), gemma: this.#extra(result) });
         queue.close();
       },
       (error) => queue.close(error),

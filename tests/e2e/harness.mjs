@@ -1,10 +1,11 @@
 // Shared set-up of the browser tests: `gemma-web serve` on a free port of 127.0.0.1 and headless
 // Debian Chromium with the developers' guide's flags, torn down by `after` even when a test failed.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { chromium } from "playwright-core";
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -80,4 +81,34 @@ export async function launchBrowser(options = {}) {
   });
   cleanup.push(() => context.close());
   return context;
+}
+
+export const MODEL_PATH = path.join(root, "models", MODEL);
+
+/** Registers a cleanup step (run by `runCleanup`, last registered first). */
+export function onCleanup(step) {
+  cleanup.push(step);
+}
+
+/** A new tab of `context` that records uncaught page errors. */
+export async function newPage(context) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  return { page, errors };
+}
+
+/**
+ * The native engine's answer for the same request (`gemma-web generate --json` on lavapipe): an independent run,
+ * whose last stdout line is { prompt_ids, generated_ids, text, ... }.
+ */
+export async function nativeGenerate(args) {
+  const { stdout } = await promisify(execFile)(serverBin, ["generate", "--model", MODEL_PATH, "--json", ...args], {
+    cwd: root,
+    env: { XDG_RUNTIME_DIR: "/tmp/xdg", ...process.env },
+    maxBuffer: 16 << 20,
+    timeout: 600_000,
+  });
+  const lines = stdout.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
 }

@@ -1,27 +1,25 @@
-// The page in headless Chromium against the real `gemma-web serve` and the real model: it must show the
-// Gemma 3 270M configuration read from the GGUF header, fetched with Range requests only.
+// The page in headless Chromium against the real `gemma-web serve` and the real model: choosing a model reads only
+// its GGUF header (Range requests) and shows its size and configuration; loading it gives a working text completion
+// (the local Gemma 3 270M is a base model) whose greedy tokens are the native engine's; a browser without WebGPU and
+// a file that is not GGUF get clear messages.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { cleanup, launchBrowser, MODEL, MODEL_BYTES, outDir, runCleanup, startServer } from "./harness.mjs";
+import {
+  MODEL, MODEL_BYTES, launchBrowser, nativeGenerate, newPage as openPage, onCleanup, outDir, runCleanup, startServer,
+} from "./harness.mjs";
 
 let context;
 
 before(async () => {
   context = await launchBrowser({ viewport: { width: 1100, height: 1400 } });
 });
-
 // Runs even when a test or `before` failed, so no server outlives the tests.
 after(runCleanup);
 
-async function newPage() {
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  return { page, errors };
-}
+const newPage = () => openPage(context);
 
 const fact = (page, key) => page.locator(`[data-key="${key}"]`).textContent();
 
@@ -42,10 +40,14 @@ test("the page reads the model's header with Range requests and shows its config
   });
 
   await page.goto(url);
-  await page.locator('[data-key="vocab"]').waitFor({ timeout: 120_000 });
+  await page.locator('[data-key="vocab"]').waitFor({ state: "attached", timeout: 120_000 });
 
   const error = page.locator("#error");
   assert.equal(await error.isVisible(), false, `error shown: ${await error.textContent()}`);
+  // The size is shown before anything is downloaded, and the load button says it.
+  assert.match(await page.locator("#fetch-info").textContent(), /253\.1 MB/);
+  assert.equal(await page.locator("#load").textContent(), "Load model (253.1 MB)");
+  await page.locator("#model-details > summary").click();
   assert.equal(await fact(page, "architecture"), "gemma3");
   assert.equal(await fact(page, "layers"), "18");
   assert.equal(await fact(page, "d_model"), "640");
@@ -87,15 +89,16 @@ test("without WebGPU the page says so and still shows the header", async () => {
     delete Navigator.prototype.gpu;
   });
   await page.goto(url);
-  await page.locator('[data-key="layers"]').waitFor({ timeout: 120_000 });
+  await page.locator('[data-key="layers"]').waitFor({ state: "attached", timeout: 120_000 });
   assert.match(await page.locator("#webgpu").textContent(), /does not offer WebGPU/);
+  assert.equal(await page.locator("#load").isDisabled(), true, "nothing to load the model onto");
   assert.equal(await fact(page, "layers"), "18");
   assert.deepEqual(errors, []);
 });
 
 test("a file that is not GGUF ends in a BadModel error on the page", async () => {
   const models = await mkdtemp(path.join(tmpdir(), "gemma-web-models-"));
-  cleanup.push(() => rm(models, { recursive: true, force: true }));
+  onCleanup(() => rm(models, { recursive: true, force: true }));
   await writeFile(path.join(models, "not-a-model.gguf"), "<html>this is not a GGUF file</html>\n".repeat(100));
   const url = await startServer(models);
   const { page, errors } = await newPage();
@@ -106,4 +109,49 @@ test("a file that is not GGUF ends in a BadModel error on the page", async () =>
   assert.equal(await page.locator("#config-section").isVisible(), false);
   assert.deepEqual(errors, []);
   await page.screenshot({ path: path.join(outDir, "page-bad-model.png") });
+});
+
+test("the page loads Gemma 3 270M, continues a text like the native engine and can be stopped", async () => {
+  const prompt = "The capital of France is";
+  const tokens = 4;
+  const native = await nativeGenerate(["--prompt", prompt, "--max-tokens", String(tokens), "--context", "256"]);
+  const url = await startServer("models");
+  const { page, errors } = await newPage();
+  await page.goto(url);
+  const load = page.locator("#load");
+  await page.waitForFunction(() => document.getElementById("load").textContent.includes("MB"), null, { timeout: 120_000 });
+  // Greedy and short: SwiftShader takes seconds per token.
+  await page.locator("#settings > summary").click();
+  await page.fill("#max-tokens", String(tokens));
+  await page.fill("#temperature", "0");
+  let t = Date.now();
+  await load.click();
+  await page.locator("#text-section").waitFor({ timeout: 300_000 });
+  const loadSeconds = (Date.now() - t) / 1000;
+  assert.match(await page.locator("#load-info").textContent(), /^Loaded in /);
+  assert.match(await page.locator("#engine-info").textContent(), /capability tier (baseline|f16|subgroups)/);
+
+  t = Date.now();
+  await page.locator("button.example", { hasText: prompt }).click();
+  await page.locator('#stats[data-finish="length"]').waitFor({ timeout: 600_000 });
+  const genSeconds = (Date.now() - t) / 1000;
+  assert.equal(await page.locator("#completion .prompt").textContent(), prompt);
+  assert.equal(await page.locator("#completion .generated").textContent(), native.text);
+  assert.match(await page.locator("#stats").textContent(), new RegExp(`Reply: ${tokens} tokens at [0-9.]+ tokens/s`));
+  assert.equal(await page.locator("#error").isVisible(), false, await page.locator("#error").textContent());
+  await mkdir(outDir, { recursive: true });
+  await page.screenshot({ path: path.join(outDir, "page-completion.png"), fullPage: true });
+  console.log(`page: load ${loadSeconds.toFixed(1)} s, ${tokens} tokens in ${genSeconds.toFixed(1)} s: ` +
+    `${JSON.stringify(native.text)}; screenshot tests/out/page-completion.png`);
+
+  // Stop: a long request ends after the first piece of text.
+  await page.fill("#max-tokens", "32");
+  await page.fill("#text-input", "Once upon a time");
+  await page.locator("#continue").click();
+  await page.waitForFunction(() => document.querySelector("#completion .generated").textContent.length > 0, null,
+    { timeout: 600_000 });
+  await page.locator("#text-section .stop").click();
+  await page.locator('#stats[data-finish="abort"]').waitFor({ timeout: 600_000 });
+  assert.match(await page.locator("#stats").textContent(), /Reply: [1-3] tokens/);
+  assert.deepEqual(errors, []);
 });

@@ -1,0 +1,159 @@
+// The engine in headless Chromium (www/gemma-web.js -> worker -> wasm -> WebGPU on SwiftShader) against the real
+// `gemma-web serve` and the real Gemma 3 270M: greedy tokens identical to the native engine's (an independent run of
+// `gemma-web generate --json` on lavapipe), chat turns reusing the KV cache, interrupt. SwiftShader runs this model at
+// seconds per token, so prompts are short and token counts tiny; one engine serves all tests.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, newPage, nativeGenerate, runCleanup, startServer } from "./harness.mjs";
+
+let page;
+let errors;
+const PROMPT = "The capital of France is";
+const TOKENS = 4;
+
+after(runCleanup);
+
+before(async () => {
+  const url = await startServer("models");
+  const context = await launchBrowser();
+  ({ page, errors } = await newPage(context));
+  // Any page of the server's origin will do; the module is imported into it.
+  await page.goto(`${url}gemma-web.js`);
+  const t = Date.now();
+  const loaded = await page.evaluate(async () => {
+    const { createEngine } = await import("/gemma-web.js");
+    const progress = [];
+    window.engine = await createEngine({
+      model: "gemma-3-270m",
+      contextLength: 256,
+      onProgress: (p) => progress.push(p),
+    });
+    return { progress, info: window.engine.info };
+  });
+  const last = loaded.progress.at(-1);
+  assert.ok(loaded.progress.length > 10, "progress is reported slice by slice");
+  assert.equal(last.loaded, last.total);
+  assert.ok(last.fetched >= last.total, "every tensor byte crossed the network");
+  assert.equal(loaded.info.header.architecture, "gemma3");
+  assert.equal(loaded.info.contextLength, 256);
+  assert.match(loaded.info.capabilities.tier, /^(baseline|f16|subgroups|f16\+subgroups)$/);
+  console.log(`load: ${((Date.now() - t) / 1000).toFixed(1)} s, tier ${loaded.info.capabilities.tier}, ` +
+    `adapter ${loaded.info.capabilities.adapterName}`);
+});
+
+test("greedy text completion: the same tokens as the native engine", async () => {
+  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", String(TOKENS), "--context", "256"]);
+  const t = Date.now();
+  const got = await page.evaluate(
+    ({ prompt, tokens }) => window.engine.completions.create({ prompt, max_tokens: tokens, temperature: 0 }),
+    { prompt: PROMPT, tokens: TOKENS },
+  );
+  console.log(`browser: ${JSON.stringify(got.choices[0].text)} in ${((Date.now() - t) / 1000).toFixed(1)} s, ` +
+    `prefill ${got.usage.prefill_tok_s.toFixed(3)} tok/s, decode ${got.usage.decode_tok_s.toFixed(3)} tok/s`);
+  assert.deepEqual(got.gemma.prompt_ids, native.prompt_ids);
+  assert.deepEqual(got.gemma.generated_ids, native.generated_ids);
+  assert.equal(got.choices[0].text, native.text);
+  assert.equal(got.choices[0].finish_reason, "length");
+  assert.equal(got.usage.completion_tokens, TOKENS);
+  assert.equal(got.usage.prompt_tokens, native.prompt_ids.length);
+  assert.deepEqual(errors, []);
+});
+
+test("chat: a second turn reuses the first turn's KV cache and matches the native chat", async () => {
+  const turns = ["Hi", "Bye"];
+  const perTurn = 2;
+  const native = await nativeGenerate([
+    "--chat", ...turns.flatMap((p) => ["--prompt", p]), "--max-tokens", String(perTurn), "--context", "256",
+  ]);
+  const t = Date.now();
+  const got = await page.evaluate(async ({ turns, perTurn }) => {
+    const messages = [];
+    const out = [];
+    for (const content of turns) {
+      messages.push({ role: "user", content });
+      const chunks = await window.engine.chat.completions.create({ messages, max_tokens: perTurn, temperature: 0, stream: true });
+      let text = "";
+      let last;
+      for await (const chunk of chunks) {
+        text += chunk.choices[0]?.delta?.content ?? "";
+        last = chunk;
+      }
+      out.push({ text, usage: last.usage, gemma: last.gemma, finish: last.choices[0].finish_reason });
+      messages.push({ role: "assistant", content: text });
+    }
+    return out;
+  }, { turns, perTurn });
+  console.log(`chat: ${JSON.stringify(got.map((g) => g.text))} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  assert.deepEqual(got.flatMap((g) => g.gemma.prompt_ids), native.prompt_ids, "the same tokens were fed");
+  assert.deepEqual(got.flatMap((g) => g.gemma.generated_ids), native.generated_ids);
+  assert.equal(got[0].usage.reused_tokens, 0);
+  // The second turn ran only its own tokens: the first turn (prompt and reply) stayed in the cache.
+  assert.equal(got[1].usage.reused_tokens, got[0].usage.prompt_tokens + perTurn - 1);
+  assert.deepEqual(errors, []);
+});
+
+test("interrupt stops a streaming generation after the current token", async () => {
+  const max = 32;
+  const t = Date.now();
+  const got = await page.evaluate(async ({ max }) => {
+    const chunks = await window.engine.completions.create({ prompt: "Once upon a time", max_tokens: max, temperature: 0, stream: true });
+    let pieces = 0;
+    let last;
+    for await (const chunk of chunks) {
+      if (chunk.choices[0].text) {
+        pieces += 1;
+        if (pieces === 1) window.engine.interrupt();
+      }
+      last = chunk;
+    }
+    return { pieces, finish: last.choices[0].finish_reason, usage: last.usage };
+  }, { max });
+  console.log(`interrupt: ${got.usage.completion_tokens} tokens before stopping, ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  assert.equal(got.finish, "abort");
+  assert.ok(got.usage.completion_tokens >= 1 && got.usage.completion_tokens <= 3, `${got.usage.completion_tokens} tokens`);
+
+  // An AbortSignal ends the call with an Aborted error instead.
+  const aborted = await page.evaluate(async () => {
+    const controller = new AbortController();
+    const chunks = await window.engine.completions.create({
+      prompt: "Once upon a time", max_tokens: 32, temperature: 0, stream: true, signal: controller.signal,
+    });
+    try {
+      for await (const chunk of chunks) if (chunk.choices[0].text) controller.abort();
+      return "no error";
+    } catch (e) {
+      return `${e.name}: ${e.code}`;
+    }
+  });
+  assert.equal(aborted, "GemmaWebError: Aborted");
+  assert.deepEqual(errors, []);
+});
+
+test("errors carry a stable code", async () => {
+  const got = await page.evaluate(async () => {
+    const { createEngine } = await import("/gemma-web.js");
+    const codes = [];
+    for (const run of [
+      () => createEngine({ model: "no-such-model" }),
+      () => createEngine({ model: "/models/does-not-exist.gguf" }),
+      () => createEngine({ model: new File([new Uint8Array(4096)], "zeros.gguf") }),
+      () => window.engine.chat.completions.create({ messages: [] }),
+      () => window.engine.completions.create({ prompt: "x", temperature: -1 }),
+    ]) {
+      try {
+        await run();
+        codes.push("no error");
+      } catch (e) {
+        codes.push(`${e.constructor.name}:${e.code}`);
+      }
+    }
+    return codes;
+  });
+  assert.deepEqual(got, [
+    "GemmaWebError:Unsupported",
+    "GemmaWebError:Network",
+    "GemmaWebError:BadModel",
+    "GemmaWebError:Unsupported",
+    "GemmaWebError:Unsupported",
+  ]);
+});
