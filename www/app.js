@@ -17,6 +17,7 @@ const EXAMPLES = [
 const $ = (id) => document.getElementById(id);
 const count = (n) => n.toLocaleString("en-US");
 const mb = (bytes) => (bytes < 1e6 ? `${count(bytes)} bytes` : `${(bytes / 1e6).toFixed(1)} MB`);
+const rate = (r) => (r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toPrecision(2));
 const seconds = (s) => (s < 90 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
 
 const state = {
@@ -267,8 +268,9 @@ async function showChoice(choice, readGgufHeader) {
 function updateButtons() {
   const c = state.choice;
   const load = $("load");
-  load.disabled = !state.webgpu || !c || !c.size || state.generating || state.loading;
-  load.textContent = c && c.size ? `Load model (${mb(c.size)})` : "Load model";
+  const loaded = state.engine && state.loadedChoice === c;
+  load.disabled = !state.webgpu || !c || !c.size || state.generating || state.loading || loaded;
+  load.textContent = loaded ? "Loaded" : c && c.size ? `Load model (${mb(c.size)})` : "Load model";
   for (const b of document.querySelectorAll(".stop")) b.disabled = !state.generating;
   $("send").disabled = !state.engine || state.generating;
   $("continue").disabled = !state.engine || state.generating;
@@ -308,6 +310,7 @@ async function loadChoice() {
       },
     });
     state.engine = engine;
+    state.loadedChoice = choice;
     state.mode = choice.mode;
     const caps = engine.capabilities;
     const took = (performance.now() - started) / 1000;
@@ -355,8 +358,8 @@ function showStats(usage, finish) {
   const reused = usage.reused_tokens ? ` (${count(usage.reused_tokens)} earlier tokens reused from memory)` : "";
   const why = { stop: "the model ended its answer", length: "reached the token limit", abort: "stopped" }[finish] || finish;
   const el = $("stats");
-  el.textContent = `Prompt: ${count(usage.prompt_tokens)} tokens at ${usage.prefill_tok_s.toFixed(1)} tokens/s${reused}. ` +
-    `Reply: ${count(usage.completion_tokens)} tokens at ${usage.decode_tok_s.toFixed(1)} tokens/s (${why}).`;
+  el.textContent = `Prompt: ${count(usage.prompt_tokens)} tokens at ${rate(usage.prefill_tok_s)} tokens/s${reused}. ` +
+    `Reply: ${count(usage.completion_tokens)} tokens at ${rate(usage.decode_tok_s)} tokens/s (${why}).`;
   el.dataset.finish = finish;
 }
 

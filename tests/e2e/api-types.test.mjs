@@ -1,0 +1,32 @@
+// The engine's generated TypeScript declarations (www/pkg/gemma_web.d.ts, from `make wasm`) are typed: no `any` in
+// WebEngine's methods or in the types they use, so a typo in a request field or a callback shows up in an editor.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { root } from "./harness.mjs";
+
+test("WebEngine's declarations have no any", async () => {
+  const dts = await readFile(path.join(root, "www", "pkg", "gemma_web.d.ts"), "utf8");
+  const block = (start) => {
+    const at = dts.indexOf(start);
+    assert.ok(at >= 0, `${start} is declared`);
+    // Declarations here are not nested beyond one level of braces in a member; the block ends at the first
+    // closing brace at the start of a line.
+    const end = dts.indexOf("\n}", at);
+    return dts.slice(at, end + 2);
+  };
+  const names = [
+    "export class WebEngine", "export interface ByteReader", "export interface LoadOptions",
+    "export type LoadProgress", "export interface Capabilities", "export interface ModelInfo",
+    "export interface ChatMessage", "export interface GenerateRequest", "export type OnPiece",
+    "export interface GenerateResult",
+  ];
+  for (const name of names) {
+    const text = name.startsWith("export type") ? dts.slice(dts.indexOf(name), dts.indexOf(";", dts.indexOf(name)) + 1) : block(name);
+    assert.ok(dts.includes(name), `${name} is declared`);
+    assert.doesNotMatch(text, /\bany\b/, `${name}:\n${text}`);
+  }
+  // Every promise says what it resolves to.
+  assert.doesNotMatch(block("export class WebEngine"), /Promise<any>|Promise\b(?!<)/);
+});
