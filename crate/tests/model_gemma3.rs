@@ -190,7 +190,12 @@ fn gemma3_270m_matches_reference_per_position() {
                 true,
             )
             .unwrap(),
-        tokenizer.encode("fn main() {\n    let v: Vec<u32> = (0..10).collect();", true).unwrap(),
+        tokenizer
+            .encode(
+                "fn main() {\n    let v: Vec<u32> = (0..10).collect();",
+                true,
+            )
+            .unwrap(),
         long,
     ];
     let max_len = prompts.iter().map(Vec::len).max().unwrap();
@@ -224,7 +229,9 @@ fn gemma3_270m_matches_reference_per_position() {
             worst_nmse = worst_nmse.max(nmse);
             worst_abs = worst_abs.max(max_abs);
             if !(nmse <= 1e-5) || !(max_abs <= 0.05) {
-                failures.push(format!("position {i}: NMSE {nmse:.2e}, max |diff| {max_abs}"));
+                failures.push(format!(
+                    "position {i}: NMSE {nmse:.2e}, max |diff| {max_abs}"
+                ));
             }
             // A top-two margin under 0.02 is a near-tie: either token is right.
             if reference::argmax_margin(&want) >= 0.02 {
