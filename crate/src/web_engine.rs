@@ -460,6 +460,7 @@ async fn load(
         prefill_chunk: opts
             .prefill_chunk
             .unwrap_or(crate::model::gemma::DEFAULT_PREFILL_CHUNK),
+        min_matmul_block: None,
         load: LoadOptions::default(),
     };
     let mut progress = |done: u64, total: u64| {

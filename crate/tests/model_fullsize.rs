@@ -41,6 +41,8 @@ fn load(name: &str, spec: &RandomGemmaSpec) -> Model {
     let opts = ModelOptions {
         context_len: Some(32),
         prefill_chunk: 8,
+        // The prefill path is the matmul even for short blocks on CPU adapters.
+        min_matmul_block: Some(2),
         ..Default::default()
     };
     let model =

@@ -47,6 +47,8 @@ fn check(name: &str, spec: RandomGemmaSpec, prompt_len: usize, chunk: u32) {
     let opts = ModelOptions {
         context_len: Some(64),
         prefill_chunk: chunk,
+        // Every block through the matmul kernels, even on CPU adapters.
+        min_matmul_block: Some(2),
         // Small pieces, so every matrix with more than a few rows is split.
         load: LoadOptions {
             max_piece_bytes: Some(40_000),

@@ -14,6 +14,7 @@ use crate::gpu::attention::{
     AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, LayerCache,
 };
 use crate::gpu::kernels::{self, TopK};
+use crate::gpu::matvec::{MatvecShape, MATMUL_TILE_TOKENS};
 use crate::gpu::{Gpu, Op, Readback, WeightTensor};
 use crate::model::config::{Arch, GemmaConfig};
 use crate::model::linear::Linear;
@@ -36,6 +37,11 @@ pub struct ModelOptions {
     pub context_len: Option<u32>,
     /// Prompt tokens per prefill block (the activation buffers hold this many tokens).
     pub prefill_chunk: u32,
+    /// Prompt blocks shorter than this run token by token through the decode step instead of
+    /// the matmul kernels. `None`: 32 (one matmul tile) on CPU adapters (lavapipe, SwiftShader),
+    /// where a tile costs the same for 1 or 32 tokens and about as much as 32 matvec steps;
+    /// 2 (always the matmul) on GPUs.
+    pub min_matmul_block: Option<u32>,
     pub load: LoadOptions,
 }
 
@@ -44,6 +50,7 @@ impl Default for ModelOptions {
         ModelOptions {
             context_len: None,
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            min_matmul_block: None,
             load: LoadOptions::default(),
         }
     }
@@ -193,6 +200,8 @@ pub struct Model {
     pub stats: LoadStats,
     /// Weight bytes a decode step streams (every matrix once, the tied embedding as LM head).
     pub decode_weight_bytes: u64,
+    /// See [`ModelOptions::min_matmul_block`].
+    pub min_matmul_block: u32,
     token_embd: WeightTensor,
     output_norm: wgpu::Buffer,
     _norms: Vec<LayerNorms>,
@@ -421,6 +430,13 @@ impl Model {
                 kv_cache_bytes,
             },
             decode_weight_bytes,
+            min_matmul_block: opts.min_matmul_block.unwrap_or(
+                if MatvecShape::for_gpu(&gpu) == MatvecShape::CPU {
+                    MATMUL_TILE_TOKENS
+                } else {
+                    2
+                },
+            ),
             token_embd,
             output_norm,
             _norms: norms,
@@ -609,13 +625,30 @@ impl Model {
                 self.context_len
             )));
         }
+        if let Some(bad) = tokens.iter().find(|&&t| t >= self.config.vocab) {
+            return Err(Error::Unsupported(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab
+            )));
+        }
         let chunk = self.state.max_tokens as usize;
-        let blocks = tokens.len().div_ceil(chunk);
         let mut at = pos;
-        for (i, block) in tokens.chunks(chunk).enumerate() {
-            let last = i + 1 == blocks;
-            self.forward(block, at, if last { head } else { Head::None })?;
-            at += block.len() as u32;
+        let mut rest = tokens;
+        while !rest.is_empty() {
+            let (block, after) = rest.split_at(chunk.min(rest.len()));
+            // Only the prompt's last token needs the head.
+            let block_head = if after.is_empty() { head } else { Head::None };
+            if (block.len() as u32) < self.min_matmul_block {
+                for (j, &t) in block.iter().enumerate() {
+                    let last = j + 1 == block.len();
+                    self.forward(&[t], at, if last { block_head } else { Head::None })?;
+                    at += 1;
+                }
+            } else {
+                self.forward(block, at, block_head)?;
+                at += block.len() as u32;
+            }
+            rest = after;
         }
         self.read_head(head).await
     }
