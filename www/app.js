@@ -2,7 +2,9 @@
 // only its GGUF header (HTTP Range requests, or File.slice) to show its size and details; "Load" streams the weights
 // to the GPU. Instruction-tuned models get a chat; base models (like the local Gemma 3 270M) continue the user's text.
 
-import { createEngine, hasWebGpu, loadCatalog } from "./gemma-web.js";
+import {
+  createEngine, deleteStoredModel, hasStorage, hasWebGpu, listStoredModels, loadCatalog,
+} from "./gemma-web.js";
 
 // The header of a Gemma 3 file is several MB (a 262k-token vocabulary): start with 1 MiB and grow.
 const FIRST_READ = 1 << 20;
@@ -16,7 +18,8 @@ const EXAMPLES = [
 
 const $ = (id) => document.getElementById(id);
 const count = (n) => n.toLocaleString("en-US");
-const mb = (bytes) => (bytes < 1e6 ? `${count(bytes)} bytes` : `${(bytes / 1e6).toFixed(1)} MB`);
+const mb = (bytes) => (bytes < 1e6 ? `${count(bytes)} bytes`
+  : bytes < 1e9 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e9).toFixed(1)} GB`);
 const rate = (r) => (r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toPrecision(2));
 const seconds = (s) => (s < 90 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
 
@@ -253,7 +256,20 @@ async function showChoice(choice, readGgufHeader) {
   choice.size = total;
   choice.mode = choice.entry?.mode || guessMode(summary);
   const info = $("fetch-info");
-  const where = choice.file ? "read from your disk" : "streamed straight to your GPU (not stored: loading again downloads it again)";
+  let where = "read from your disk";
+  if (!choice.file && !hasStorage()) {
+    where = "streamed to your GPU (this browser has no storage for it, so every load downloads it again)";
+  } else if (!choice.file) {
+    const stored = (await listStoredModels().catch(() => [])).find((m) => m.url === choice.url && m.usable);
+    if (stored) {
+      where = "already stored in this browser: loading it downloads nothing";
+    } else {
+      const { quota, usage } = (await navigator.storage?.estimate?.().catch(() => null)) ?? {};
+      const free = Number.isFinite(quota) && Number.isFinite(usage) ? `; ${mb(Math.max(0, quota - usage))} free for it` : "";
+      where = `downloaded once into this browser's storage${free}`;
+    }
+  }
+  if (state.choice !== choice) return;
   info.textContent = `${choice.label}: ${mb(total)}, ${where}. ` +
     (choice.mode === "chat" ? "Instruction-tuned: you can chat with it." : "A base model: it continues your text.");
   info.dataset.requests = requests;
@@ -304,9 +320,12 @@ async function loadChoice() {
       contextLength: 2048,
       onProgress: (p) => {
         bar.value = p.total ? p.loaded / p.total : 0;
-        const rate = p.bytesPerSecond > 0 ? ` · ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s` : "";
+        const speed = p.bytesPerSecond > 0 ? ` · ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s` : "";
         const left = p.secondsLeft != null ? ` · ${seconds(p.secondsLeft)} left` : "";
-        $("load-info").textContent = `${mb(p.loaded)} of ${mb(p.total)}${rate}${left}`;
+        const what = { download: "Downloading", verify: "Checking the stored copy", load: "Moving the weights to the GPU" }[p.phase] ?? "Loading";
+        const info = $("load-info");
+        info.textContent = `${what}: ${mb(p.loaded)} of ${mb(p.total)}${speed}${left}`;
+        info.dataset.phase = p.phase;
       },
     });
     state.engine = engine;
@@ -332,9 +351,42 @@ async function loadChoice() {
       $("text-input").focus();
     }
     setStatus(`${choice.label} is loaded.`);
+    showStored();
   } finally {
     state.loading = false;
     updateButtons();
+  }
+}
+
+/** The models kept in this browser's storage, with a delete button each. */
+async function showStored() {
+  const list = $("stored");
+  if (!hasStorage()) {
+    $("stored-section").hidden = true;
+    return;
+  }
+  const models = await listStoredModels().catch(() => []);
+  list.replaceChildren();
+  $("stored-none").hidden = models.length > 0;
+  for (const m of models) {
+    const li = document.createElement("li");
+    const name = m.url ? decodeURIComponent(m.url.split("/").pop()) : m.id;
+    const desc = m.usable ? mb(m.size ?? m.fileBytes) : `incomplete: ${mb(m.storedBytes)} of ${mb(m.size ?? 0)}, resumes on the next load`;
+    li.append(`${name} (${desc}) `);
+    const del = document.createElement("button");
+    del.type = "button";
+    del.textContent = "Delete";
+    del.addEventListener("click", async () => {
+      del.disabled = true;
+      try {
+        await deleteStoredModel(m.id);
+      } catch (e) {
+        showError(e);
+      }
+      showStored();
+    });
+    li.append(del);
+    list.append(li);
   }
 }
 
@@ -519,6 +571,7 @@ async function main() {
   } catch (e) {
     throw codedError("Unsupported", `could not load the wasm package (www/pkg; build it with \`make wasm\`): ${e.message}`);
   }
+  showStored();
   setStatus("Listing models…");
   const { choices, preferred } = await listChoices();
   state.choices = choices;

@@ -6,7 +6,9 @@
 //   for await (const chunk of chunks) out.textContent += chunk.choices[0]?.delta?.content ?? "";
 //
 // The engine runs in a dedicated worker (www/worker.js); this module only sends it messages. `model` is a URL of a
-// .gguf file (read with HTTP Range requests), an id from catalog.json, or a File/Blob the user picked.
+// .gguf file, an id from catalog.json, or a File/Blob the user picked. A URL's weights are downloaded once into the
+// browser's storage (OPFS, www/store.js: resumable, verified) and loaded from there afterwards; `store: false` streams
+// them from the server with Range requests on every load instead.
 
 /** The stable error codes; every error this module throws or rejects with is a GemmaWebError with one of them. */
 export const ERROR_CODES = Object.freeze([
@@ -62,7 +64,7 @@ async function resolveSource(model) {
     if (!entry) {
       throw new GemmaWebError("Unsupported", `no model ${JSON.stringify(model)} in the catalog (${models.map((m) => m.id).join(", ")})`);
     }
-    return { source: { kind: "url", url: entry.url }, name: entry.id, entry };
+    return { source: { kind: "url", url: entry.url, sha256: entry.sha256 }, name: entry.id, entry };
   }
   const base = typeof location !== "undefined" ? location.href : import.meta.url;
   const url = new URL(model, base).href;
@@ -120,32 +122,76 @@ class WorkerLink {
   }
 }
 
+/** Whether this browser has the Origin Private File System the weight store needs. */
+export function hasStorage() {
+  return typeof navigator !== "undefined" && Boolean(navigator.storage?.getDirectory);
+}
+
+/** One call on a short-lived worker (the store's functions run only in a worker). */
+async function once(type, fields) {
+  const link = new WorkerLink();
+  try {
+    return await link.call(type, fields);
+  } finally {
+    link.fail(new GemmaWebError("Aborted", "done"));
+  }
+}
+
+/** Models kept in this browser's storage: [{ id, url, size, storedBytes, state, usable, ... }]. */
+export async function listStoredModels() {
+  return hasStorage() ? once("listStored") : [];
+}
+
+/** Deletes a stored model (its id from listStoredModels). */
+export async function deleteStoredModel(modelId) {
+  return once("deleteStored", { modelId });
+}
+
 /**
- * Loads a model into a new engine.
- * @param {{ model: string | Blob, onProgress?: (p: { loaded: number, total: number, fetched: number,
- *   bytesPerSecond: number, secondsLeft: number | null }) => void, signal?: AbortSignal, contextLength?: number }} options
+ * Loads a model into a new engine. Progress comes in phases: "download" (into storage; `fetched` bytes crossed the
+ * network), "verify" (a stored copy is hashed again), "load" (weights to the GPU).
+ * @param {{ model: string | Blob, onProgress?: (p: { phase: string, loaded: number, total: number, fetched: number,
+ *   bytesPerSecond: number, secondsLeft: number | null }) => void, signal?: AbortSignal, contextLength?: number,
+ *   store?: boolean }} options
  */
-export async function createEngine({ model, onProgress, signal, contextLength } = {}) {
+export async function createEngine({ model, onProgress, signal, contextLength, store = hasStorage() } = {}) {
   if (!hasWebGpu()) {
     throw new GemmaWebError("WebGPUUnavailable",
       "this browser does not offer WebGPU; use a recent Chrome, Edge or another browser with WebGPU enabled");
   }
   if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before loading");
   const { source, name, entry } = await resolveSource(model);
+  if (source.kind === "url") source.store = store;
   const link = new WorkerLink();
-  const started = performance.now();
+  let started = performance.now();
   let fetched = 0;
+  let phase = null;
   const onAbort = () => link.fail(new GemmaWebError("Aborted", "loading was aborted"));
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const options = contextLength ? { contextLength } : {};
     const info = await link.call("load", { source, options }, (msg) => {
       if (msg.type === "fetched") fetched = msg.bytes;
+      if (msg.type === "download") {
+        fetched = msg.bytesFetched;
+        const bytesPerSecond = msg.mbPerS * 1e6;
+        const left = msg.bytesTotal - msg.bytesDone;
+        onProgress?.({
+          phase: msg.phase === "verifying" ? "verify" : "download", loaded: msg.bytesDone, total: msg.bytesTotal, fetched,
+          bytesPerSecond, secondsLeft: bytesPerSecond > 0 ? left / bytesPerSecond : null,
+        });
+        return;
+      }
       if (msg.type !== "progress" || !onProgress) return;
+      if (phase !== "load") {
+        // The rate of the GPU upload, not of the download before it.
+        phase = "load";
+        started = performance.now();
+      }
       const seconds = (performance.now() - started) / 1000;
       const bytesPerSecond = seconds > 0 ? msg.loaded / seconds : 0;
       const secondsLeft = bytesPerSecond > 0 ? (msg.total - msg.loaded) / bytesPerSecond : null;
-      onProgress({ loaded: msg.loaded, total: msg.total, fetched, bytesPerSecond, secondsLeft });
+      onProgress({ phase: "load", loaded: msg.loaded, total: msg.total, fetched, bytesPerSecond, secondsLeft });
     });
     return new Engine(link, info, name, entry);
   } catch (e) {

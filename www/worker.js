@@ -2,19 +2,23 @@
 // responsive while a model loads or generates. www/gemma-web.js starts it and is the only code that talks to it.
 //
 // Messages from the page, each with an `id` the answers repeat (except `interrupt`):
-//   { type: "load", id, source, options }   source: { kind: "url", url } | { kind: "file", file: Blob }
+//   { type: "load", id, source, options }   source: { kind: "url", url, sha256?, store? } | { kind: "file", file: Blob }
+//                                           (a URL goes through the OPFS weight store unless store is false)
 //   { type: "generate", id, request }       request: the wasm GenerateRequest (messages or prompt, sampling)
 //   { type: "interrupt" }                   stops the running generation after its current token
 //   { type: "reset" | "unload" | "info" | "capabilities", id }
 //   { type: "tokenize", id, text, addBos }
+//   { type: "listStored", id } | { type: "deleteStored", id, modelId }   the weight store's models
 // Answers:
 //   { type: "progress", id, loaded, total }  tensor bytes on the GPU so far (load)
-//   { type: "fetched", id, bytes }           bytes that crossed the network so far (load from a URL)
+//   { type: "fetched", id, bytes }           bytes that crossed the network so far (URL without the store)
+//   { type: "download", id, phase, bytesDone, bytesTotal, bytesFetched, mbPerS }   the store's download/verify
 //   { type: "piece", id, text, tokenId }     streamed text (generate)
 //   { type: "done", id, value }              the call's result
 //   { type: "error", id, error: { code, message } }
 
 import init, { WebEngine } from "./pkg/gemma_web.js";
+import { deleteModel, ensureReader, listModels } from "./store.js";
 
 /** Bytes per HTTP Range request; the loader reads 4 MiB slices, served from this read-ahead. */
 const HTTP_CHUNK = 16 << 20;
@@ -101,11 +105,19 @@ function blobReader(blob) {
   };
 }
 
-/** Where a model's bytes come from. The weight store plugs in here (a reader over its OPFS file). */
+/**
+ * Where a model's bytes come from: a URL is downloaded into the OPFS weight store (resumable, verified; only missing
+ * ranges are fetched, nothing when it is already stored) and read from there; `store: false` reads it with Range
+ * requests straight to the GPU instead.
+ */
 async function openReader(source, post) {
   switch (source?.kind) {
     case "url":
-      return httpReader(source.url, (bytes) => post({ type: "fetched", bytes }));
+      if (source.store === false) return httpReader(source.url, (bytes) => post({ type: "fetched", bytes }));
+      return ensureReader(source.url, {
+        sha256: source.sha256,
+        onProgress: (p) => post({ type: "download", ...p }),
+      });
     case "file":
       return blobReader(source.file);
     default:
@@ -133,10 +145,17 @@ async function handle(msg, post) {
         engine = null;
       }
       const reader = await openReader(msg.source, post);
-      engine = await WebEngine.load(reader, msg.options ?? {}, (loaded, total) =>
-        post({ type: "progress", loaded, total }),
-      );
-      return engine.info();
+      try {
+        engine = await WebEngine.load(reader, msg.options ?? {}, (loaded, total) =>
+          post({ type: "progress", loaded, total }),
+        );
+      } finally {
+        // The weights are on the GPU (or the load failed): release the stored file.
+        reader.close?.();
+      }
+      const info = engine.info();
+      info.stored = reader.model ?? null;
+      return info;
     }
     case "info":
       return needEngine().info();
@@ -144,6 +163,11 @@ async function handle(msg, post) {
       return needEngine().generate(msg.request, (text, tokenId) => post({ type: "piece", text, tokenId }));
     case "tokenize":
       return Array.from(needEngine().tokenize(msg.text, msg.addBos !== false));
+    case "listStored":
+      return listModels();
+    case "deleteStored":
+      await deleteModel(msg.modelId);
+      return null;
     case "reset":
       needEngine().reset();
       return null;

@@ -130,6 +130,8 @@ test("the page loads Gemma 3 270M, continues a text like the native engine and c
   const loadSeconds = (Date.now() - t) / 1000;
   assert.match(await page.locator("#load-info").textContent(), /^Loaded in /);
   assert.match(await page.locator("#engine-info").textContent(), /capability tier (baseline|f16|subgroups)/);
+  // The weights went through the browser's storage and are listed there.
+  await page.locator("#stored li", { hasText: `${MODEL} (253.1 MB)` }).waitFor({ timeout: 30_000 });
 
   t = Date.now();
   await page.locator("button.example", { hasText: prompt }).click();
