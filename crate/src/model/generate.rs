@@ -50,7 +50,8 @@ impl SamplingParams {
     }
 
     fn is_greedy(&self) -> bool {
-        !(self.temperature > 0.0) || self.top_k == 1
+        // `check` has rejected NaN.
+        self.temperature <= 0.0 || self.top_k == 1
     }
 
     fn has_penalty(&self) -> bool {
