@@ -255,6 +255,7 @@ async function showChoice(choice, readGgufHeader) {
   const { summary, bytesRead, total, requests } = header;
   choice.size = total;
   choice.mode = choice.entry?.mode || guessMode(summary);
+  if (!state.engine) $("mode-select").value = choice.mode;
   const info = $("fetch-info");
   let where = "read from your disk";
   if (!choice.file && !hasStorage()) {
@@ -330,7 +331,7 @@ async function loadChoice() {
     });
     state.engine = engine;
     state.loadedChoice = choice;
-    state.mode = choice.mode;
+    state.mode = $("mode-select").value;
     const caps = engine.capabilities;
     const took = (performance.now() - started) / 1000;
     $("load-info").textContent = `Loaded in ${seconds(took)}.`;
@@ -343,13 +344,7 @@ async function loadChoice() {
     state.messages = [];
     $("messages").replaceChildren();
     $("completion").hidden = true;
-    if (state.mode === "chat") {
-      $("chat-section").hidden = false;
-      $("chat-input").focus();
-    } else {
-      $("text-section").hidden = false;
-      $("text-input").focus();
-    }
+    showMode();
     setStatus(`${choice.label} is loaded.`);
     showStored();
   } finally {
@@ -388,6 +383,14 @@ async function showStored() {
     li.append(del);
     list.append(li);
   }
+}
+
+/** The chat or the text-continuation panel, as the mode selector says. */
+function showMode() {
+  state.mode = $("mode-select").value;
+  $("chat-section").hidden = !state.engine || state.mode !== "chat";
+  $("text-section").hidden = !state.engine || state.mode !== "text";
+  if (state.engine) $(state.mode === "chat" ? "chat-input" : "text-input").focus();
 }
 
 // ---- Generating ----
@@ -555,6 +558,7 @@ async function main() {
     }
   });
   $("continue").addEventListener("click", continueText);
+  $("mode-select").addEventListener("change", showMode);
   $("new-chat").addEventListener("click", async () => {
     state.messages = [];
     $("messages").replaceChildren();

@@ -155,5 +155,22 @@ test("the page loads Gemma 3 270M, continues a text like the native engine and c
   await page.locator("#text-section .stop").click();
   await page.locator('#stats[data-finish="abort"]').waitFor({ timeout: 600_000 });
   assert.match(await page.locator("#stats").textContent(), /Reply: [1-3] tokens/);
+
+  // The chat panel (the base 270M only echoes a chat, but the page's chat works the same for any model): a second
+  // message reuses the first turn from the KV cache.
+  await page.fill("#max-tokens", "2");
+  await page.selectOption("#mode-select", "chat");
+  await page.locator("#chat-section").waitFor();
+  for (const [i, text] of ["Hi", "Bye"].entries()) {
+    await page.fill("#chat-input", text);
+    await page.locator("#send").click();
+    await page.locator("#messages li.assistant").nth(i).waitFor();
+    await page.waitForFunction((n) => !document.getElementById("send").disabled &&
+      document.querySelectorAll("#messages li.assistant").length === n, i + 1, { timeout: 600_000 });
+  }
+  assert.equal(await page.locator("#error").isVisible(), false, await page.locator("#error").textContent());
+  assert.deepEqual(await page.locator("#messages li.user .text").allTextContents(), ["Hi", "Bye"]);
+  assert.match(await page.locator("#stats").textContent(), /earlier tokens reused from memory/);
+  await page.screenshot({ path: path.join(outDir, "page-chat.png"), fullPage: true });
   assert.deepEqual(errors, []);
 });
