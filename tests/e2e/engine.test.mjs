@@ -1,6 +1,6 @@
 // The engine in headless Chromium (www/gemma-web.js -> worker -> wasm -> WebGPU on SwiftShader) against the real
 // `gemma-web serve` and the real Gemma 3 270M: greedy tokens identical to the native engine's (an independent run of
-// `gemma-web generate --json` on lavapipe), chat turns reusing the KV cache, interrupt. SwiftShader runs this model at
+// `gemma-web generate --json` on lavapipe), chat turns reusing the KV cache, interrupt, a local File. SwiftShader runs this model at
 // seconds per token, so prompts are short and token counts tiny; one engine serves all tests.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -156,4 +156,25 @@ test("errors carry a stable code", async () => {
     "GemmaWebError:Unsupported",
     "GemmaWebError:Unsupported",
   ]);
+});
+
+test("a local File loads through Blob.slice reads and generates the native engine's token", async () => {
+  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", "1", "--context", "256"]);
+  const got = await page.evaluate(async (prompt) => {
+    const { createEngine } = await import("/gemma-web.js");
+    // The bytes as a user's file would be: a Blob in the page, never a URL the worker could fetch.
+    const blob = await (await fetch("/models/gemma-3-270m-q4_k_m.gguf")).blob();
+    const file = new File([blob], "gemma-3-270m-q4_k_m.gguf");
+    const engine = await createEngine({ model: file, contextLength: 64 });
+    try {
+      const out = await engine.completions.create({ prompt, max_tokens: 1, temperature: 0 });
+      return { ids: out.gemma.generated_ids, model: engine.model, tokens: await engine.tokenize(prompt) };
+    } finally {
+      await engine.unload();
+    }
+  }, PROMPT);
+  assert.equal(got.model, "gemma-3-270m-q4_k_m.gguf");
+  assert.deepEqual(got.tokens, native.prompt_ids);
+  assert.deepEqual(got.ids, native.generated_ids);
+  assert.deepEqual(errors, []);
 });
