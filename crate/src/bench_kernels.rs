@@ -12,23 +12,6 @@ use crate::gpu::{fold_workgroups, Gpu, GpuOptions, Op, PipelineDesc, WeightTenso
 use crate::testing::Rng;
 use crate::Error;
 
-/// Every weight type the kernels take, in the order of the table.
-pub const ALL_TYPES: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2K,
-    GgmlType::Q3K,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
-
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -280,7 +263,7 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, Error> {
     let (shapes, default_types): (&[(u32, u32)], &[GgmlType]) = if opts.quick {
         (&QUICK_SHAPES, &QUICK_TYPES)
     } else {
-        (&FULL_SHAPES, &ALL_TYPES)
+        (&FULL_SHAPES, &GgmlType::ALL)
     };
     let types = if opts.types.is_empty() {
         default_types

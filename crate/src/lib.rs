@@ -7,6 +7,7 @@ pub mod error;
 pub mod gguf;
 pub mod gpu;
 pub mod model;
+pub mod rng;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
 pub mod storage;

@@ -2,6 +2,8 @@
 //! first mismatches, and a seeded generator for test data (no clock, no OS randomness, so the
 //! same seed gives the same data on every target).
 
+use crate::rng::SplitMix64;
+
 /// Checks `|expected - actual| <= abs + rel * |expected|` elementwise (NaN never passes) and
 /// that the lengths agree. On failure the message names the first few mismatching indices
 /// with expected and actual values, how many mismatched, and the worst error.
@@ -58,21 +60,17 @@ pub fn assert_close(name: &str, expected: &[f32], actual: &[f32], abs: f32, rel:
     }
 }
 
-/// SplitMix64: small, fast, and the same stream on every target.
+/// Seeded test data, the same on every target.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
+        Rng(SplitMix64::new(seed ^ 0x5851_f42d_4c95_7f2d))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     pub fn next_u32(&mut self) -> u32 {

@@ -543,10 +543,10 @@ mod native {
     }
 
     fn bench_kernels(args: BenchKernelsArgs) -> Result<(), Error> {
-        use gemma_web::bench_kernels::{run, table, BenchOptions, ALL_TYPES};
+        use gemma_web::bench_kernels::{run, table, BenchOptions};
         let mut types = Vec::new();
         for name in &args.types {
-            let ty = ALL_TYPES
+            let ty = gemma_web::gguf::GgmlType::ALL
                 .iter()
                 .find(|t| t.name().eq_ignore_ascii_case(name.trim()))
                 .ok_or_else(|| Error::Unsupported(format!("unknown weight type {name}")))?;

@@ -7,6 +7,7 @@
 //! logit vector otherwise.
 
 use crate::model::gemma::{Head, Model, Output, SAMPLE_TOP_K};
+use crate::rng::SplitMix64;
 use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role};
 use crate::Error;
 
@@ -90,34 +91,11 @@ impl SamplingParams {
     }
 }
 
-/// SplitMix64: small, seeded, identical on every platform.
-#[derive(Clone, Debug)]
-pub struct SampleRng(u64);
-
-impl SampleRng {
-    pub fn new(seed: u64) -> Self {
-        SampleRng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), 53 bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Chooses tokens from what the GPU handed back. Keeps a scratch vector, reused every token.
 #[derive(Clone, Debug)]
 pub struct Sampler {
     pub params: SamplingParams,
-    rng: SampleRng,
+    rng: SplitMix64,
     candidates: Vec<(u32, f32)>,
     probs: Vec<f64>,
 }
@@ -126,7 +104,7 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Self, Error> {
         params.check()?;
         Ok(Sampler {
-            rng: SampleRng::new(params.seed),
+            rng: SplitMix64::new(params.seed),
             params,
             candidates: Vec::new(),
             probs: Vec::new(),
@@ -217,7 +195,7 @@ impl Sampler {
             }
         }
         let kept: f64 = self.probs.iter().take(keep).sum();
-        let mut u = self.rng.unit() * kept;
+        let mut u = self.rng.unit_f64() * kept;
         for (c, q) in self.candidates.iter().zip(&self.probs).take(keep) {
             if u < *q {
                 return Ok(c.0);
