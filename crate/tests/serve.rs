@@ -368,9 +368,16 @@ async fn test_hooks_flip_a_byte_cut_once_and_log_bytes_sent() {
         .header(header::HOST, site.addr.to_string())
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let res = sender.send_request(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.into_body().collect().await.is_err(), "the body is cut");
+    // Where the cut lands depends on how much hyper had flushed: before the response head is read
+    // (the request fails) or inside the body (the body fails). Either way the download is cut.
+    let cut = match sender.send_request(req).await {
+        Err(_) => true,
+        Ok(res) => {
+            assert_eq!(res.status(), StatusCode::OK);
+            res.into_body().collect().await.is_err()
+        }
+    };
+    assert!(cut, "the download is cut");
 
     // Only once: the next download is whole (and still corrupted).
     let r = get(&site, "/models/tiny.gguf", &[]).await;
