@@ -29,24 +29,6 @@ const LLAMA_CPP_TOP5: [(u32, f32); 5] = [
     (3048, 5.182),
 ];
 
-fn real_model() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gemma-3-270m-q4_k_m.gguf");
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("GEMMA_WEB_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
-        eprintln!(
-            "SKIPPED: {} is absent and GEMMA_WEB_SKIP_MODEL_TESTS=1",
-            path.display()
-        );
-        return None;
-    }
-    panic!(
-        "{} is absent: run `make model` (or set GEMMA_WEB_SKIP_MODEL_TESTS=1 to skip)",
-        path.display()
-    );
-}
-
 fn load(path: &PathBuf, context: u32) -> Model {
     let gpu = pollster::block_on(Gpu::new(GpuOptions::for_tests())).expect("gpu");
     let mut src = FileSource::open(path).expect("open");
@@ -67,7 +49,9 @@ fn greedy(max_tokens: u32) -> GenerateOptions {
 
 #[test]
 fn gemma3_270m_matches_llama_cpp() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = reference::real_model() else {
+        return;
+    };
     let mut model = load(&path, 128);
 
     // First generated position: the top-5 ids in llama.cpp's order, logits within what the
@@ -173,7 +157,9 @@ the lights of the ships.";
 /// greedy token wherever the reference's top two are not a near-tie.
 #[test]
 fn gemma3_270m_matches_reference_per_position() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = reference::real_model() else {
+        return;
+    };
     let model = load(&path, 1024);
     let tokenizer = gemma_web::tokenizer::GemmaTokenizer::from_gguf(&model.header).unwrap();
     let mut model = model;

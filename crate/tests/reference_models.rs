@@ -27,33 +27,11 @@ const LLAMA_CPP_TOP5: [(u32, f32); 5] = [
     (3048, 5.182),
 ];
 
-fn real_model_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gemma-3-270m-q4_k_m.gguf")
-}
-
-/// The real model, or None when GEMMA_WEB_SKIP_MODEL_TESTS=1 lets the test skip; otherwise its
-/// absence fails the test.
-fn real_model() -> Option<PathBuf> {
-    let path = real_model_path();
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("GEMMA_WEB_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
-        eprintln!(
-            "SKIPPED: {} is absent and GEMMA_WEB_SKIP_MODEL_TESTS=1",
-            path.display()
-        );
-        return None;
-    }
-    panic!(
-        "{} is absent: run `make model` (or set GEMMA_WEB_SKIP_MODEL_TESTS=1 to skip)",
-        path.display()
-    );
-}
-
 #[test]
 fn gemma3_270m_matches_llama_cpp() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = reference::real_model() else {
+        return;
+    };
     let t = Instant::now();
     let mut m = load_reference_with(&path, 64, RefMode::Decode);
     eprintln!(

@@ -636,3 +636,28 @@ pub fn argmax_margin(logits: &[f32]) -> f32 {
 pub fn argmax_margins(logits: &[Vec<f32>]) -> Vec<f32> {
     logits.iter().map(|l| argmax_margin(l)).collect()
 }
+
+/// Where `make model` puts the real Gemma 3 270M.
+pub fn real_model_path() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gemma-3-270m-q4_k_m.gguf")
+}
+
+/// The real model, or None when GEMMA_WEB_SKIP_MODEL_TESTS=1 lets the test skip; otherwise its
+/// absence fails the test.
+pub fn real_model() -> Option<std::path::PathBuf> {
+    let path = real_model_path();
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("GEMMA_WEB_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
+        eprintln!(
+            "SKIPPED: {} is absent and GEMMA_WEB_SKIP_MODEL_TESTS=1",
+            path.display()
+        );
+        return None;
+    }
+    panic!(
+        "{} is absent: run `make model` (or set GEMMA_WEB_SKIP_MODEL_TESTS=1 to skip)",
+        path.display()
+    );
+}
