@@ -3,38 +3,15 @@
 //! pipeline and returns [`Op`]s bound to the given buffers, for a fixed shape. Call them at
 //! load; record the ops per token.
 
+use super::op::need_floats;
 use super::weights::{dequant_shader, WeightTensor};
 use super::{fold_workgroups, Gpu, Op, PipelineDesc, Readback};
 use crate::Error;
-
-fn need(name: &str, buffer: &wgpu::Buffer, floats: u64) -> Result<(), Error> {
-    let bytes = floats.saturating_mul(4);
-    if buffer.size() < bytes {
-        return Err(Error::Unsupported(format!(
-            "{name}: buffer of {} bytes, kernel needs {bytes}",
-            buffer.size()
-        )));
-    }
-    Ok(())
-}
 
 fn words(params: &[u32]) -> Vec<u32> {
     let mut w = params.to_vec();
     w.resize(params.len().div_ceil(4) * 4, 0);
     w
-}
-
-async fn bind(
-    gpu: &Gpu,
-    label: &str,
-    pipeline: &wgpu::ComputePipeline,
-    buffers: &[&wgpu::Buffer],
-    workgroups: [u32; 3],
-) -> Result<Op, Error> {
-    gpu.scoped(label, || {
-        gpu.op_buffers(label, pipeline, buffers, workgroups)
-    })
-    .await
 }
 
 /// Embedding rows of `table` for `n_tokens` ids, times `scale` (sqrt(d_model) for Gemma),
@@ -53,8 +30,8 @@ pub async fn embedding(
             table.cols
         )));
     }
-    need("embedding ids", ids, u64::from(n_tokens))?;
-    need(
+    need_floats("embedding ids", ids, u64::from(n_tokens))?;
+    need_floats(
         "embedding out",
         out,
         u64::from(n_tokens) * u64::from(table.cols),
@@ -80,8 +57,7 @@ pub async fn embedding(
             ]),
         )?;
         ops.push(
-            bind(
-                gpu,
+            gpu.bound_op(
                 "embedding",
                 &pipeline,
                 &[&piece.buffer, ids, out, &params],
@@ -107,9 +83,9 @@ pub async fn rmsnorm(
     accumulate: bool,
 ) -> Result<Op, Error> {
     let total = u64::from(rows) * u64::from(n);
-    need("rmsnorm x", x, total)?;
-    need("rmsnorm w", w, u64::from(n))?;
-    need("rmsnorm out", out, total)?;
+    need_floats("rmsnorm x", x, total)?;
+    need_floats("rmsnorm w", w, u64::from(n))?;
+    need_floats("rmsnorm out", out, total)?;
     let constants = [("ACCUMULATE", if accumulate { 1.0 } else { 0.0 })];
     let pipeline = gpu
         .pipeline(&PipelineDesc {
@@ -119,8 +95,7 @@ pub async fn rmsnorm(
         })
         .await?;
     let params = gpu.uniform_u32("rmsnorm params", &words(&[rows, n, eps.to_bits()]))?;
-    bind(
-        gpu,
+    gpu.bound_op(
         "rmsnorm",
         &pipeline,
         &[x, w, out, &params],
@@ -144,16 +119,15 @@ pub async fn rope(
         return Err(Error::Unsupported(format!("rope: head_dim {head_dim}")));
     }
     let pairs = u64::from(n_tokens) * u64::from(n_heads) * u64::from(head_dim / 2);
-    need("rope x", x, pairs * 2)?;
-    need("rope positions", positions, u64::from(n_tokens))?;
+    need_floats("rope x", x, pairs * 2)?;
+    need_floats("rope positions", positions, u64::from(n_tokens))?;
     let pairs = u32::try_from(pairs).map_err(|_| Error::Unsupported("rope: too large".into()))?;
     let pipeline = gpu.pipeline(&PipelineDesc::kernel("rope")).await?;
     let params = gpu.uniform_u32(
         "rope params",
         &words(&[n_tokens, n_heads, head_dim, base.to_bits()]),
     )?;
-    bind(
-        gpu,
+    gpu.bound_op(
         "rope",
         &pipeline,
         &[x, positions, &params],
@@ -169,12 +143,11 @@ pub async fn gelu_mul(
     up: &wgpu::Buffer,
     n: u32,
 ) -> Result<Op, Error> {
-    need("gelu_mul gate", gate, u64::from(n))?;
-    need("gelu_mul up", up, u64::from(n))?;
+    need_floats("gelu_mul gate", gate, u64::from(n))?;
+    need_floats("gelu_mul up", up, u64::from(n))?;
     let pipeline = gpu.pipeline(&PipelineDesc::kernel("gelu_mul")).await?;
     let params = gpu.uniform_u32("gelu_mul params", &words(&[n]))?;
-    bind(
-        gpu,
+    gpu.bound_op(
         "gelu_mul",
         &pipeline,
         &[gate, up, &params],
@@ -185,12 +158,11 @@ pub async fn gelu_mul(
 
 /// `h += x` over `n` values.
 pub async fn add(gpu: &Gpu, h: &wgpu::Buffer, x: &wgpu::Buffer, n: u32) -> Result<Op, Error> {
-    need("add h", h, u64::from(n))?;
-    need("add x", x, u64::from(n))?;
+    need_floats("add h", h, u64::from(n))?;
+    need_floats("add x", x, u64::from(n))?;
     let pipeline = gpu.pipeline(&PipelineDesc::kernel("add")).await?;
     let params = gpu.uniform_u32("add params", &words(&[n]))?;
-    bind(
-        gpu,
+    gpu.bound_op(
         "add",
         &pipeline,
         &[h, x, &params],
@@ -201,14 +173,13 @@ pub async fn add(gpu: &Gpu, h: &wgpu::Buffer, x: &wgpu::Buffer, n: u32) -> Resul
 
 /// `z = cap * tanh(z / cap)` over `n` values.
 pub async fn softcap(gpu: &Gpu, z: &wgpu::Buffer, n: u32, cap: f32) -> Result<Op, Error> {
-    need("softcap z", z, u64::from(n))?;
+    need_floats("softcap z", z, u64::from(n))?;
     if !(cap > 0.0) {
         return Err(Error::BadModel(format!("soft-cap {cap}")));
     }
     let pipeline = gpu.pipeline(&PipelineDesc::kernel("softcap")).await?;
     let params = gpu.uniform_u32("softcap params", &words(&[n, cap.to_bits()]))?;
-    bind(
-        gpu,
+    gpu.bound_op(
         "softcap",
         &pipeline,
         &[z, &params],
@@ -240,7 +211,7 @@ pub async fn topk(gpu: &Gpu, values: &wgpu::Buffer, n: u32, k: u32) -> Result<To
     if k == 0 || k > MAX_TOPK || n == 0 {
         return Err(Error::Unsupported(format!("top-k with k = {k} of n = {n}")));
     }
-    need("topk values", values, u64::from(n))?;
+    need_floats("topk values", values, u64::from(n))?;
     let groups = n.div_ceil(TOPK_CHUNK);
     let m = groups * k;
     let cand_idx = gpu.storage("topk cand_idx", u64::from(m) * 4)?;
@@ -266,22 +237,22 @@ pub async fn topk(gpu: &Gpu, values: &wgpu::Buffer, n: u32, k: u32) -> Result<To
         .await?;
     let params1 = gpu.uniform_u32("topk params", &words(&[n]))?;
     let params2 = gpu.uniform_u32("topk_merge params", &words(&[m]))?;
-    let stage1 = bind(
-        gpu,
-        "topk",
-        &p1,
-        &[values, &cand_idx, &cand_val, &params1],
-        fold_workgroups(groups),
-    )
-    .await?;
-    let merge = bind(
-        gpu,
-        "topk_merge",
-        &p2,
-        &[&cand_idx, &cand_val, &idx, &val, &params2],
-        [1, 1, 1],
-    )
-    .await?;
+    let stage1 = gpu
+        .bound_op(
+            "topk",
+            &p1,
+            &[values, &cand_idx, &cand_val, &params1],
+            fold_workgroups(groups),
+        )
+        .await?;
+    let merge = gpu
+        .bound_op(
+            "topk_merge",
+            &p2,
+            &[&cand_idx, &cand_val, &idx, &val, &params2],
+            [1, 1, 1],
+        )
+        .await?;
     let readback = gpu.readback("topk readback", u64::from(k) * 4)?;
     Ok(TopK {
         stage1,

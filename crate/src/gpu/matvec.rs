@@ -3,6 +3,7 @@
 //! registers. A weight split into pieces (larger than one binding) gets one dispatch per
 //! piece, each writing its own rows of the output.
 
+use super::op::need_floats;
 use super::weights::{dequant_shader, WeightTensor};
 use super::{fold_workgroups, Gpu, Op, PipelineDesc};
 use crate::Error;
@@ -74,17 +75,6 @@ impl MatvecShape {
     }
 }
 
-fn need(name: &str, buffer: &wgpu::Buffer, floats: u64) -> Result<(), Error> {
-    let bytes = floats.saturating_mul(4);
-    if buffer.size() < bytes {
-        return Err(Error::Unsupported(format!(
-            "{name}: buffer of {} bytes, kernel needs {bytes}",
-            buffer.size()
-        )));
-    }
-    Ok(())
-}
-
 fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
     if w.cols == 0 || w.cols % COL_MULTIPLE != 0 || w.row_stride_bytes % 4 != 0 {
         return Err(Error::Unsupported(format!(
@@ -145,8 +135,8 @@ pub async fn matvec_shaped(
     shape: MatvecShape,
 ) -> Result<Vec<Op>, Error> {
     check_cols("matvec", w)?;
-    need("matvec x", x, u64::from(w.cols))?;
-    need("matvec y", y, u64::from(y_offset) + u64::from(w.rows))?;
+    need_floats("matvec x", x, u64::from(w.cols))?;
+    need_floats("matvec y", y, u64::from(y_offset) + u64::from(w.rows))?;
     let pipeline = matvec_pipeline(gpu, w, shape).await?;
     let mut ops = Vec::with_capacity(w.pieces.len());
     for piece in &w.pieces {
@@ -161,9 +151,7 @@ pub async fn matvec_shaped(
         )?;
         let groups = fold_workgroups(piece.rows.div_ceil(shape.rows_per_group()));
         let op = gpu
-            .scoped("matvec", || {
-                gpu.op_buffers("matvec", &pipeline, &[&piece.buffer, x, y, &params], groups)
-            })
+            .bound_op("matvec", &pipeline, &[&piece.buffer, x, y, &params], groups)
             .await?;
         ops.push(op);
     }
@@ -204,8 +192,8 @@ impl Matmul {
                 w.name
             )));
         }
-        need("matmul x", x, u64::from(max_n) * u64::from(w.cols))?;
-        need("matmul y", y, y_len)?;
+        need_floats("matmul x", x, u64::from(max_n) * u64::from(w.cols))?;
+        need_floats("matmul y", y, y_len)?;
         let pipeline = gpu
             .pipeline(&PipelineDesc {
                 kernel: "matmul",
@@ -237,9 +225,7 @@ impl Matmul {
                 1,
             ];
             let op = gpu
-                .scoped("matmul", || {
-                    gpu.op_buffers("matmul", &pipeline, &[&piece.buffer, x, y, &params], groups)
-                })
+                .bound_op("matmul", &pipeline, &[&piece.buffer, x, y, &params], groups)
                 .await?;
             m.ops.push(op);
             m.params.push(params);

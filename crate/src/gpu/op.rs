@@ -2,6 +2,7 @@
 //! each token.
 
 use super::Gpu;
+use crate::Error;
 
 /// WebGPU's default `maxComputeWorkgroupsPerDimension`.
 pub const MAX_WORKGROUPS_PER_DIM: u32 = 65535;
@@ -78,6 +79,34 @@ impl Gpu {
             buffers.iter().map(|b| b.as_entire_binding()).collect();
         self.op(label, pipeline, &resources, workgroups)
     }
+
+    /// [`Gpu::op_buffers`] inside error scopes: a binding the device rejects (too large, wrong
+    /// usage) is a typed error at load instead of a broken dispatch later.
+    pub async fn bound_op(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Op, Error> {
+        self.scoped(label, || {
+            self.op_buffers(label, pipeline, buffers, workgroups)
+        })
+        .await
+    }
+}
+
+/// `Error::Unsupported` unless `buffer` holds at least `floats` 32-bit values: a kernel
+/// reading past a binding's end reads clamped garbage instead of failing.
+pub fn need_floats(name: &str, buffer: &wgpu::Buffer, floats: u64) -> Result<(), Error> {
+    let bytes = floats.saturating_mul(4);
+    if buffer.size() < bytes {
+        return Err(Error::Unsupported(format!(
+            "{name}: buffer of {} bytes, kernel needs {bytes}",
+            buffer.size()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
