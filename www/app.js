@@ -331,6 +331,13 @@ async function loadChoice() {
     });
     state.engine = engine;
     state.loadedChoice = choice;
+    // The engine reloads the model on a new device by itself; the reader should know why the text paused.
+    engine.addEventListener("devicelost", () =>
+      setStatus("The GPU was reset. Loading the model again from this browser's storage; the answer will go on…"));
+    engine.addEventListener("recovered", (e) => {
+      state.recovered = true;
+      setStatus(`Recovered from a GPU reset in ${seconds(e.detail.seconds)}; the answer goes on…`);
+    });
     state.mode = $("mode-select").value;
     const caps = engine.capabilities;
     const took = (performance.now() - started) / 1000;
@@ -434,9 +441,10 @@ async function run(task) {
   state.generating = true;
   updateButtons();
   setStatus("Generating…");
+  state.recovered = false;
   try {
     await task();
-    setStatus("Done.");
+    setStatus(state.recovered ? "Done, after recovering from a GPU reset." : "Done.");
   } catch (e) {
     showError(e);
   } finally {

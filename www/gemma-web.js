@@ -111,7 +111,12 @@ class WorkerLink {
   }
 
   interrupt() {
-    if (!this.#dead) this.#worker.postMessage({ type: "interrupt" });
+    this.signal("interrupt");
+  }
+
+  /** A message that is not a call (no answer), handled by the worker at once, even during a generation. */
+  signal(type) {
+    if (!this.#dead) this.#worker.postMessage({ type });
   }
 
   fail(error) {
@@ -235,12 +240,20 @@ function chunkQueue() {
   };
 }
 
-class Engine {
+/**
+ * A loaded model. Also an EventTarget: when the GPU device is lost (a driver reset, the GPU process crashing), the
+ * engine loads the model again on a new device, from browser storage (no network for a stored model), and the
+ * running answer goes on where it stopped with the conversation restored. It dispatches `devicelost`
+ * (CustomEvent, detail `{ message }`) when that starts and `recovered` (detail `{ seconds }`) when the model is back;
+ * a second loss during the same call rejects it with a DeviceLost error.
+ */
+class Engine extends EventTarget {
   #link;
   #queue = Promise.resolve();
   #unloaded = false;
 
   constructor(link, info, name, entry) {
+    super();
     this.#link = link;
     /** The model's header summary, the GPU capabilities in use (`info.capabilities.tier`), sizes. */
     this.info = info;
@@ -258,6 +271,14 @@ class Engine {
   /** Stops the running generation after its current token; it ends normally with finish_reason "abort". */
   interrupt() {
     this.#link.interrupt();
+  }
+
+  /**
+   * Destroys the GPU device, as a driver reset would, to try the recovery above: a running generation (or the next
+   * one) loses its device, and the engine recovers.
+   */
+  simulateDeviceLoss() {
+    this.#link.signal("loseDevice");
   }
 
   /** Token ids of `text` (BOS first unless `addBos: false`). */
@@ -320,6 +341,7 @@ class Engine {
       generated_ids: result.generatedIds,
       prefill_seconds: result.prefillSeconds,
       decode_seconds: result.decodeSeconds,
+      device_recoveries: result.deviceRecoveries ?? 0,
     };
   }
 
@@ -349,9 +371,17 @@ class Engine {
         signal?.addEventListener("abort", onAbort, { once: true });
         try {
           if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before generating");
+          let deviceRecoveries = 0;
           const result = await this.#link.call("generate", { request }, (msg) => {
             if (msg.type === "piece") onPiece(msg.text);
+            else if (msg.type === "deviceLost") {
+              this.dispatchEvent(new CustomEvent("devicelost", { detail: { message: msg.message } }));
+            } else if (msg.type === "recovered") {
+              deviceRecoveries++;
+              this.dispatchEvent(new CustomEvent("recovered", { detail: { seconds: msg.seconds } }));
+            }
           });
+          result.deviceRecoveries = deviceRecoveries;
           if (signal?.aborted) throw new GemmaWebError("Aborted", "generation aborted");
           return result;
         } finally {

@@ -6,6 +6,7 @@
 //                                           (a URL goes through the OPFS weight store unless store is false)
 //   { type: "generate", id, request }       request: the wasm GenerateRequest (messages or prompt, sampling)
 //   { type: "interrupt" }                   stops the running generation after its current token
+//   { type: "loseDevice" }                  destroys the GPU device, as a driver reset would (tests of recovery)
 //   { type: "reset" | "unload" | "info" | "capabilities", id }
 //   { type: "tokenize", id, text, addBos }
 //   { type: "listStored", id } | { type: "deleteStored", id, modelId }   the weight store's models
@@ -14,6 +15,8 @@
 //   { type: "fetched", id, bytes }           bytes that crossed the network so far (URL without the store)
 //   { type: "download", id, phase, bytesDone, bytesTotal, bytesFetched, mbPerS }   the store's download/verify
 //   { type: "piece", id, text, tokenId }     streamed text (generate)
+//   { type: "deviceLost", id, message }      the GPU device was lost during this call; the model is being reloaded
+//   { type: "recovered", id, seconds }       the model is on a new device again and the call goes on
 //   { type: "done", id, value }              the call's result
 //   { type: "error", id, error: { code, message } }
 
@@ -25,6 +28,8 @@ const HTTP_CHUNK = 16 << 20;
 
 let ready = null;
 let engine = null;
+/** What the engine was loaded from, so it can be loaded again on a new device after a device loss. */
+let loadedFrom = null;
 
 function codedError(code, message) {
   const e = new Error(message);
@@ -125,6 +130,59 @@ async function openReader(source, post) {
   }
 }
 
+function dropEngine() {
+  if (engine) {
+    engine.unload();
+    engine.free();
+    engine = null;
+  }
+}
+
+/** Streams the model from `source` to the GPU; resolves with the reader (its `model` says what the store did). */
+async function loadEngine(source, options, post) {
+  const reader = await openReader(source, post);
+  try {
+    engine = await WebEngine.load(reader, options, (loaded, total) => post({ type: "progress", loaded, total }));
+  } finally {
+    // The weights are on the GPU (or the load failed): release the stored file.
+    reader.close?.();
+  }
+  return reader;
+}
+
+/**
+ * Generates; when the GPU device is lost on the way (a driver reset, the GPU process crashing, the OS taking the GPU
+ * back), the old device's objects are dropped, the model is loaded again on a new device (from browser storage, so
+ * no network for a stored model), and the answer goes on from the token where it stopped, with the whole
+ * conversation back in the KV cache. One recovery per call; a second loss is a DeviceLost error.
+ */
+async function generate(request, post) {
+  const onPiece = (text, tokenId) => post({ type: "piece", text, tokenId });
+  try {
+    return await needEngine().generate(request, onPiece);
+  } catch (e) {
+    if (e?.code !== "DeviceLost" || !loadedFrom) throw e;
+    post({ type: "deviceLost", message: e.message });
+    const t0 = performance.now();
+    dropEngine();
+    try {
+      await loadEngine(loadedFrom.source, loadedFrom.options, post);
+    } catch (again) {
+      throw codedError(again?.code || "DeviceLost",
+        `the GPU device was lost (${e.message}) and loading the model again failed: ${again?.message ?? again}`);
+    }
+    post({ type: "recovered", seconds: (performance.now() - t0) / 1000 });
+    const resumeIds = Array.from(e.generatedIds ?? []);
+    try {
+      return await engine.generate(resumeIds.length ? { ...request, resumeIds } : request, onPiece);
+    } catch (again) {
+      if (again?.code !== "DeviceLost") throw again;
+      throw codedError("DeviceLost",
+        `the GPU device was lost again right after recovering (${again.message}); reload the page, or close other GPU-heavy tabs first`);
+    }
+  }
+}
+
 function errorOf(e) {
   return { code: (e && e.code) || "Unsupported", message: (e && e.message) || String(e) };
 }
@@ -139,20 +197,9 @@ async function handle(msg, post) {
     case "capabilities":
       return WebEngine.capabilities();
     case "load": {
-      if (engine) {
-        engine.unload();
-        engine.free();
-        engine = null;
-      }
-      const reader = await openReader(msg.source, post);
-      try {
-        engine = await WebEngine.load(reader, msg.options ?? {}, (loaded, total) =>
-          post({ type: "progress", loaded, total }),
-        );
-      } finally {
-        // The weights are on the GPU (or the load failed): release the stored file.
-        reader.close?.();
-      }
+      dropEngine();
+      const reader = await loadEngine(msg.source, msg.options ?? {}, post);
+      loadedFrom = { source: msg.source, options: msg.options ?? {} };
       const info = engine.info();
       info.stored = reader.model ?? null;
       return info;
@@ -160,7 +207,7 @@ async function handle(msg, post) {
     case "info":
       return needEngine().info();
     case "generate":
-      return needEngine().generate(msg.request, (text, tokenId) => post({ type: "piece", text, tokenId }));
+      return generate(msg.request, post);
     case "tokenize":
       return Array.from(needEngine().tokenize(msg.text, msg.addBos !== false));
     case "listStored":
@@ -172,11 +219,8 @@ async function handle(msg, post) {
       needEngine().reset();
       return null;
     case "unload":
-      if (engine) {
-        engine.unload();
-        engine.free();
-        engine = null;
-      }
+      dropEngine();
+      loadedFrom = null;
       return null;
     default:
       throw codedError("Unsupported", `unknown message type ${JSON.stringify(msg.type)}`);
@@ -188,6 +232,10 @@ self.onmessage = async (event) => {
   // Not queued behind the generation it stops.
   if (msg.type === "interrupt") {
     engine?.interrupt();
+    return;
+  }
+  if (msg.type === "loseDevice") {
+    engine?.simulateDeviceLoss();
     return;
   }
   const post = (m) => self.postMessage({ ...m, id: msg.id });

@@ -51,6 +51,15 @@ export interface Capabilities {
   /** "f16+subgroups", "f16", "subgroups" or "baseline". */
   tier: string;
 }
+/** The wasm module's linear memory (it only grows, so each figure is the peak up to then). */
+export interface WasmMemory {
+  /** Bytes when this load started (earlier loads included). */
+  atStart: number;
+  /** After every tensor reached the GPU: the streaming loader's peak. */
+  afterWeights: number;
+  /** After the tokenizer was built from the GGUF's vocabulary. */
+  afterTokenizer: number;
+}
 export interface ModelInfo {
   header: HeaderSummary;
   capabilities: Capabilities;
@@ -59,6 +68,7 @@ export interface ModelInfo {
   weightGpuBytes: number;
   kvCacheBytes: number;
   loadSeconds: number;
+  wasmMemory: WasmMemory;
 }
 export interface ChatMessage { role: "system" | "user" | "assistant"; content: string }
 export interface GenerateRequest {
@@ -74,6 +84,16 @@ export interface GenerateRequest {
   topP?: number;
   repetitionPenalty?: number;
   seed?: number;
+  /** Recovery after a lost GPU device, on a newly loaded engine: the tokens the cut-off
+   *  generation had sampled (`generatedIds` of its `DeviceLost` error). They run with the prompt
+   *  without being streamed again, and the generation continues after them. */
+  resumeIds?: number[];
+}
+/** A generation that ended because the GPU device was lost; `generatedIds` lets a new engine
+ *  resume it (`GenerateRequest.resumeIds`). */
+export interface DeviceLostError extends Error {
+  code: "DeviceLost";
+  generatedIds: number[];
 }
 /** One piece of streamed text and the token that completed it. */
 export type OnPiece = (text: string, tokenId: number) => void;
@@ -232,6 +252,19 @@ impl From<&Caps> for JsCaps {
     }
 }
 
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+struct WasmMemory {
+    at_start: u64,
+    after_weights: u64,
+    after_tokenizer: u64,
+}
+
+/// Bytes of this module's linear memory now.
+fn wasm_memory_bytes() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64 * 65536
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JsModelInfo<'a> {
@@ -241,6 +274,7 @@ struct JsModelInfo<'a> {
     weight_gpu_bytes: u64,
     kv_cache_bytes: u64,
     load_seconds: f64,
+    wasm_memory: WasmMemory,
 }
 
 #[derive(Deserialize, Clone, PartialEq)]
@@ -260,6 +294,7 @@ struct JsGenerateRequest {
     top_p: Option<f32>,
     repetition_penalty: Option<f32>,
     seed: Option<f64>,
+    resume_ids: Option<Vec<u32>>,
 }
 
 #[derive(Serialize)]
@@ -284,6 +319,7 @@ struct Loaded {
     tokenizer: GemmaTokenizer,
     summary: HeaderSummary,
     load_seconds: f64,
+    wasm_memory: WasmMemory,
     /// The chat messages whose tokens are in the KV cache (replies exactly as generated), when
     /// the cache holds a chat; `None` after a text completion or a failure.
     conversation: Option<Vec<JsMessage>>,
@@ -296,6 +332,8 @@ struct Inner {
     busy: Cell<bool>,
     interrupted: Cell<bool>,
     unloaded: Cell<bool>,
+    /// The model's device, reachable while a generation holds the model.
+    device: wgpu::Device,
 }
 
 /// A model on the GPU, ready to generate. Create with `WebEngine.load`.
@@ -367,6 +405,7 @@ impl WebEngine {
             weight_gpu_bytes: m.stats.weight_gpu_bytes,
             kv_cache_bytes: m.stats.kv_cache_bytes,
             load_seconds: l.load_seconds,
+            wasm_memory: l.wasm_memory,
         })
         .map_err(|e| js_error(&e))
     }
@@ -401,14 +440,31 @@ impl WebEngine {
             };
             inner.busy.set(true);
             inner.interrupted.set(false);
-            let result = generate(&mut loaded, &request, &on_piece, &inner.interrupted).await;
+            let mut sampled = request.resume_ids.clone().unwrap_or_default();
+            let result = generate(
+                &mut loaded,
+                &request,
+                &on_piece,
+                &inner.interrupted,
+                &mut sampled,
+            )
+            .await;
             inner.busy.set(false);
             // `unload` during the generation: drop the model now instead of keeping it.
             if !inner.unloaded.get() {
                 *inner.loaded.borrow_mut() = Some(loaded);
             }
-            let result = result.map_err(reject)?;
-            to_js(&result).map_err(reject)
+            match result {
+                Ok(result) => to_js(&result).map_err(reject),
+                Err(e @ Error::DeviceLost(_)) => {
+                    // What a new engine needs to pick the answer up where it stopped.
+                    let err = js_error(&e);
+                    let ids: js_sys::Array = sampled.iter().map(|&id| JsValue::from(id)).collect();
+                    let _ = js_sys::Reflect::set(&err, &"generatedIds".into(), &ids);
+                    Err(err.into())
+                }
+                Err(e) => Err(reject(e)),
+            }
         })
     }
 
@@ -418,6 +474,13 @@ impl WebEngine {
         if self.inner.busy.get() {
             self.inner.interrupted.set(true);
         }
+    }
+
+    /// Destroys the GPU device as a driver reset would (for tests of the recovery path): the
+    /// running generation, or the next one, fails with `DeviceLost`.
+    #[wasm_bindgen(js_name = simulateDeviceLoss)]
+    pub fn simulate_device_loss(&self) {
+        self.inner.device.destroy();
     }
 
     /// Forgets the conversation held in the KV cache (the next call starts afresh).
@@ -453,6 +516,7 @@ async fn load(
 ) -> Result<WebEngine, Error> {
     let opts: JsLoadOptions = from_js(&options, "the load options")?;
     let t0 = crate::model::generate::now_secs();
+    let at_start = wasm_memory_bytes();
     let mut src = JsSource::new(reader)?;
     let gpu = open_gpu().await?;
     let model_opts = ModelOptions {
@@ -472,9 +536,11 @@ async fn load(
         );
     };
     let model = Model::load(gpu, &mut src, &model_opts, &mut progress).await?;
+    let after_weights = wasm_memory_bytes();
     let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
     let summary = HeaderSummary::new(&model.header, src.len())?;
     let load_seconds = crate::model::generate::now_secs() - t0;
+    let device = model.gpu.device.clone();
     Ok(WebEngine {
         inner: Rc::new(Inner {
             loaded: RefCell::new(Some(Loaded {
@@ -482,11 +548,17 @@ async fn load(
                 tokenizer,
                 summary,
                 load_seconds,
+                wasm_memory: WasmMemory {
+                    at_start,
+                    after_weights,
+                    after_tokenizer: wasm_memory_bytes(),
+                },
                 conversation: None,
             })),
             busy: Cell::new(false),
             interrupted: Cell::new(false),
             unloaded: Cell::new(false),
+            device,
         }),
     })
 }
@@ -558,6 +630,7 @@ async fn generate(
     r: &JsGenerateRequest,
     on_piece: &Function,
     interrupted: &Cell<bool>,
+    sampled: &mut Vec<u32>,
 ) -> Result<JsGenerateResult, Error> {
     let ids = prompt_ids(l, r)?;
     // Whatever happens below, the cache no longer matches a known conversation until the
@@ -572,28 +645,39 @@ async fn generate(
     let tokenizer = &l.tokenizer;
     let mut decoder = StreamDecoder::new();
     let mut text = String::new();
+    // A resumed generation: the text of the tokens before the loss was streamed already; the
+    // decoder still has to see them, since a character may continue across the cut.
+    let resume = sampled.clone();
+    for &id in &resume {
+        text.push_str(&decoder.push(tokenizer, id)?);
+    }
     let mut failed = None;
-    let g: Generation = l
-        .session
-        .generate(&ids, &opts, &mut |id| {
-            if tokenizer.is_stop(id) {
-                return true;
-            }
-            match decoder.push(tokenizer, id) {
-                Ok(piece) => {
-                    if !piece.is_empty() {
-                        let _ = on_piece.call2(&JsValue::NULL, &piece.as_str().into(), &id.into());
-                        text.push_str(&piece);
-                    }
-                    !interrupted.get()
+    let mut on_token = |id: u32| {
+        sampled.push(id);
+        if tokenizer.is_stop(id) {
+            return true;
+        }
+        match decoder.push(tokenizer, id) {
+            Ok(piece) => {
+                if !piece.is_empty() {
+                    let _ = on_piece.call2(&JsValue::NULL, &piece.as_str().into(), &id.into());
+                    text.push_str(&piece);
                 }
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
+                !interrupted.get()
             }
-        })
-        .await?;
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    };
+    let g: Generation = if resume.is_empty() {
+        l.session.generate(&ids, &opts, &mut on_token).await?
+    } else {
+        l.session
+            .resume(&ids, &resume, &opts, &mut on_token)
+            .await?
+    };
     if let Some(e) = failed {
         l.session.reset();
         return Err(e);

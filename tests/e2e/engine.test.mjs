@@ -4,17 +4,20 @@
 // seconds per token, so prompts are short and token counts tiny; one engine serves all tests.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, newPage, nativeGenerate, runCleanup, startServer } from "./harness.mjs";
+import { launchBrowser, MODEL_BYTES, newPage, nativeGenerate, runCleanup, sentBytes, startLoggedServer } from "./harness.mjs";
 
 let page;
 let errors;
+/** The server's log of model requests: what crossed the network. */
+let server;
 const PROMPT = "The capital of France is";
 const TOKENS = 4;
 
 after(runCleanup);
 
 before(async () => {
-  const url = await startServer("models");
+  server = await startLoggedServer("models");
+  const { url } = server;
   const context = await launchBrowser();
   ({ page, errors } = await newPage(context));
   // Any page of the server's origin will do; the module is imported into it.
@@ -39,6 +42,13 @@ before(async () => {
   assert.match(loaded.info.capabilities.tier, /^(baseline|f16|subgroups|f16\+subgroups)$/);
   console.log(`load: ${((Date.now() - t) / 1000).toFixed(1)} s, tier ${loaded.info.capabilities.tier}, ` +
     `adapter ${loaded.info.capabilities.adapterName}`);
+  // The loader streams tensors in bounded slices: wasm memory must not grow with the model (253 MB here).
+  const mem = loaded.info.wasmMemory;
+  const mib = (n) => (n / 2 ** 20).toFixed(1);
+  console.log(`wasm memory: ${mib(mem.atStart)} MiB at the start, ${mib(mem.afterWeights)} MiB after the weights, ` +
+    `${mib(mem.afterTokenizer)} MiB after the tokenizer`);
+  assert.ok(mem.afterWeights - mem.atStart < 64 * 2 ** 20, "weight streaming grew wasm memory by less than 64 MiB");
+  assert.ok(mem.afterTokenizer < MODEL_BYTES, "the whole model was never in wasm memory");
 });
 
 test("greedy text completion: the same tokens as the native engine", async () => {
@@ -176,5 +186,71 @@ test("a local File loads through Blob.slice reads and generates the native engin
   assert.equal(got.model, "gemma-3-270m-q4_k_m.gguf");
   assert.deepEqual(got.tokens, native.prompt_ids);
   assert.deepEqual(got.ids, native.generated_ids);
+  assert.deepEqual(errors, []);
+});
+
+/** Runs a greedy streaming completion in the page, destroying the GPU device after the first piece of text (and,
+ *  with `again`, once more as soon as the engine has recovered). */
+async function generateLosingDevice({ prompt, tokens, again }) {
+  return page.evaluate(async ({ prompt, tokens, again }) => {
+    const engine = window.engine;
+    const events = [];
+    const onLost = (e) => events.push({ type: "devicelost", message: e.detail.message });
+    const onRecovered = (e) => {
+      events.push({ type: "recovered", seconds: e.detail.seconds });
+      if (again) engine.simulateDeviceLoss();
+    };
+    engine.addEventListener("devicelost", onLost);
+    engine.addEventListener("recovered", onRecovered);
+    let text = "";
+    let last = null;
+    let pieces = 0;
+    try {
+      const chunks = await engine.completions.create({ prompt, max_tokens: tokens, temperature: 0, stream: true });
+      for await (const chunk of chunks) {
+        if (chunk.choices[0].text) {
+          text += chunk.choices[0].text;
+          if (++pieces === 1) engine.simulateDeviceLoss();
+        }
+        last = chunk;
+      }
+      return { text, events, pieces, gemma: last.gemma, usage: last.usage, finish: last.choices[0].finish_reason };
+    } catch (e) {
+      return { text, events, pieces, error: { name: e.name, code: e.code, message: e.message } };
+    } finally {
+      engine.removeEventListener("devicelost", onLost);
+      engine.removeEventListener("recovered", onRecovered);
+    }
+  }, { prompt, tokens, again });
+}
+
+test("a GPU device lost mid-generation: the model comes back from storage, no network, and the answer goes on", async () => {
+  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", String(TOKENS), "--context", "256"]);
+  const before = await server.settledLog();
+  const t = Date.now();
+  const got = await generateLosingDevice({ prompt: PROMPT, tokens: TOKENS, again: false });
+  console.log(`device loss: ${JSON.stringify(got.events)}, ${((Date.now() - t) / 1000).toFixed(1)} s in all`);
+  assert.equal(got.error, undefined, JSON.stringify(got.error));
+  assert.deepEqual(got.events.map((e) => e.type), ["devicelost", "recovered"]);
+  assert.equal(got.gemma.device_recoveries, 1);
+  // Greedy: the recovered engine continues exactly where the lost one stopped, and nothing is streamed twice.
+  assert.deepEqual(got.gemma.generated_ids, native.generated_ids);
+  assert.deepEqual(got.gemma.prompt_ids, native.prompt_ids);
+  assert.equal(got.text, native.text);
+  assert.equal(got.finish, "length");
+  assert.equal(sentBytes((await server.settledLog()).slice(before.length)), 0, "no model byte fetched to recover");
+
+  // The recovered engine goes on serving.
+  const next = await page.evaluate((prompt) => window.engine.completions.create({ prompt, max_tokens: 1, temperature: 0 }), PROMPT);
+  assert.deepEqual(next.gemma.generated_ids, native.generated_ids.slice(0, 1));
+  assert.deepEqual(errors, []);
+});
+
+test("a second device loss while recovering is a clear DeviceLost error, not a loop", async () => {
+  const got = await generateLosingDevice({ prompt: PROMPT, tokens: TOKENS, again: true });
+  assert.deepEqual(got.events.map((e) => e.type), ["devicelost", "recovered"]);
+  assert.equal(got.error?.name, "GemmaWebError");
+  assert.equal(got.error?.code, "DeviceLost");
+  assert.match(got.error.message, /lost again/);
   assert.deepEqual(errors, []);
 });

@@ -1,7 +1,7 @@
 // Shared set-up of the browser tests: `gemma-web serve` on a free port of 127.0.0.1 and headless
 // Debian Chromium with the developers' guide's flags, torn down by `after` even when a test failed.
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -68,6 +68,42 @@ export async function startServer(models = "models", args = []) {
   }
   return url;
 }
+
+/**
+ * `gemma-web serve` logging every model request to its own file (the --log-requests hook): `log()` reads the
+ * entries so far ({ method, path, range, status, bytes }), `settledLog()` once the log stops growing.
+ */
+export async function startLoggedServer(models = "models", args = []) {
+  const dir = await mkdtemp(path.join(tmpdir(), "gemma-web-requests-"));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "requests.jsonl");
+  const url = await startServer(models, ["--log-requests", file, ...args]);
+  const log = async () => {
+    let text = "";
+    try {
+      text = await readFile(file, "utf8");
+    } catch {}
+    return text
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+  };
+  return { url, log, settledLog: () => settledLog(log) };
+}
+
+/** Entries once the log has stopped growing (a cut or closed connection is logged when the server notices). */
+export async function settledLog(log) {
+  let prev = -1;
+  for (;;) {
+    const entries = await log();
+    if (entries.length === prev) return entries;
+    prev = entries.length;
+    await new Promise((r) => setTimeout(r, 700));
+  }
+}
+
+/** Model body bytes the server sent, from log entries. */
+export const sentBytes = (entries) => entries.filter((e) => e.method === "GET").reduce((n, e) => n + e.bytes, 0);
 
 /** Headless Chromium with a fresh profile. */
 export async function launchBrowser(options = {}) {

@@ -418,6 +418,42 @@ impl Session {
             decode_secs: now_secs() - t1,
         })
     }
+
+    /// Continues a generation that was cut off (a lost GPU device) after it had sampled
+    /// `sampled`, on a freshly loaded model: the prompt and those tokens run as one prefill, so
+    /// the cache holds the conversation again, and only the rest of `opts.max_tokens` is
+    /// sampled. `on_token` sees only the new tokens; the result reads as one generation of
+    /// `prompt` (its `generated_ids` start with `sampled`). Greedy decoding continues exactly
+    /// where it stopped; a sampled one continues with a fresh random stream.
+    pub async fn resume(
+        &mut self,
+        prompt: &[u32],
+        sampled: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Generation, Error> {
+        let done = u32::try_from(sampled.len()).unwrap_or(u32::MAX);
+        if done >= opts.max_tokens {
+            return Err(Error::Unsupported(format!(
+                "nothing to resume: {done} of {} tokens were already sampled",
+                opts.max_tokens
+            )));
+        }
+        if sampled.iter().any(|id| opts.stop_ids.contains(id)) {
+            return Err(Error::Unsupported(
+                "nothing to resume: the generation had already stopped".into(),
+            ));
+        }
+        let fed: Vec<u32> = prompt.iter().chain(sampled).copied().collect();
+        let rest = GenerateOptions {
+            max_tokens: opts.max_tokens - done,
+            ..opts.clone()
+        };
+        let mut g = self.generate(&fed, &rest, on_token).await?;
+        g.prompt_ids.truncate(prompt.len());
+        g.generated_ids.splice(0..0, sampled.iter().copied());
+        Ok(g)
+    }
 }
 
 /// The ids that open the next user turn of a chat in `session`: BOS and the turn on an empty
