@@ -76,24 +76,54 @@ async function syncHandle(fileHandle, mode) {
   }
 }
 
+async function readText(dir, name) {
+  const fh = await fileIfExists(dir, name);
+  return fh ? (await fh.getFile()).text() : null;
+}
+
+function isJson(text) {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The manifest's text, or null. A manifest torn by a crash in the middle of `writeManifest` does not parse (a JSON
+ * object cut short never does); the journal beside it then holds the complete new text.
+ */
 async function readManifest(dir, id) {
-  const fh = await fileIfExists(dir, `${id}.json`);
-  if (!fh) return null;
-  const text = await (await fh.getFile()).text();
+  const text = await readText(dir, `${id}.json`);
+  if (text && isJson(text)) return text;
+  const journal = await readText(dir, `${id}.json.new`);
+  if (journal && isJson(journal)) return journal;
   return text || null;
 }
 
-async function writeManifest(dir, id, json) {
-  const fh = await dir.getFileHandle(`${id}.json`, { create: true });
+async function writeFile(dir, name, text) {
+  const fh = await dir.getFileHandle(name, { create: true });
   const h = await syncHandle(fh);
   try {
-    const bytes = new TextEncoder().encode(json);
+    const bytes = new TextEncoder().encode(text);
     h.truncate(0);
     h.write(bytes, { at: 0 });
     h.flush();
   } finally {
     h.close();
   }
+}
+
+/**
+ * Saves a manifest so that a tab closed or crashing at any moment leaves one that reads whole: the text goes to a
+ * journal first, then over the manifest, then the journal goes. Whichever write is cut short, the other file holds a
+ * complete manifest (the old one or the new one), so a download is never thrown away for a torn manifest.
+ */
+async function writeManifest(dir, id, json) {
+  await writeFile(dir, `${id}.json.new`, json);
+  await writeFile(dir, `${id}.json`, json);
+  await removeEntry(dir, `${id}.json.new`);
 }
 
 async function removeEntry(dir, name) {
@@ -164,7 +194,7 @@ async function verifyStored(dir, id, manifestJson, onProgress, signal) {
   const plan = StoreDownload.verifyStored(manifestJson);
   const fh = await fileIfExists(dir, `${id}.gguf`);
   if (!fh) {
-    await removeEntry(dir, `${id}.json`);
+    await deleteLocked(dir, id);
     throw storeError("Integrity", `the stored model ${id} has a manifest but no file; it was removed`);
   }
   const h = await syncHandle(fh, "read-only");
@@ -393,7 +423,7 @@ export async function listModels() {
     for await (const [name, entry] of dir.entries()) {
       if (entry.kind !== "file" || !name.endsWith(".json")) continue;
       const id = name.slice(0, -".json".length);
-      const text = await (await entry.getFile()).text();
+      const text = (await readManifest(dir, id)) ?? "";
       let m = null;
       try {
         m = JSON.parse(text);
@@ -432,6 +462,7 @@ export async function deleteModel(id) {
 
 async function deleteLocked(dir, id) {
   // The manifest goes first: a file without one is never treated as a model.
+  await removeEntry(dir, `${id}.json.new`);
   await removeEntry(dir, `${id}.json`);
   await removeEntry(dir, `${id}.gguf`);
 }

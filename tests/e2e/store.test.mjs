@@ -5,18 +5,20 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, open, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
   CHROMIUM_FLAGS,
-  cleanup,
   launchBrowser,
   MODEL,
   MODEL_BYTES,
+  onCleanup,
   root,
   runCleanup,
-  startServer,
+  sentBytes,
+  settledLog,
+  startLoggedServer,
 } from "./harness.mjs";
 
 const MODEL_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
@@ -29,43 +31,16 @@ let tmp;
 before(async () => {
   context = await launchBrowser();
   tmp = await mkdtemp(path.join(tmpdir(), "gemma-web-store-"));
+  onCleanup(() => rm(tmp, { recursive: true, force: true }));
 });
 
 after(runCleanup);
 
 /** A server logging model requests to its own file; `log()` reads the entries so far. */
 async function server(...hooks) {
-  return serverOf("models", ...hooks);
+  return startLoggedServer("models", hooks);
 }
 
-async function serverOf(models, ...hooks) {
-  const file = path.join(tmp, `requests-${cleanup.length}.jsonl`);
-  const url = await startServer(models, ["--log-requests", file, ...hooks]);
-  const log = async () => {
-    let text = "";
-    try {
-      text = await readFile(file, "utf8");
-    } catch {}
-    return text
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l));
-  };
-  return { url, log };
-}
-
-/** Entries once the log has stopped growing (a cut or closed connection is logged when the server notices). */
-async function settledLog(log) {
-  let prev = -1;
-  for (;;) {
-    const entries = await log();
-    if (entries.length === prev) return entries;
-    prev = entries.length;
-    await new Promise((r) => setTimeout(r, 700));
-  }
-}
-
-const sentBytes = (entries) => entries.filter((e) => e.method === "GET").reduce((n, e) => n + e.bytes, 0);
 const rangeStart = (e) => Number(/^bytes=(\d+)-/.exec(e.range ?? "")?.[1]);
 
 async function storePage(url, ctx = context) {
@@ -184,6 +159,9 @@ test("a connection dropped mid-download resumes with only the missing ranges", a
   assert.equal(partial.usable, false);
   // Everything that arrived before the cut was kept (it is saved when the read fails).
   assert.ok(partial.storedBytes <= CUT && partial.storedBytes > CUT - CHUNK, `stored ${partial.storedBytes}`);
+  // A crash while the manifest was being saved loses nothing either: the journal beside it is read instead.
+  assert.equal((await call("tearManifest", { id: partial.id })).error, undefined);
+  assert.equal((await call("list")).result[0].storedBytes, partial.storedBytes);
 
   const second = await call("ensure", { url: MODEL_URL, sha256: MODEL_SHA256 });
   assert.equal(second.error, undefined, JSON.stringify(second.error));
@@ -284,7 +262,7 @@ test("a file changed on the server starts over; without a catalog hash the first
   const file = path.join(models, "blob.gguf");
   const v1 = randomBytes(40_000_003);
   await writeFile(file, v1);
-  const { url, log } = await serverOf(models, "--fault-after-bytes", "20000000");
+  const { url, log } = await startLoggedServer(models, ["--fault-after-bytes", "20000000"]);
   const { call, errors } = await storePage(url);
   const blob = { url: "/models/blob.gguf" };
   assert.equal((await call("ensure", blob)).error?.code, "Network");

@@ -28,6 +28,25 @@ const ops = {
       h.close();
     }
   },
+  // Test only: the state a crash in the middle of saving a manifest leaves (www/store.js writeManifest): the
+  // journal holds the whole text, the manifest only its first half.
+  async tearManifest({ id }) {
+    const root = await navigator.storage.getDirectory();
+    const dir = await root.getDirectoryHandle("gemma-web-models");
+    const text = await (await (await dir.getFileHandle(`${id}.json`)).getFile()).text();
+    const write = async (name, s) => {
+      const h = await (await dir.getFileHandle(name, { create: true })).createSyncAccessHandle();
+      try {
+        h.truncate(0);
+        h.write(new TextEncoder().encode(s), { at: 0 });
+        h.flush();
+      } finally {
+        h.close();
+      }
+    };
+    await write(`${id}.json.new`, text);
+    await write(`${id}.json`, text.slice(0, text.length >> 1));
+  },
   async abort() {
     abort?.abort();
   },
