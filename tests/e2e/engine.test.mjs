@@ -189,10 +189,10 @@ test("a local File loads through Blob.slice reads and generates the native engin
   assert.deepEqual(errors, []);
 });
 
-/** Runs a greedy streaming completion in the page, destroying the GPU device after the first piece of text (and,
+/** Runs a greedy streaming chat turn in the page, destroying the GPU device after the first piece of text (and,
  *  with `again`, once more as soon as the engine has recovered). */
-async function generateLosingDevice({ prompt, tokens, again }) {
-  return page.evaluate(async ({ prompt, tokens, again }) => {
+async function chatLosingDevice({ messages, tokens, again }) {
+  return page.evaluate(async ({ messages, tokens, again }) => {
     const engine = window.engine;
     const events = [];
     const onLost = (e) => events.push({ type: "devicelost", message: e.detail.message });
@@ -204,50 +204,57 @@ async function generateLosingDevice({ prompt, tokens, again }) {
     engine.addEventListener("recovered", onRecovered);
     let text = "";
     let last = null;
-    let pieces = 0;
     try {
-      const chunks = await engine.completions.create({ prompt, max_tokens: tokens, temperature: 0, stream: true });
+      const chunks = await engine.chat.completions.create({ messages, max_tokens: tokens, temperature: 0, stream: true });
       for await (const chunk of chunks) {
-        if (chunk.choices[0].text) {
-          text += chunk.choices[0].text;
-          if (++pieces === 1) engine.simulateDeviceLoss();
+        const piece = chunk.choices[0].delta?.content;
+        if (piece) {
+          if (text === "") engine.simulateDeviceLoss();
+          text += piece;
         }
         last = chunk;
       }
-      return { text, events, pieces, gemma: last.gemma, usage: last.usage, finish: last.choices[0].finish_reason };
+      return { text, events, gemma: last.gemma, usage: last.usage, finish: last.choices[0].finish_reason };
     } catch (e) {
-      return { text, events, pieces, error: { name: e.name, code: e.code, message: e.message } };
+      return { text, events, error: { name: e.name, code: e.code, message: e.message } };
     } finally {
       engine.removeEventListener("devicelost", onLost);
       engine.removeEventListener("recovered", onRecovered);
     }
-  }, { prompt, tokens, again });
+  }, { messages, tokens, again });
 }
 
-test("a GPU device lost mid-generation: the model comes back from storage, no network, and the answer goes on", async () => {
-  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", String(TOKENS), "--context", "256"]);
+test("a GPU device lost mid-answer: the model comes back from storage, no network, and the chat goes on", async () => {
+  const turns = ["Hi", "Bye"];
+  const perTurn = 2;
+  const native = await nativeGenerate([
+    "--chat", ...turns.flatMap((p) => ["--prompt", p]), "--max-tokens", String(perTurn), "--context", "256",
+  ]);
   const before = await server.settledLog();
   const t = Date.now();
-  const got = await generateLosingDevice({ prompt: PROMPT, tokens: TOKENS, again: false });
-  console.log(`device loss: ${JSON.stringify(got.events)}, ${((Date.now() - t) / 1000).toFixed(1)} s in all`);
-  assert.equal(got.error, undefined, JSON.stringify(got.error));
-  assert.deepEqual(got.events.map((e) => e.type), ["devicelost", "recovered"]);
-  assert.equal(got.gemma.device_recoveries, 1);
-  // Greedy: the recovered engine continues exactly where the lost one stopped, and nothing is streamed twice.
-  assert.deepEqual(got.gemma.generated_ids, native.generated_ids);
-  assert.deepEqual(got.gemma.prompt_ids, native.prompt_ids);
-  assert.equal(got.text, native.text);
-  assert.equal(got.finish, "length");
+  const messages = [{ role: "user", content: turns[0] }];
+  const first = await chatLosingDevice({ messages, tokens: perTurn, again: false });
+  console.log(`device loss: ${JSON.stringify(first.events)}, ${((Date.now() - t) / 1000).toFixed(1)} s for the turn`);
+  assert.equal(first.error, undefined, JSON.stringify(first.error));
+  assert.deepEqual(first.events.map((e) => e.type), ["devicelost", "recovered"]);
+  assert.equal(first.gemma.device_recoveries, 1);
+  assert.equal(first.finish, "length");
   assert.equal(sentBytes((await server.settledLog()).slice(before.length)), 0, "no model byte fetched to recover");
 
-  // The recovered engine goes on serving.
-  const next = await page.evaluate((prompt) => window.engine.completions.create({ prompt, max_tokens: 1, temperature: 0 }), PROMPT);
-  assert.deepEqual(next.gemma.generated_ids, native.generated_ids.slice(0, 1));
+  // The conversation is back in the new device's KV cache: the next turn runs only its own tokens, and the whole
+  // chat (greedy, one answer cut by the loss) is token for token the native engine's uninterrupted one.
+  messages.push({ role: "assistant", content: first.text });
+  messages.push({ role: "user", content: turns[1] });
+  const second = await page.evaluate((messages) =>
+    window.engine.chat.completions.create({ messages, max_tokens: 2, temperature: 0 }), messages);
+  assert.equal(second.usage.reused_tokens, first.usage.prompt_tokens + perTurn - 1);
+  assert.deepEqual([...first.gemma.prompt_ids, ...second.gemma.prompt_ids], native.prompt_ids);
+  assert.deepEqual([...first.gemma.generated_ids, ...second.gemma.generated_ids], native.generated_ids);
   assert.deepEqual(errors, []);
 });
 
 test("a second device loss while recovering is a clear DeviceLost error, not a loop", async () => {
-  const got = await generateLosingDevice({ prompt: PROMPT, tokens: TOKENS, again: true });
+  const got = await chatLosingDevice({ messages: [{ role: "user", content: "Hi" }], tokens: 4, again: true });
   assert.deepEqual(got.events.map((e) => e.type), ["devicelost", "recovered"]);
   assert.equal(got.error?.name, "GemmaWebError");
   assert.equal(got.error?.code, "DeviceLost");
