@@ -589,7 +589,7 @@ async function main() {
   state.choices = choices;
   const select = $("model-select");
   for (const c of choices) select.add(new Option(c.label, c.key));
-  select.add(new Option("Open a .gguf file from your computer…", FILE_CHOICE));
+  select.add(new Option("Open a .gguf file from your computer (or drop one on the page)…", FILE_CHOICE));
   const fileInput = $("model-file");
   let previous = preferred?.key ?? FILE_CHOICE;
   select.value = previous;
@@ -603,14 +603,28 @@ async function main() {
     const choice = choices.find((c) => c.key === select.value);
     showChoice(choice, wasm.readGgufHeader).catch(showError);
   });
-  fileInput.addEventListener("change", () => {
-    const file = fileInput.files?.[0];
-    if (!file) {
-      select.value = previous;
-      return;
-    }
+  const chooseFile = (file) => {
+    select.value = FILE_CHOICE;
     const choice = { key: FILE_CHOICE, label: file.name, file, entry: null, local: true };
     showChoice(choice, wasm.readGgufHeader).catch(showError);
+  };
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files?.[0];
+    if (file) chooseFile(file);
+    else select.value = previous;
+  });
+  // A .gguf dropped anywhere on the page is opened like a picked one (while nothing is loading or generating).
+  document.addEventListener("dragover", (e) => {
+    if (!e.dataTransfer?.types.includes("Files")) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = state.loading || state.generating ? "none" : "copy";
+  });
+  document.addEventListener("drop", (e) => {
+    const file = e.dataTransfer?.files?.[0];
+    if (!file) return;
+    e.preventDefault();
+    if (state.loading || state.generating) return;
+    chooseFile(file);
   });
   if (!preferred) {
     throw codedError("BadModel", "no model to offer: the server's models folder is empty and the catalog is missing " +

@@ -4,11 +4,14 @@
 // a file that is not GGUF get clear messages.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import {
-  MODEL, MODEL_BYTES, launchBrowser, nativeGenerate, newPage as openPage, onCleanup, outDir, runCleanup, startServer,
+  MODEL, MODEL_BYTES, launchBrowser, nativeGenerate, newPage as openPage, onCleanup, outDir, runCleanup, serverBin,
+  startServer,
 } from "./harness.mjs";
 
 let context;
@@ -93,6 +96,31 @@ test("without WebGPU the page says so and still shows the header", async () => {
   assert.match(await page.locator("#webgpu").textContent(), /does not offer WebGPU/);
   assert.equal(await page.locator("#load").isDisabled(), true, "nothing to load the model onto");
   assert.equal(await fact(page, "layers"), "18");
+  assert.deepEqual(errors, []);
+});
+
+test("a .gguf dropped on the page is read from the disk, not the network", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "gemma-web-drop-"));
+  onCleanup(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "tiny-gemma2.gguf");
+  await promisify(execFile)(serverBin, ["random-model", "--arch", "gemma2", "--out", file]);
+  const bytes = await readFile(file);
+  const url = await startServer("models");
+  const { page, errors } = await newPage();
+  await page.goto(url);
+  await page.locator('[data-key="layers"]').waitFor({ state: "attached", timeout: 120_000 });
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  await page.evaluate(({ b64, name }) => {
+    const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([data], name));
+    document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }, { b64: bytes.toString("base64"), name: path.basename(file) });
+  await page.waitForFunction(() => document.querySelector('[data-key="architecture"]')?.textContent === "gemma2");
+  assert.equal(await fact(page, "layers"), "4");
+  assert.equal(await page.locator("#model-select").inputValue(), "file");
+  assert.deepEqual(requests.filter((u) => u.includes("/models/")), [], "nothing fetched for a dropped file");
   assert.deepEqual(errors, []);
 });
 
