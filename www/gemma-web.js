@@ -27,6 +27,17 @@ export class GemmaWebError extends Error {
 
 const CATALOG_URL = new URL("./catalog.json", import.meta.url);
 const WORKER_URL = new URL("./worker.js", import.meta.url);
+let workerShim = null;
+
+/**
+ * A browser starts a worker only from the page's own origin. Where this module came from another one (a CDN), a
+ * same-origin blob module imports the worker script from there instead (which needs CORS, as the module did).
+ */
+function workerUrl() {
+  if (typeof location === "undefined" || WORKER_URL.origin === location.origin) return WORKER_URL;
+  workerShim ??= URL.createObjectURL(new Blob([`import ${JSON.stringify(WORKER_URL.href)};`], { type: "text/javascript" }));
+  return workerShim;
+}
 
 /** Gemma's recommended sampling (temperature 1, top-k 64, top-p 0.95); `temperature: 0` is greedy. */
 const DEFAULTS = { max_tokens: 256, temperature: 1.0, top_k: 64, top_p: 0.95 };
@@ -79,7 +90,12 @@ class WorkerLink {
   #dead = null;
 
   constructor() {
-    this.#worker = new Worker(WORKER_URL, { type: "module", name: "gemma-web" });
+    try {
+      this.#worker = new Worker(workerUrl(), { type: "module", name: "gemma-web" });
+    } catch (e) {
+      // A Content-Security-Policy without worker-src for this script, or a browser without module workers.
+      throw new GemmaWebError("Unsupported", `could not start the engine's worker (${WORKER_URL.href}): ${e.message}`);
+    }
     this.#worker.onmessage = (event) => {
       const msg = event.data;
       const call = this.#calls.get(msg.id);

@@ -336,6 +336,48 @@ test("in an iframe under a strict Content-Security-Policy the stored model loads
   await page.close();
 });
 
+test("a page on another origin embeds the widget from this one, as from a CDN", { timeout: 240_000 }, async () => {
+  // The page is at http://localhost:PORT, the scripts at http://127.0.0.1:PORT (the "CDN", with CORS as CDNs send
+  // it); the model is the page's own. localhost is another origin, so its storage is empty: the offer shows first.
+  const cdn = new URL(url);
+  const site = new URL(url);
+  site.hostname = "localhost";
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.route("**/*", async (route) => {
+    const u = new URL(route.request().url());
+    if (u.origin === site.origin && u.pathname === "/docs.html") {
+      return route.fulfill({
+        contentType: "text/html",
+        body: `<!doctype html><html lang="en"><title>docs</title>
+          <script type="module" src="${cdn.origin}/gemma-chat.js"></script>
+          <main><p>The frobnicator turns widgets blue.</p></main>
+          <gemma-chat model="${site.origin}${MODEL_PATH}" context-selector="main"></gemma-chat>`,
+      });
+    }
+    if (u.origin !== cdn.origin) return route.continue();
+    const response = await route.fetch();
+    const headers = { ...response.headers(), "access-control-allow-origin": "*" };
+    delete headers["cross-origin-resource-policy"];
+    return route.fulfill({ response, headers });
+  });
+  await page.goto(`${site.origin}/docs.html`);
+  await settle(page, ["consent"], 60_000);
+  await page.locator("gemma-chat button.start").click();
+  await settle(page, ["ready"], 180_000);
+  const [ready] = await events(page, "ready");
+  assert.equal(ready.stored.fromStorage, false);
+  assert.equal(ready.stored.url, `${site.origin}${MODEL_PATH}`);
+  // The engine's worker runs for the page's origin: its storage is the page's.
+  const stored = await page.evaluate(async () => (await import(document.querySelector("script").src.replace(
+    "gemma-chat.js", "gemma-web.js"))).listStoredModels());
+  assert.deepEqual(stored.filter((m) => m.usable).map((m) => m.url), [ready.stored.url]);
+  assert.deepEqual(await events(page, "error"), []);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test("an unknown model id shows an error with its code and fires error", { timeout: 60_000 }, async () => {
   const page = await context.newPage();
   await page.route(`${url}bad.html`, (route) => route.fulfill({
