@@ -393,7 +393,10 @@ export class GemmaChatElement extends HTMLElement {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         this.#submit();
-      } else if (event.key === "Escape" && this.#state === "answering") {
+      }
+    });
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.#state === "answering") {
         event.preventDefault();
         this.interrupt();
       }
