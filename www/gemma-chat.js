@@ -87,6 +87,7 @@ progress { width: 100%; accent-color: var(--_accent); }
 .log .answer[aria-busy="true"]::after { content: "▍"; color: var(--_muted); }
 .log .answer[data-finish="length"]::after, .log .answer[data-finish="abort"]::after { content: " …"; color: var(--_muted); }
 .log .answer.failed { color: var(--_error); }
+.log .answer[data-finish]:empty::before { content: "(no answer)"; color: var(--_muted); }
 form { display: flex; flex-direction: column; gap: 0.4em; }
 textarea {
   font: inherit; width: 100%; resize: vertical; min-height: 2.6em; padding: 0.45em 0.6em;
@@ -237,9 +238,10 @@ export class GemmaChatElement extends HTMLElement {
   #observer = null;
   #generation = 0;
   #connected = false;
-  #startedByClick = false;
   /** Earlier exchanges: { question, answer (as shown), raw (as generated, for the chat's KV-cache reuse) }. */
   #history = [];
+  /** Bumped by clear(): an answer that was running then does not join the new conversation. */
+  #conversation = 0;
   #answering = null;
   #pageContext = { key: null, text: "" };
   /** The lines under the title: the model being a base model, how much of the page is read, a GPU reset. */
@@ -374,15 +376,9 @@ export class GemmaChatElement extends HTMLElement {
     const panel = h("section", { className: "panel", part: "panel", "aria-labelledby": "title" },
       h("header", {}, title, clear), note, intro, progress, unsupported, error, log, form, status);
 
-    start.addEventListener("click", () => {
-      this.#startedByClick = true;
-      this.load().catch(() => {});
-    });
+    start.addEventListener("click", () => this.load().catch(() => {}));
     cancel.addEventListener("click", () => this.#loadController?.abort());
-    retry.addEventListener("click", () => {
-      this.#startedByClick = true;
-      this.load().catch(() => {});
-    });
+    retry.addEventListener("click", () => this.load().catch(() => {}));
     clear.addEventListener("click", () => this.clear().catch(() => {}));
     stop.addEventListener("click", () => this.interrupt());
     form.addEventListener("submit", (event) => {
@@ -421,9 +417,12 @@ export class GemmaChatElement extends HTMLElement {
     ui.clear.hidden = !loaded || ui.log.childElementCount === 0;
     ui.clear.disabled = state === "answering";
     ui.send.disabled = state === "answering";
-    const stopHadFocus = this.shadowRoot.activeElement === ui.stop;
     ui.stop.disabled = state !== "answering";
-    if (stopHadFocus && ui.stop.disabled) ui.input.focus();
+    // Focus on a control that just disappeared or was disabled moves on to the next step's control, so a keyboard
+    // user is not sent back to the top of the page; focus outside the widget is left alone.
+    const active = this.shadowRoot.activeElement;
+    const gone = active && (active.disabled || (active.checkVisibility ? !active.checkVisibility() : !active.offsetParent));
+    if (gone) ({ consent: ui.start, loading: ui.cancel, error: ui.retry, ready: ui.input, answering: ui.input })[state]?.focus();
   }
 
   #announce(text) {
@@ -484,12 +483,14 @@ export class GemmaChatElement extends HTMLElement {
     }
     if (generation !== this.#generation) return;
     this.#described = described;
+    if (this.#loadPromise || this.#engine) return; // load() was called meanwhile
     if (described.stored || this.loading === "eager") {
       this.load().catch(() => {});
       return;
     }
-    await this.#showConsent(described);
-    if (generation !== this.#generation) return;
+    await this.#describeOffer(described);
+    if (generation !== this.#generation || this.#loadPromise || this.#engine) return;
+    this.#setState("consent");
     if (this.loading === "lazy") this.#autoload();
   }
 
@@ -539,7 +540,8 @@ export class GemmaChatElement extends HTMLElement {
     return { url, name, bytes, approximate, stored, mode: entry?.mode ?? null };
   }
 
-  async #showConsent(d) {
+  /** The offer's text: what the model is, its size, the free storage. */
+  async #describeOffer(d) {
     const ui = this.#ui;
     const size = d.bytes ? `${d.approximate ? "about " : ""}${bytesText(d.bytes)}` : "size unknown";
     ui.about.textContent = `This assistant runs a language model on your own GPU: ${d.name}. Nothing you type ` +
@@ -557,7 +559,6 @@ export class GemmaChatElement extends HTMLElement {
     } else {
       ui.storage.textContent = "This browser offers no storage for it, so every visit downloads it again.";
     }
-    this.#setState("consent");
   }
 
   #autoload() {
@@ -582,9 +583,12 @@ export class GemmaChatElement extends HTMLElement {
     if (this.#engine) return Promise.resolve(this.#engine);
     if (this.#loadPromise) return this.#loadPromise;
     if (this.#state === "unsupported") return Promise.reject(this.#error);
-    this.#loadPromise = this.#load();
-    this.#loadPromise.catch(() => {}).finally(() => (this.#loadPromise = null));
-    return this.#loadPromise;
+    const loading = this.#load();
+    this.#loadPromise = loading;
+    loading.catch(() => {}).finally(() => {
+      if (this.#loadPromise === loading) this.#loadPromise = null;
+    });
+    return loading;
   }
 
   async #load() {
@@ -620,7 +624,9 @@ export class GemmaChatElement extends HTMLElement {
       this.#loadController = null;
       if (controller.signal.aborted) {
         // The reader cancelled: back to the offer; the store keeps what was downloaded and resumes from there.
-        if (this.#described) await this.#showConsent(this.#described);
+        this.#described ??= await this.#describe().catch(() => null);
+        if (this.#described) await this.#describeOffer(this.#described);
+        this.#setState("consent");
         this.#announce("Loading cancelled. Starting again resumes the download.");
         throw new GemmaWebError("Aborted", "loading was cancelled");
       }
@@ -643,7 +649,6 @@ export class GemmaChatElement extends HTMLElement {
     this.#renderNotes();
     this.#setState("ready");
     this.#announce("The model is ready. Ask a question.");
-    if (this.#startedByClick) this.#ui.input.focus();
     this.#emit("ready", { model: engine.model, mode: this.#mode, info: engine.info });
     return engine;
   }
@@ -701,18 +706,23 @@ export class GemmaChatElement extends HTMLElement {
 
   /** Stops the answer being written after its current token; `done` fires with finish_reason "abort". */
   interrupt() {
-    if (this.#state !== "answering" || !this.#answering) return;
-    this.#answering.interrupted = true;
-    this.#engine?.interrupt();
+    if (this.#state === "answering") this.#engine?.interrupt();
   }
 
-  /** Forgets the conversation (the page text stays). */
+  /** Forgets the conversation (the page text stays); a running answer is stopped. */
   async clear() {
-    if (this.#state === "answering") this.interrupt();
+    this.interrupt();
+    this.#conversation++;
     this.#history = [];
     this.#ui.log.replaceChildren();
-    if (this.#engine) this.#setState(this.#state === "answering" ? "answering" : "ready");
+    if (this.#engine) this.#setState(this.#state);
     await this.#engine?.resetChat();
+  }
+
+  /** A misuse of ask(): said in the status line and fired as `error`. */
+  #refuse(message) {
+    this.#announce(message);
+    return this.#fail(new GemmaWebError("Unsupported", message), { fatal: false });
   }
 
   /**
@@ -721,23 +731,18 @@ export class GemmaChatElement extends HTMLElement {
    */
   async ask(question) {
     question = String(question ?? "").trim();
-    if (!question) throw this.#fail(new GemmaWebError("Unsupported", "the question is empty"), { fatal: false });
+    if (!question) throw this.#refuse("The question is empty.");
     if (!this.#engine && this.#loadPromise) await this.#loadPromise;
     const engine = this.#engine;
-    if (!engine) {
-      throw this.#fail(new GemmaWebError("Unsupported", "the model is not loaded yet: call load() first"),
-        { fatal: false });
-    }
-    if (this.#state === "answering") {
-      throw this.#fail(new GemmaWebError("Unsupported", "one question at a time: wait for the answer or interrupt() it"),
-        { fatal: false });
-    }
+    if (!engine) throw this.#refuse("The model is not loaded yet: load() it first.");
+    if (this.#state === "answering") throw this.#refuse("One question at a time: wait for the answer or interrupt() it.");
     const ui = this.#ui;
     const questionItem = h("li", { className: "question", part: "question" }, question);
     const answerItem = h("li", { className: "answer", part: "answer", "aria-busy": "true" });
     // A screen reader hears the whole answer once it is complete (aria-busy), not every streamed token.
     ui.log.append(questionItem, answerItem);
-    const answering = { interrupted: false };
+    const answering = { stopSequence: false };
+    const conversation = this.#conversation;
     this.#answering = answering;
     this.#setState("answering");
     this.#announce("");
@@ -795,24 +800,25 @@ export class GemmaChatElement extends HTMLElement {
         }
       }
       show(filter.end());
-      this.#history = [...history, { question, answer: shown, raw }];
+      if (conversation === this.#conversation) this.#history = [...history, { question, answer: shown, raw }];
       const finish = answering.stopSequence ? "stop" : last?.choices[0]?.finish_reason ?? "stop";
       answerItem.setAttribute("aria-busy", "false");
       answerItem.dataset.finish = finish;
-      if (!shown) answerItem.textContent = "(no answer)";
       if (this.#answering === answering) this.#answering = null;
-      this.#setState("ready");
+      if (this.#engine === engine) this.#setState("ready");
       if (finish === "abort") this.#announce("Stopped.");
       const detail = { text: shown, finish_reason: finish, usage: last?.usage ?? null };
       this.#emit("done", detail);
       return detail;
     } catch (e) {
       const error = coded(e);
+      if (this.#answering === answering) this.#answering = null;
+      // The model was unloaded under this answer (the element removed, or its model changed): nothing to report.
+      if (this.#engine !== engine) throw new GemmaWebError("Aborted", "the model was unloaded");
       answerItem.setAttribute("aria-busy", "false");
       answerItem.classList.add("failed");
       answerItem.textContent = `${shown ? `${shown}\n` : ""}${FRIENDLY[error.code] ?? "The answer failed."} ` +
         `${error.message} (${error.code})`;
-      if (this.#answering === answering) this.#answering = null;
       // A lost device or exhausted memory leaves no usable engine: offer to load again.
       if (error.code === "DeviceLost" || error.code === "OutOfMemory") {
         const dead = this.#engine;
