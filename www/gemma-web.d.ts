@@ -184,6 +184,8 @@ export interface GemmaExtra {
   generated_ids: number[];
   prefill_seconds: number;
   decode_seconds: number;
+  /** How often the GPU device was lost and the model reloaded during this call. */
+  device_recoveries: number;
 }
 
 export interface ChatCompletion {
@@ -237,7 +239,11 @@ export interface EngineEventMap {
   recovered: CustomEvent<{ seconds: number }>;
 }
 
-/** A loaded model (createEngine). Not constructible: the class is not exported. */
+/**
+ * A loaded model (createEngine); the class itself is not exported. When the GPU device is lost, the engine loads the
+ * model again on a new device from the browser's storage and the running answer goes on where it stopped, with
+ * `devicelost` and `recovered` events; a second loss during the same call rejects it with "DeviceLost".
+ */
 export interface Engine extends EventTarget {
   /** The model's header summary, the GPU capabilities in use, sizes, and where the weights came from. */
   readonly info: EngineInfo;
@@ -260,6 +266,9 @@ export interface Engine extends EventTarget {
   };
   /** Stops the running generation after its current token; it ends normally with finish_reason "abort". */
   interrupt(): void;
+  /** Destroys the GPU device as a driver reset would, to try the recovery: the running generation (or the next
+   * one) loses its device and the engine recovers (`devicelost`, then `recovered`). */
+  simulateDeviceLoss(): void;
   /** Token ids of `text` (BOS first unless `addBos: false`). */
   tokenize(text: string, options?: { addBos?: boolean }): Promise<number[]>;
   /** Forgets the conversation in the KV cache. */

@@ -1,5 +1,6 @@
 // The npm package in www/ without a browser: its TypeScript declarations type a consumer program under
-// `tsc --strict` (and reject its deliberate mistakes), they declare exactly what the modules export, and
+// `tsc --strict` (and reject its deliberate mistakes), they declare exactly what the modules export and the members
+// of the engine and the element (a method added to the JS without its type fails here), and
 // `npm pack` holds every module, worker and wasm file the packed code imports or fetches, and nothing of the demo
 // page, the tests or the examples. Needs `make wasm` (www/pkg) first, as `make test` does.
 import { test } from "node:test";
@@ -73,6 +74,60 @@ test("the declarations declare exactly the values each module exports", async ()
     const actual = jsExports(js, await readFile(js, "utf8"));
     assert.ok(actual.length > 0, `${js} exports something`);
     assert.deepEqual(declared, actual, `${path.basename(file)} declares the values ${path.basename(js)} exports`);
+  }
+});
+
+/** Public members of `class name` in a JS file: methods, getters, and the fields its constructor sets. */
+function classMembers(file, text, name) {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.JS);
+  const cls = source.statements.find((s) => ts.isClassDeclaration(s) && s.name?.text === name);
+  assert.ok(cls, `class ${name} in ${file}`);
+  const names = new Set();
+  for (const m of cls.members) {
+    const isStatic = ts.getCombinedModifierFlags(m) & ts.ModifierFlags.Static;
+    if (m.name && !ts.isPrivateIdentifier(m.name) && !isStatic &&
+      (ts.isMethodDeclaration(m) || ts.isGetAccessor(m) || ts.isSetAccessor(m) || ts.isPropertyDeclaration(m))) {
+      names.add(m.name.text);
+    }
+    if (ts.isConstructorDeclaration(m)) {
+      const visit = (node) => {
+        if (ts.isBinaryExpression(node) && node.operatorToken.kind === ts.SyntaxKind.EqualsToken &&
+          ts.isPropertyAccessExpression(node.left) && node.left.expression.kind === ts.SyntaxKind.ThisKeyword &&
+          !ts.isPrivateIdentifier(node.left.name)) {
+          names.add(node.left.name.text);
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(m.body);
+    }
+  }
+  return [...names].sort();
+}
+
+test("the Engine and element types list exactly the classes' public members", async () => {
+  const files = ["gemma-web", "gemma-chat"].map((m) => path.join(www, `${m}.d.ts`));
+  const program = ts.createProgram(files, { strict: true, noEmit: true, types: [], lib: ["lib.es2022.d.ts", "lib.dom.d.ts"] });
+  const checker = program.getTypeChecker();
+  // The declared type's own members, without what EventTarget and HTMLElement bring.
+  const declared = (file, typeName, base) => {
+    const module = checker.getSymbolAtLocation(program.getSourceFile(file));
+    const symbol = checker.getExportsOfModule(module).find((s) => s.name === typeName);
+    const type = checker.getDeclaredTypeOfSymbol(symbol);
+    const inherited = new Set(checker.getPropertiesOfType(checker.getDeclaredTypeOfSymbol(
+      checker.resolveName(base, undefined, ts.SymbolFlags.Type, false))).map((p) => p.name));
+    return checker.getPropertiesOfType(type).map((p) => p.name).filter((n) => !inherited.has(n)).sort();
+  };
+  const pairs = [
+    ["gemma-web", "Engine", "Engine", "EventTarget"],
+    ["gemma-chat", "GemmaChatElement", "GemmaChatElement", "HTMLElement"],
+  ];
+  for (const [module, className, typeName, base] of pairs) {
+    const js = path.join(www, `${module}.js`);
+    // The custom-element reactions are the browser's to call, not API.
+    const actual = classMembers(js, await readFile(js, "utf8"), className)
+      .filter((n) => !/^(connected|disconnected|adopted|attributeChanged)Callback$/.test(n));
+    assert.deepEqual(declared(path.join(www, `${module}.d.ts`), typeName, base), actual,
+      `${typeName} in ${module}.d.ts has the members of class ${className}`);
   }
 });
 

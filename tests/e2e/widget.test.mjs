@@ -248,6 +248,34 @@ test("Stop ends a long answer within a few tokens", { timeout: 300_000 }, async 
   assert.deepEqual(errors, []);
 });
 
+test("a lost GPU device: the widget says so while the engine reloads the model, and the answer still comes", { timeout: 300_000 }, async () => {
+  const { page, errors } = docs;
+  const w = page.locator("gemma-chat");
+  const t = Date.now();
+  const done = await page.evaluate(async () => {
+    const el = document.querySelector("gemma-chat");
+    await el.clear();
+    el.maxTokens = 1;
+    window.widgetEvents.length = 0;
+    window.noteWhenLost = null;
+    el.addEventListener("devicelost", () => (window.noteWhenLost = el.shadowRoot.querySelector(".note").textContent));
+    el.engine.simulateDeviceLoss();
+    return el.ask("Hi");
+  });
+  console.log(`device loss: answered ${JSON.stringify(done.text)} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  assert.equal((await events(page, "devicelost")).length, 1);
+  const recovered = await events(page, "recovered");
+  assert.equal(recovered.length, 1);
+  assert.ok(recovered[0].seconds > 0);
+  assert.match(await page.evaluate(() => window.noteWhenLost), /The GPU was reset; reloading the model/);
+  assert.match(await w.locator(".note").innerText(), /the model was reloaded in [\d.]+ s/);
+  assert.equal(done.usage.completion_tokens, 1);
+  assert.equal(await w.locator("li.answer").textContent(), done.text);
+  assert.equal(await w.getAttribute("state"), "ready");
+  assert.deepEqual(await events(page, "error"), []);
+  assert.deepEqual(errors, []);
+});
+
 test("in an iframe under a strict Content-Security-Policy the stored model loads without asking and answers", { timeout: 300_000 }, async () => {
   const page = await context.newPage();
   const errors = [];

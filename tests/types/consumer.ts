@@ -48,6 +48,8 @@ async function chat(output: HTMLElement): Promise<Usage | undefined> {
   const reply: string = whole.choices[0].message.content;
   const text: TextCompletion = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 8 });
   const ids: number[] = text.gemma.generated_ids;
+  const recoveries: number = text.gemma.device_recoveries;
+  if (recoveries === 0) engine.simulateDeviceLoss();
   const tokens: number[] = await engine.tokenize(reply, { addBos: false });
   for await (const chunk of await engine.completions.create({ prompt: "x", stream: true })) {
     output.textContent += chunk.choices[0].text;
