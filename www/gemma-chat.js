@@ -225,7 +225,7 @@ const isCatalogId = (model) => !model.includes("/") && !model.endsWith(".gguf");
 const guessMode = (name) => (/(^|[^a-z])(it|instruct|chat)([^a-z]|$)/i.test(name || "") ? "chat" : "text");
 
 export class GemmaChatElement extends HTMLElement {
-  static observedAttributes = ["model", "heading", "placeholder", "loading"];
+  static observedAttributes = ["model", "heading", "placeholder", "loading", "context-selector"];
 
   #ui;
   #state = "idle";
@@ -236,13 +236,14 @@ export class GemmaChatElement extends HTMLElement {
   #loadPromise = null;
   #loadController = null;
   #observer = null;
+  /** Bumped by each teardown: work begun for an earlier model or element life sees it changed and stops. */
   #generation = 0;
   #connected = false;
+  #started = false;
   /** Earlier exchanges: { question, answer (as shown), raw (as generated, for the chat's KV-cache reuse) }. */
   #history = [];
   /** Bumped by clear(): an answer that was running then does not join the new conversation. */
   #conversation = 0;
-  #answering = null;
   #pageContext = { key: null, text: "" };
   /** The lines under the title: the model being a base model, how much of the page is read, a GPU reset. */
   #notes = { mode: "", context: "", device: "" };
@@ -295,7 +296,7 @@ export class GemmaChatElement extends HTMLElement {
     this.#connected = true;
     this.#ui.title.textContent = this.#heading();
     this.#ui.input.placeholder = this.#placeholder();
-    if (this.#state === "idle") this.#start();
+    if (!this.#started) this.#start();
   }
 
   disconnectedCallback() {
@@ -308,9 +309,9 @@ export class GemmaChatElement extends HTMLElement {
 
   attributeChangedCallback(name, old, value) {
     if (old === value) return;
-    if (name === "heading") this.#ui.title.textContent = this.#heading();
+    if (name === "heading" || name === "context-selector") this.#ui.title.textContent = this.#heading();
     if (name === "placeholder") this.#ui.input.placeholder = this.#placeholder();
-    if (name === "model" && this.#connected && this.#state !== "idle") {
+    if (name === "model" && this.#connected && this.#started) {
       this.#teardown();
       this.#start();
     }
@@ -340,6 +341,7 @@ export class GemmaChatElement extends HTMLElement {
     this.#notes = { mode: "", context: "", device: "" };
     this.#renderNotes();
     this.#ui.log.replaceChildren();
+    this.#started = false;
     this.#setState("idle");
   }
 
@@ -449,6 +451,7 @@ export class GemmaChatElement extends HTMLElement {
   // ---- Before loading: WebGPU, the model's size, consent ----
 
   async #start() {
+    this.#started = true;
     const generation = this.#generation;
     this.#setState("idle");
     this.#announce("");
@@ -536,16 +539,20 @@ export class GemmaChatElement extends HTMLElement {
       bytes = entry.approxBytes;
       approximate = true;
     }
-    const name = entry?.name ?? decodeURIComponent(url.split("/").pop() || url);
+    let name = entry?.name ?? (new URL(url).pathname.split("/").pop() || url);
+    try {
+      name = decodeURIComponent(name);
+    } catch {}
     return { url, name, bytes, approximate, stored, mode: entry?.mode ?? null };
   }
 
   /** The offer's text: what the model is, its size, the free storage. */
   async #describeOffer(d) {
     const ui = this.#ui;
-    const size = d.bytes ? `${d.approximate ? "about " : ""}${bytesText(d.bytes)}` : "size unknown";
+    const size = d.bytes ? `${d.approximate ? "about " : ""}${bytesText(d.bytes)}` : null;
     ui.about.textContent = `This assistant runs a language model on your own GPU: ${d.name}. Nothing you type ` +
-      `leaves this page. It needs a ${size} download first.`;
+      `leaves this page. ${size ? `It needs a ${size} download first.` : "It needs a download first (the server " +
+      "did not say how large)."}`;
     ui.start.textContent = d.bytes ? `Download and start (${size})` : "Download and start";
     ui.storage.textContent = "";
     ui.storage.dataset.free = "";
@@ -741,9 +748,8 @@ export class GemmaChatElement extends HTMLElement {
     const answerItem = h("li", { className: "answer", part: "answer", "aria-busy": "true" });
     // A screen reader hears the whole answer once it is complete (aria-busy), not every streamed token.
     ui.log.append(questionItem, answerItem);
-    const answering = { stopSequence: false };
+    let stopSequence = false;
     const conversation = this.#conversation;
-    this.#answering = answering;
     this.#setState("answering");
     this.#announce("");
     ui.log.scrollTop = ui.log.scrollHeight;
@@ -784,8 +790,8 @@ export class GemmaChatElement extends HTMLElement {
             raw += piece;
             show(filter.push(piece));
             // The engine stops only at its own stop tokens; a base model's stop sequence ends it from here.
-            if (filter.stopped && !answering.stopSequence) {
-              answering.stopSequence = true;
+            if (filter.stopped && !stopSequence) {
+              stopSequence = true;
               engine.interrupt();
             }
           }
@@ -801,10 +807,9 @@ export class GemmaChatElement extends HTMLElement {
       }
       show(filter.end());
       if (conversation === this.#conversation) this.#history = [...history, { question, answer: shown, raw }];
-      const finish = answering.stopSequence ? "stop" : last?.choices[0]?.finish_reason ?? "stop";
+      const finish = stopSequence ? "stop" : last?.choices[0]?.finish_reason ?? "stop";
       answerItem.setAttribute("aria-busy", "false");
       answerItem.dataset.finish = finish;
-      if (this.#answering === answering) this.#answering = null;
       if (this.#engine === engine) this.#setState("ready");
       if (finish === "abort") this.#announce("Stopped.");
       const detail = { text: shown, finish_reason: finish, usage: last?.usage ?? null };
@@ -812,7 +817,6 @@ export class GemmaChatElement extends HTMLElement {
       return detail;
     } catch (e) {
       const error = coded(e);
-      if (this.#answering === answering) this.#answering = null;
       // The model was unloaded under this answer (the element removed, or its model changed): nothing to report.
       if (this.#engine !== engine) throw new GemmaWebError("Aborted", "the model was unloaded");
       answerItem.setAttribute("aria-busy", "false");
