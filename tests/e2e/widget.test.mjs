@@ -1,8 +1,10 @@
 // The <gemma-chat> element (www/gemma-chat.js) in headless Chromium against `gemma-web serve` and the real Gemma 3
 // 270M: nothing of the weights is fetched before the reader's click (counted at the server with --log-requests and
 // in the page), the offer shows the size and the free storage; after the click the example docs page downloads the
-// model, answers with streamed text from the page's own text and reports usage; Stop ends a long answer; a browser
-// without WebGPU gets its own state; the widget works in an iframe under a strict Content-Security-Policy.
+// model, answers with streamed text from the page's own text and reports usage; Stop ends a long answer; a lost GPU
+// device is reported and the answer still comes; the widget works in an iframe under a strict
+// Content-Security-Policy (loading the stored model without asking) and from another origin, as from a CDN; a
+// browser without WebGPU gets its own state.
 // SwiftShader takes seconds per token: answers are a few tokens, and one loaded widget serves several tests.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
