@@ -30,6 +30,9 @@ let ready = null;
 let engine = null;
 /** What the engine was loaded from, so it can be loaded again on a new device after a device loss. */
 let loadedFrom = null;
+/** While the model is reloaded after a device loss there is no engine to interrupt: remember the request. */
+let recovering = false;
+let interruptedWhileRecovering = false;
 
 function codedError(code, message) {
   const e = new Error(message);
@@ -165,16 +168,23 @@ async function generate(request, post) {
     post({ type: "deviceLost", message: e.message });
     const t0 = performance.now();
     dropEngine();
+    recovering = true;
+    interruptedWhileRecovering = false;
     try {
       await loadEngine(loadedFrom.source, loadedFrom.options, post);
     } catch (again) {
       throw codedError(again?.code || "DeviceLost",
         `the GPU device was lost (${e.message}) and loading the model again failed: ${again?.message ?? again}`);
+    } finally {
+      recovering = false;
     }
     post({ type: "recovered", seconds: (performance.now() - t0) / 1000 });
     const resumeIds = Array.from(e.generatedIds ?? []);
     try {
-      return await engine.generate(resumeIds.length ? { ...request, resumeIds } : request, onPiece);
+      const resumed = engine.generate(resumeIds.length ? { ...request, resumeIds } : request, onPiece);
+      // A stop pressed during the reload: the conversation is restored, and the answer ends after one more token.
+      if (interruptedWhileRecovering) engine.interrupt();
+      return await resumed;
     } catch (again) {
       if (again?.code !== "DeviceLost") throw again;
       throw codedError("DeviceLost",
@@ -231,6 +241,7 @@ self.onmessage = async (event) => {
   const msg = event.data;
   // Not queued behind the generation it stops.
   if (msg.type === "interrupt") {
+    if (recovering) interruptedWhileRecovering = true;
     engine?.interrupt();
     return;
   }

@@ -426,20 +426,23 @@ impl WebEngine {
         #[wasm_bindgen(unchecked_param_type = "OnPiece")] on_piece: Function,
     ) -> Promise {
         let inner = self.inner.clone();
-        let not_ready = self.not_ready();
+        // Checked and marked busy before this returns, so an `interrupt()` right after the call
+        // already applies to this generation.
+        let request: JsGenerateRequest = match from_js(&request, "the generate request") {
+            Ok(r) => r,
+            Err(e) => return Promise::reject(&reject(e)),
+        };
+        if inner.busy.get() {
+            return Promise::reject(&reject(Error::Unsupported(
+                "a generation is already running (one at a time)".into(),
+            )));
+        }
+        let Some(mut loaded) = inner.loaded.borrow_mut().take() else {
+            return Promise::reject(&reject(self.not_ready()));
+        };
+        inner.busy.set(true);
+        inner.interrupted.set(false);
         future_to_promise(async move {
-            let request: JsGenerateRequest =
-                from_js(&request, "the generate request").map_err(reject)?;
-            if inner.busy.get() {
-                return Err(reject(Error::Unsupported(
-                    "a generation is already running (one at a time)".into(),
-                )));
-            }
-            let Some(mut loaded) = inner.loaded.borrow_mut().take() else {
-                return Err(reject(not_ready));
-            };
-            inner.busy.set(true);
-            inner.interrupted.set(false);
             let mut sampled = request.resume_ids.clone().unwrap_or_default();
             let result = generate(
                 &mut loaded,

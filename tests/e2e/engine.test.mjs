@@ -189,25 +189,34 @@ test("a local File loads through Blob.slice reads and generates the native engin
   assert.deepEqual(errors, []);
 });
 
-/** Runs a greedy streaming chat turn in the page, destroying the GPU device after the first piece of text (and,
- *  with `again`, once more as soon as the engine has recovered). */
-async function chatLosingDevice({ messages, tokens, again }) {
-  return page.evaluate(async ({ messages, tokens, again }) => {
+/**
+ * Runs a greedy streaming chat turn (`messages`) or text completion (`prompt`) in the page and destroys the GPU device
+ * after the first piece of text. `then` says what happens next: "none", "loseAgain" (the device goes again as soon as
+ * the engine has recovered) or "interrupt" (Stop is pressed while the model is being reloaded).
+ */
+async function streamLosingDevice({ messages, prompt, tokens, then = "none" }) {
+  return page.evaluate(async ({ messages, prompt, tokens, then }) => {
     const engine = window.engine;
     const events = [];
-    const onLost = (e) => events.push({ type: "devicelost", message: e.detail.message });
+    const onLost = (e) => {
+      events.push({ type: "devicelost", message: e.detail.message });
+      if (then === "interrupt") engine.interrupt();
+    };
     const onRecovered = (e) => {
       events.push({ type: "recovered", seconds: e.detail.seconds });
-      if (again) engine.simulateDeviceLoss();
+      if (then === "loseAgain") engine.simulateDeviceLoss();
     };
     engine.addEventListener("devicelost", onLost);
     engine.addEventListener("recovered", onRecovered);
     let text = "";
     let last = null;
     try {
-      const chunks = await engine.chat.completions.create({ messages, max_tokens: tokens, temperature: 0, stream: true });
+      const request = { max_tokens: tokens, temperature: 0, stream: true };
+      const chunks = messages
+        ? await engine.chat.completions.create({ messages, ...request })
+        : await engine.completions.create({ prompt, ...request });
       for await (const chunk of chunks) {
-        const piece = chunk.choices[0].delta?.content;
+        const piece = messages ? chunk.choices[0].delta?.content : chunk.choices[0].text;
         if (piece) {
           if (text === "") engine.simulateDeviceLoss();
           text += piece;
@@ -221,7 +230,7 @@ async function chatLosingDevice({ messages, tokens, again }) {
       engine.removeEventListener("devicelost", onLost);
       engine.removeEventListener("recovered", onRecovered);
     }
-  }, { messages, tokens, again });
+  }, { messages, prompt, tokens, then });
 }
 
 test("a GPU device lost mid-answer: the model comes back from storage, no network, and the chat goes on", async () => {
@@ -233,7 +242,7 @@ test("a GPU device lost mid-answer: the model comes back from storage, no networ
   const before = await server.settledLog();
   const t = Date.now();
   const messages = [{ role: "user", content: turns[0] }];
-  const first = await chatLosingDevice({ messages, tokens: perTurn, again: false });
+  const first = await streamLosingDevice({ messages, tokens: perTurn });
   console.log(`device loss: ${JSON.stringify(first.events)}, ${((Date.now() - t) / 1000).toFixed(1)} s for the turn`);
   assert.equal(first.error, undefined, JSON.stringify(first.error));
   assert.deepEqual(first.events.map((e) => e.type), ["devicelost", "recovered"]);
@@ -253,8 +262,20 @@ test("a GPU device lost mid-answer: the model comes back from storage, no networ
   assert.deepEqual(errors, []);
 });
 
+test("Stop pressed while the model reloads after a device loss ends the answer right after the recovery", async () => {
+  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", "8", "--context", "256"]);
+  const got = await streamLosingDevice({ prompt: PROMPT, tokens: 8, then: "interrupt" });
+  assert.equal(got.error, undefined, JSON.stringify(got.error));
+  assert.deepEqual(got.events.map((e) => e.type), ["devicelost", "recovered"]);
+  assert.equal(got.finish, "abort");
+  // The tokens before the loss, then one after the recovery.
+  assert.ok(got.usage.completion_tokens >= 2 && got.usage.completion_tokens <= 3, `${got.usage.completion_tokens} tokens`);
+  assert.deepEqual(got.gemma.generated_ids, native.generated_ids.slice(0, got.gemma.generated_ids.length));
+  assert.deepEqual(errors, []);
+});
+
 test("a second device loss while recovering is a clear DeviceLost error, not a loop", async () => {
-  const got = await chatLosingDevice({ messages: [{ role: "user", content: "Hi" }], tokens: 4, again: true });
+  const got = await streamLosingDevice({ prompt: PROMPT, tokens: 4, then: "loseAgain" });
   assert.deepEqual(got.events.map((e) => e.type), ["devicelost", "recovered"]);
   assert.equal(got.error?.name, "GemmaWebError");
   assert.equal(got.error?.code, "DeviceLost");
