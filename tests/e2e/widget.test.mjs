@@ -8,11 +8,10 @@
 // SwiftShader takes seconds per token: answers are a few tokens, and one loaded widget serves several tests.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import {
-  CHROMIUM_FLAGS, MODEL, MODEL_BYTES, launchBrowser, newPage, outDir, runCleanup, startServer,
+  CHROMIUM_FLAGS, MODEL, MODEL_BYTES, launchBrowser, newPage, outDir, runCleanup, startLoggedServer,
 } from "./harness.mjs";
 
 const MODEL_PATH = `/models/${MODEL}`;
@@ -22,19 +21,15 @@ const isModel = (e) => e.path.endsWith(`/${MODEL}`);
 const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; style-src 'self'";
 
 let url;
+/** The server's model requests so far, and once they stopped coming (harness.mjs). */
 let log;
+let settledLog;
 let context;
 /** The docs page, whose widget loads once and answers in several tests. */
 let docs;
 
 before(async () => {
-  const dir = await mkdtemp(path.join(tmpdir(), "gemma-web-widget-"));
-  const file = path.join(dir, "requests.jsonl");
-  url = await startServer("models", ["--log-requests", file]);
-  log = async () => {
-    const text = await readFile(file, "utf8").catch(() => "");
-    return text.split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  };
+  ({ url, log, settledLog } = await startLoggedServer("models"));
   context = await launchBrowser({ viewport: { width: 1300, height: 1000 } });
   await context.addInitScript(recordEvents);
 });
@@ -75,17 +70,6 @@ async function settle(target, states, timeout) {
     assert.fail(`the widget is "${state}", not ${states.join(" or ")}:\n${text}`);
   }
   return state;
-}
-
-/** The log once it has stopped growing (a request is logged when its body has been sent or dropped). */
-async function settledLog() {
-  let prev = -1;
-  for (;;) {
-    const entries = await log();
-    if (entries.length === prev) return entries;
-    prev = entries.length;
-    await new Promise((r) => setTimeout(r, 700));
-  }
 }
 
 const modelGets = async () => (await log()).filter((e) => isModel(e) && e.method === "GET");
