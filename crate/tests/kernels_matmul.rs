@@ -20,18 +20,7 @@ fn check(g: &Gpu, m: &QMatrix, ns: &[usize], seed: u64, max_piece_rows: Option<u
     let x = random_vec(max_n * m.cols, seed ^ 0xab);
     let (y_offset, y_stride) = (3usize, m.rows + 5);
     pollster::block_on(async {
-        let max_piece = max_piece_rows.map(|r| (r * m.row_stride) as u64);
-        let w = g
-            .upload_weight(
-                "w",
-                m.ty.ggml,
-                m.rows as u32,
-                m.cols as u32,
-                &m.gguf,
-                max_piece,
-            )
-            .await
-            .unwrap();
+        let w = m.upload(g, max_piece_rows).await;
         let xb = g.storage_f32("x", &x).unwrap();
         let yb = g.storage("y", (max_n * y_stride * 4) as u64).unwrap();
         let mut mm = Matmul::new(

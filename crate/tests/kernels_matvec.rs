@@ -24,18 +24,7 @@ fn gpu_matvec(
     max_piece_rows: Option<usize>,
 ) -> Vec<f32> {
     pollster::block_on(async {
-        let max_piece = max_piece_rows.map(|r| (r * m.row_stride) as u64);
-        let w = g
-            .upload_weight(
-                "w",
-                m.ty.ggml,
-                m.rows as u32,
-                m.cols as u32,
-                &m.gguf,
-                max_piece,
-            )
-            .await
-            .unwrap();
+        let w = m.upload(g, max_piece_rows).await;
         if let Some(r) = max_piece_rows {
             assert_eq!(w.pieces.len(), m.rows.div_ceil(r), "pieces");
         }

@@ -225,6 +225,25 @@ impl QMatrix {
         Self::from_gguf(ty, rows, cols, gguf)
     }
 
+    /// This matrix on the GPU, split into pieces of at most `max_piece_rows` rows when given.
+    pub async fn upload(
+        &self,
+        g: &gemma_web::gpu::Gpu,
+        max_piece_rows: Option<usize>,
+    ) -> gemma_web::gpu::WeightTensor {
+        let max_piece = max_piece_rows.map(|r| (r * self.row_stride) as u64);
+        g.upload_weight(
+            "w",
+            self.ty.ggml,
+            self.rows as u32,
+            self.cols as u32,
+            &self.gguf,
+            max_piece,
+        )
+        .await
+        .expect("upload the weights")
+    }
+
     /// The matrix of `rows` rows starting at `row0`, in the padded GPU layout.
     pub fn padded_rows(&self, row0: usize, rows: usize) -> &[u8] {
         &self.padded[row0 * self.row_stride..(row0 + rows) * self.row_stride]
