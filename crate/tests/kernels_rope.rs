@@ -2,30 +2,11 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use gemma_web::gpu::{kernels, Gpu, GpuOptions};
-use gemma_web::testing::{assert_close, Rng};
+use gemma_web::testing::{assert_close, rope_reference, Rng};
 use pollster::block_on;
 
 fn gpu() -> Gpu {
     block_on(Gpu::new(GpuOptions::for_tests())).expect("a GPU adapter (lavapipe)")
-}
-
-/// Pairs (i, i + d/2) of each head rotate by pos * base^(-2i/d) (HF's rotate_half).
-fn rope_ref(x: &[f32], positions: &[u32], heads: usize, d: usize, base: f64) -> Vec<f32> {
-    let mut out = x.to_vec();
-    let half = d / 2;
-    for (t, &pos) in positions.iter().enumerate() {
-        for h in 0..heads {
-            let o = (t * heads + h) * d;
-            for i in 0..half {
-                let theta = f64::from(pos) * base.powf(-2.0 * i as f64 / d as f64);
-                let (s, c) = theta.sin_cos();
-                let (x0, x1) = (f64::from(x[o + i]), f64::from(x[o + i + half]));
-                out[o + i] = (x0 * c - x1 * s) as f32;
-                out[o + i + half] = (x0 * s + x1 * c) as f32;
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -57,7 +38,7 @@ fn rope_q_and_k_several_tokens_per_layer_base() {
         .unwrap();
         g.run(&[&op]).unwrap();
         let got = block_on(g.read_f32(&xb, x.len())).unwrap();
-        let want = rope_ref(&x, &positions, heads, d, f64::from(base));
+        let want = rope_reference(&x, &positions, heads, d, f64::from(base));
         // f32 angles lose about pos * 2^-23 radians, as in every f32 implementation.
         let max_pos = positions.iter().copied().max().unwrap_or(0) as f32;
         let abs = 2e-5 + max_pos * 1e-6;

@@ -120,16 +120,6 @@ fn prefill_matches_decode(name: &str, spec: RandomGemmaSpec) {
     assert!(e <= 1e-6, "{name}: prefill vs decode NMSE {e:.3e}");
 }
 
-fn reference_argmax(l: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in l.iter().enumerate() {
-        if x > l[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 #[test]
 fn gemma1_2b_shapes_at_default_limits() {
     decode_a_few("gemma-2b", RandomGemmaSpec::gemma_2b());

@@ -13,21 +13,7 @@ use gemma_web::model::{
     StopReason,
 };
 use gemma_web::Error;
-
-/// GEMMA.md: `<start_of_turn>user\nWrite a haiku about the sea.<end_of_turn>\n<start_of_turn>model\n` with BOS.
-const HAIKU_PROMPT: [u32; 17] = [
-    2, 105, 2364, 107, 6974, 496, 678, 20517, 1003, 506, 5442, 236761, 106, 107, 105, 4368, 107,
-];
-/// llama.cpp's greedy continuation of HAIKU_PROMPT (GEMMA.md).
-const LLAMA_CPP_GREEDY: [u32; 10] = [6974, 496, 678, 20517, 1003, 506, 5442, 236761, 217716, 107];
-/// llama.cpp's top-5 logits at the first generated position (GEMMA.md).
-const LLAMA_CPP_TOP5: [(u32, f32); 5] = [
-    (6974, 9.147),
-    (5986, 7.468),
-    (818, 5.818),
-    (236777, 5.377),
-    (3048, 5.182),
-];
+use reference::{HAIKU_PROMPT, LLAMA_CPP_GREEDY, LLAMA_CPP_TOP5};
 
 fn load(path: &PathBuf, context: u32) -> Model {
     let gpu = pollster::block_on(Gpu::new(GpuOptions::for_tests())).expect("gpu");

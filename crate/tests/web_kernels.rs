@@ -8,7 +8,7 @@ mod attention_common;
 use attention_common::{case, run_case, run_stream, Case};
 use gemma_web::gpu::attention::AttentionKernels;
 use gemma_web::gpu::{kernels, Gpu, GpuOptions};
-use gemma_web::testing::{assert_close, Rng};
+use gemma_web::testing::{assert_close, rope_reference, Rng};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -81,20 +81,7 @@ async fn web_rope() {
     .unwrap();
     g.run(&[&op]).unwrap();
     let got = g.read_f32(&xb, x.len()).await.unwrap();
-    let mut want = x.clone();
-    let half = d / 2;
-    for (t, &pos) in positions.iter().enumerate() {
-        for h in 0..heads {
-            let o = (t * heads + h) * d;
-            for i in 0..half {
-                let theta = f64::from(pos) * base.powf(-2.0 * i as f64 / d as f64);
-                let (s, c) = theta.sin_cos();
-                let (x0, x1) = (f64::from(x[o + i]), f64::from(x[o + i + half]));
-                want[o + i] = (x0 * c - x1 * s) as f32;
-                want[o + i + half] = (x0 * s + x1 * c) as f32;
-            }
-        }
-    }
+    let want = rope_reference(&x, &positions, heads, d, base);
     assert_close("web rope", &want, &got, 2e-5 + 511.0 * 1e-6, 1e-5);
 }
 
