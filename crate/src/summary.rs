@@ -137,9 +137,9 @@ impl HeaderSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::writer::{random_gemma_bytes, RandomGemmaSpec};
     use crate::gguf::{parse_header, HeaderParse};
     use crate::model::config::Arch;
+    use crate::model::random::{random_gemma_bytes, RandomGemmaSpec};
 
     fn summarize(spec: &RandomGemmaSpec) -> HeaderSummary {
         let bytes = random_gemma_bytes(spec).unwrap();

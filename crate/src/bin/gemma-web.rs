@@ -249,8 +249,8 @@ mod native {
     }
 
     fn random_model(args: RandomModelArgs) -> Result<(), Error> {
-        use gemma_web::gguf::writer::{write_random_gemma, RandomGemmaSpec};
         use gemma_web::model::config::Arch;
+        use gemma_web::model::random::{write_random_gemma, RandomGemmaSpec};
         let arch = match args.arch {
             ArchArg::Gemma => Arch::Gemma,
             ArchArg::Gemma2 => Arch::Gemma2,

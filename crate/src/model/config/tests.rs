@@ -1,6 +1,7 @@
 use super::*;
-use crate::gguf::writer::{gguf_bytes, random_gemma_bytes, RandomGemmaSpec, TensorDecl};
+use crate::gguf::writer::{gguf_bytes, TensorDecl};
 use crate::gguf::{parse_header, HeaderParse, MetaValue};
+use crate::model::random::{random_gemma_bytes, RandomGemmaSpec};
 
 fn header_of(b: &[u8]) -> GgufHeader {
     match parse_header(b, b.len() as u64) {
