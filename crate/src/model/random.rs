@@ -93,6 +93,9 @@ pub struct RandomGemmaSpec {
     pub eps: f32,
     /// `rope.freq_base`: written for Gemma 3 only (llama.cpp writes none for Gemma 1/2).
     pub rope_base: f32,
+    /// Linear RoPE scaling factor of the global layers (`rope.scaling.type` linear and
+    /// `rope.scaling.factor`, as in Gemma 3 4B, 12B and 27B: 8).
+    pub rope_scaling: Option<f32>,
     /// Gemma 2/3.
     pub sliding_window: Option<u32>,
     /// Gemma 2.
@@ -125,6 +128,7 @@ impl RandomGemmaSpec {
             } else {
                 10_000.0
             },
+            rope_scaling: None,
             sliding_window: (arch != Arch::Gemma).then_some(16),
             attn_softcap: (arch == Arch::Gemma2).then_some(50.0),
             final_softcap: (arch == Arch::Gemma2).then_some(30.0),
@@ -148,6 +152,7 @@ impl RandomGemmaSpec {
             context_len: 8192,
             eps: 1e-6,
             rope_base: 10_000.0,
+            rope_scaling: None,
             sliding_window: None,
             attn_softcap: None,
             final_softcap: None,
@@ -187,6 +192,7 @@ impl RandomGemmaSpec {
             context_len: 32_768,
             eps: 1e-6,
             rope_base: 1_000_000.0,
+            rope_scaling: None,
             sliding_window: Some(512),
             attn_softcap: None,
             final_softcap: None,
@@ -238,6 +244,7 @@ impl RandomGemmaSpec {
                 10_000.0
             },
             rope_base_local: 10_000.0,
+            rope_scale_global: 1.0 / self.rope_scaling.unwrap_or(1.0),
             sliding_window: sliding,
             sliding_pattern: match self.arch {
                 Arch::Gemma => 1,
@@ -275,6 +282,10 @@ impl RandomGemmaSpec {
         k("attention.key_length", M::U32(self.head_dim));
         k("attention.value_length", M::U32(self.head_dim));
         k("attention.layer_norm_rms_epsilon", M::F32(self.eps));
+        if let Some(f) = self.rope_scaling {
+            k("rope.scaling.type", M::Str("linear".into()));
+            k("rope.scaling.factor", M::F32(f));
+        }
         match self.arch {
             Arch::Gemma => {}
             Arch::Gemma2 => {
