@@ -1,11 +1,13 @@
 // Rotary position embedding, NeoX halves: for each head, pairs (i, i + head_dim/2) rotate by
-// pos * base^(-2i/head_dim). In place on q or k, several tokens at once (prefill).
+// pos * pos_scale * base^(-2i/head_dim). In place on q or k, several tokens at once (prefill).
+// pos_scale is 1 / factor of linear RoPE scaling (Gemma 3 4B+ global layers), else 1.
 
 struct Params {
     n_tokens: u32,
     n_heads: u32,
     head_dim: u32,   // even
     base: f32,       // per layer: 10000 local, 1e6 global on Gemma 3
+    pos_scale: f32,  // per layer: 1, or 1/8 on the global layers of Gemma 3 4B, 12B, 27B
 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;   // (n_tokens, n_heads, head_dim)
@@ -28,7 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let th = idx / half;          // token * n_heads + head
     let t = th / p.n_heads;
     let freq = pow(p.base, -2.0 * f32(i) / f32(p.head_dim));
-    var angle = f32(positions[t]) * freq;
+    var angle = f32(positions[t]) * p.pos_scale * freq;
     // sin/cos are only accurate near [-pi, pi] on GPUs.
     angle -= TWO_PI * round(angle / TWO_PI);
     let c = cos(angle);

@@ -5,6 +5,7 @@
 //! refuses `..` in paths and picks `application/wasm` for `.wasm`. What the browser's resumable
 //! model download needs beyond that is added here: a strong ETag with If-Range, If-Match and
 //! If-None-Match, and the cross-origin isolation headers (COOP/COEP/CORP) on every response.
+//! Only requests for a loopback Host are answered (see [`is_loopback_host`]).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -74,6 +75,56 @@ pub fn router_with(www: &Path, models: &Path, hooks: TestHooks) -> Router {
         .layer(isolate("cross-origin-opener-policy", "same-origin"))
         .layer(isolate("cross-origin-embedder-policy", "require-corp"))
         .layer(isolate("cross-origin-resource-policy", "same-origin"))
+        .layer(middleware::from_fn(loopback_only))
+}
+
+/// DNS rebinding: a page on another site can point its own name at 127.0.0.1 and then read what
+/// this server answers as if it were its own. Its requests carry that name in Host, so a request
+/// is answered only when Host names the loopback interface; anything else gets 421.
+async fn loopback_only(req: Request, next: Next) -> Response {
+    let host = req.headers().get(header::HOST).map(|v| v.to_str());
+    match host {
+        Some(Ok(h)) if is_loopback_host(h) => next.run(req).await,
+        _ => {
+            let shown = match host {
+                None => "no Host header".to_string(),
+                Some(Ok(h)) => format!("Host {h:?}"),
+                Some(Err(_)) => "a Host header that is not ASCII".to_string(),
+            };
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!(
+                    "gemma-web serve answers only http://127.0.0.1:PORT, http://localhost:PORT \
+                     or http://[::1]:PORT, not a request with {shown}\n"
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Whether a Host header value is `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some(split) => split,
+            None => return false,
+        },
+        None => match host.find(':') {
+            Some(i) => host.split_at(i),
+            None => (host, ""),
+        },
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+        });
+    let name_ok = match host.starts_with('[') {
+        true => name == "::1",
+        false => name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost"),
+    };
+    port_ok && name_ok
 }
 
 /// Serves on an already bound listener until the process is interrupted.

@@ -1,10 +1,16 @@
 //! What a model file holds, for people: the page shows it (serialized to JS through `web.rs`) and
 //! native tools can print it. Field names are the JS API's (camelCase), independent of the Rust names.
+//! [`Inspection`] is the fuller listing `gemma-web inspect` prints (every key and tensor, as text or
+//! JSON with the Rust field names).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::Serialize;
+use serde_json::{json, Value};
 
-use crate::gguf::GgufHeader;
-use crate::model::config::GemmaConfig;
+use crate::gguf::{GgmlType, GgufHeader, MetaValue, TensorInfo};
+use crate::model::config::{check_inventory, GemmaConfig};
 use crate::Error;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -134,12 +140,267 @@ impl HeaderSummary {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// `gemma-web inspect`
+// ---------------------------------------------------------------------------------------------
+
+/// What `gemma-web inspect` shows of a file: every metadata key, the config and the inventory
+/// check (or their errors), and the tensors grouped by type, as text for people or as JSON.
+pub struct Inspection<'a> {
+    pub header: &'a GgufHeader,
+    pub file_bytes: u64,
+    pub config: Result<GemmaConfig, Error>,
+    /// Not checked (`Ok`) when there is no config.
+    pub inventory: Result<(), Error>,
+    groups: BTreeMap<GgmlType, Vec<&'a TensorInfo>>,
+}
+
+impl<'a> Inspection<'a> {
+    pub fn new(header: &'a GgufHeader, file_bytes: u64) -> Self {
+        let config = GemmaConfig::from_header(header);
+        let inventory = match &config {
+            Ok(c) => check_inventory(header, c),
+            Err(_) => Ok(()),
+        };
+        let mut groups: BTreeMap<GgmlType, Vec<&TensorInfo>> = BTreeMap::new();
+        for t in &header.tensors {
+            groups.entry(t.ty).or_default().push(t);
+        }
+        Inspection {
+            header,
+            file_bytes,
+            config,
+            inventory,
+            groups,
+        }
+    }
+
+    /// The config's error, else the inventory's: whether the model can run.
+    pub fn into_result(self) -> Result<(), Error> {
+        self.config.and(self.inventory)
+    }
+
+    /// One JSON object; `file` is the path shown. Long arrays (the vocabulary) show their length
+    /// and first items.
+    pub fn to_json(&self, file: &str) -> Value {
+        let (h, file_bytes, config, inventory, groups) = (
+            self.header,
+            self.file_bytes,
+            &self.config,
+            &self.inventory,
+            &self.groups,
+        );
+        let metadata: serde_json::Map<String, Value> = h
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), meta_json(v)))
+            .collect();
+        let types: Vec<Value> = groups
+            .iter()
+            .map(|(ty, ts)| {
+                json!({
+                    "type": ty.name(),
+                    "count": ts.len(),
+                    "bytes": ts.iter().map(|t| t.bytes).sum::<u64>(),
+                    "tensors": ts.iter().map(|t| json!({
+                        "name": t.name, "dims": t.dims, "offset": t.offset, "bytes": t.bytes,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let err = |e: &Error| json!({"code": e.code(), "message": e.to_string()});
+        let out = json!({
+            "file": file,
+            "file_bytes": file_bytes,
+            "version": h.version,
+            "alignment": h.alignment,
+            "data_offset": h.data_offset,
+            "architecture": h.architecture(),
+            "config": match config { Ok(c) => json!(c), Err(e) => json!({"error": err(e)}) },
+            "inventory": match inventory { Ok(()) => json!("ok"), Err(e) => json!({"error": err(e)}) },
+            "tensor_count": h.tensors.len(),
+            "tensor_bytes": h.tensor_bytes(),
+            "types": types,
+            "metadata": metadata,
+        });
+        out
+    }
+
+    /// The listing for people, lines ending in newlines; `file` is the path shown.
+    pub fn to_text(&self, file: &str) -> String {
+        let (h, file_bytes, config, inventory, groups) = (
+            self.header,
+            self.file_bytes,
+            &self.config,
+            &self.inventory,
+            &self.groups,
+        );
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        macro_rules! say {
+            ($($arg:tt)*) => {{
+                let _ = writeln!(out, $($arg)*);
+            }};
+        }
+        say!("{}: {} bytes ({})", file, file_bytes, mb(file_bytes));
+        say!(
+            "GGUF v{}, {} metadata keys, {} tensors, alignment {}, data at byte {}",
+            h.version,
+            h.metadata.len(),
+            h.tensors.len(),
+            h.alignment,
+            h.data_offset
+        );
+        say!("architecture: {}", h.architecture().unwrap_or("(none)"));
+        if let Some(name) = h.get_str("general.name") {
+            say!("name: {name}");
+        }
+        match config {
+            Ok(c) => {
+                say!("config:");
+                say!(
+                    "  layers {}, d_model {}, ffn {}",
+                    c.n_layers,
+                    c.d_model,
+                    c.ffn
+                );
+                say!(
+                    "  heads {}, kv heads {}, head_dim {}, query scale {}",
+                    c.n_heads,
+                    c.n_kv_heads,
+                    c.head_dim,
+                    c.query_scale
+                );
+                say!(
+                    "  vocab {}, context {}, rms eps {:e}",
+                    c.vocab,
+                    c.context_len,
+                    c.eps
+                );
+                match c.sliding_window {
+                    Some(w) => {
+                        let global: Vec<String> = (0..c.n_layers)
+                            .filter(|&l| !c.is_sliding(l))
+                            .map(|l| l.to_string())
+                            .collect();
+                        say!(
+                            "  sliding window {w} (pattern {}; global layers: {})",
+                            c.sliding_pattern,
+                            global.join(", ")
+                        );
+                    }
+                    None => say!("  sliding window: none"),
+                }
+                say!(
+                    "  rope base: global {}, local {}",
+                    c.rope_base_global,
+                    c.rope_base_local
+                );
+                let cap = |x: Option<f32>| x.map_or("none".to_string(), |v| v.to_string());
+                say!(
+                    "  soft-cap: attention {}, final {}",
+                    cap(c.attn_softcap),
+                    cap(c.final_softcap)
+                );
+            }
+            Err(e) => say!("config: {} error: {e}", e.code()),
+        }
+        match inventory {
+            Ok(()) if config.is_ok() => say!("inventory: ok"),
+            Ok(()) => {}
+            Err(e) => say!("inventory: {} error: {e}", e.code()),
+        }
+        say!("metadata:");
+        for (k, v) in &h.metadata {
+            say!("  {k} = {}", meta_text(v));
+        }
+        let total = h.tensor_bytes();
+        say!("tensors by type:");
+        for (ty, ts) in groups {
+            let bytes: u64 = ts.iter().map(|t| t.bytes).sum();
+            say!(
+                "  {:<5} {:>4} tensors {:>14} bytes ({:>5.1}%)",
+                ty.name(),
+                ts.len(),
+                bytes,
+                100.0 * bytes as f64 / total.max(1) as f64
+            );
+            for t in ts {
+                say!(
+                    "      {:<36} {:<16} {:>12} bytes",
+                    t.name,
+                    format!("{:?}", t.dims),
+                    t.bytes
+                );
+            }
+        }
+        say!(
+            "total: {} tensors, {} bytes ({}) of a {} file",
+            h.tensors.len(),
+            total,
+            mb(total),
+            mb(file_bytes)
+        );
+        out
+    }
+}
+
+fn meta_json(v: &MetaValue) -> Value {
+    match v {
+        MetaValue::U8(x) => json!(x),
+        MetaValue::I8(x) => json!(x),
+        MetaValue::U16(x) => json!(x),
+        MetaValue::I16(x) => json!(x),
+        MetaValue::U32(x) => json!(x),
+        MetaValue::I32(x) => json!(x),
+        MetaValue::U64(x) => json!(x),
+        MetaValue::I64(x) => json!(x),
+        MetaValue::F32(x) => json!(x),
+        MetaValue::F64(x) => json!(x),
+        MetaValue::Bool(x) => json!(x),
+        MetaValue::Str(x) => json!(x),
+        // Vocabularies are hundreds of thousands long: their length and first items are enough.
+        MetaValue::Array(a) if a.len() > 16 => json!({
+            "array_len": a.len(),
+            "first": a.iter().take(8).map(meta_json).collect::<Vec<_>>(),
+        }),
+        MetaValue::Array(a) => Value::Array(a.iter().map(meta_json).collect()),
+    }
+}
+
+fn meta_text(v: &MetaValue) -> String {
+    match v {
+        MetaValue::Str(s) if s.chars().count() > 80 => {
+            format!(
+                "{:?}... ({} bytes)",
+                s.chars().take(60).collect::<String>(),
+                s.len()
+            )
+        }
+        MetaValue::Array(a) if a.len() > 8 => {
+            let first: Vec<String> = a.iter().take(6).map(meta_text).collect();
+            format!("[{}, ...] ({} items)", first.join(", "), a.len())
+        }
+        MetaValue::Array(a) => {
+            format!(
+                "[{}]",
+                a.iter().map(meta_text).collect::<Vec<_>>().join(", ")
+            )
+        }
+        _ => meta_json(v).to_string(),
+    }
+}
+
+fn mb(b: u64) -> String {
+    format!("{:.2} MB", b as f64 / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::writer::{random_gemma_bytes, RandomGemmaSpec};
     use crate::gguf::{parse_header, HeaderParse};
     use crate::model::config::Arch;
+    use crate::model::random::{random_gemma_bytes, RandomGemmaSpec};
 
     fn summarize(spec: &RandomGemmaSpec) -> HeaderSummary {
         let bytes = random_gemma_bytes(spec).unwrap();

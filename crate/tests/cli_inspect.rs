@@ -1,6 +1,8 @@
 //! `gemma-web inspect` and `gemma-web random-model`, run as a user would.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod reference;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -108,14 +110,10 @@ fn inspect_rejects_a_non_gguf_file() {
 
 #[test]
 fn inspect_real_model() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/gemma-3-270m-q4_k_m.gguf");
-    if !p.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (fetch the real model to run this test)",
-            p.display()
-        );
+    // The shared rule: a missing model fails the test unless GEMMA_WEB_SKIP_MODEL_TESTS=1.
+    let Some(p) = reference::real_model() else {
         return;
-    }
+    };
     let (ok, v) = inspect_json(&p);
     assert!(ok, "{v}");
     // The definition of done.

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use gemma_web::gguf::writer::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::model::config::Arch;
+use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use serde_json::Value;
 
 fn run(args: &[&str]) -> (bool, String, String) {

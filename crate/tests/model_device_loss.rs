@@ -5,9 +5,9 @@
 //! of a run that was never interrupted.
 #![cfg(not(target_arch = "wasm32"))]
 
-use gemma_web::gguf::writer::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::config::Arch;
+use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::model::{GenerateOptions, Model, ModelOptions, SamplingParams, Session};
 use gemma_web::Error;
 

@@ -8,8 +8,8 @@
 //! the full logit vector.
 #![cfg(not(target_arch = "wasm32"))]
 
-use gemma_web::gguf::writer::{write_random_gemma, RandomGemmaSpec};
 use gemma_web::gpu::{Gpu, GpuOptions};
+use gemma_web::model::random::{write_random_gemma, RandomGemmaSpec};
 use gemma_web::model::{FileSource, Head, Model, ModelOptions, Output};
 
 fn nmse(a: &[f32], b: &[f32]) -> f64 {

@@ -40,8 +40,8 @@ fn gemma3_270m_matches_llama_cpp() {
     };
     let mut model = load(&path, 128);
 
-    // First generated position: the top-5 ids in llama.cpp's order, logits within what the
-    // f32-dequantized forward differs from llama.cpp by (GEMMA.md: 0.7 max).
+    // First generated position: the top-5 ids in llama.cpp's order, logits within 0.2 of
+    // llama.cpp's (measured on lavapipe: 0.138 at most, on token 3048; the README says so).
     let top = match pollster::block_on(model.prefill(&HAIKU_PROMPT, 0, Head::TopK)).unwrap() {
         Output::TopK(t) => t,
         o => panic!("{o:?}"),
@@ -55,7 +55,7 @@ fn gemma3_270m_matches_llama_cpp() {
     assert_eq!(ids, want, "top-5 ids");
     for ((id, got), (_, want)) in top.iter().zip(LLAMA_CPP_TOP5) {
         assert!(
-            (got - want).abs() <= 0.7,
+            (got - want).abs() <= 0.2,
             "token {id}: {got} vs llama.cpp {want}"
         );
     }

@@ -2,10 +2,10 @@
 //! that are truncated or damaged.
 #![cfg(not(target_arch = "wasm32"))]
 
-use gemma_web::gguf::writer::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::config::Arch;
 use gemma_web::model::loader::SLICE_BYTES;
+use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::model::{ByteSource, Head, Model, ModelOptions, Output};
 use gemma_web::Error;
 

@@ -6,11 +6,11 @@
 
 mod reference;
 
-use gemma_web::gguf::writer::{random_gemma_bytes, QuantTypes, RandomGemmaSpec};
 use gemma_web::gguf::GgmlType;
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::config::Arch;
 use gemma_web::model::loader::LoadOptions;
+use gemma_web::model::random::{random_gemma_bytes, QuantTypes, RandomGemmaSpec};
 use gemma_web::model::{Head, Model, ModelOptions, Output};
 
 const STEPS: usize = 32;

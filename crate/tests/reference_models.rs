@@ -7,9 +7,10 @@ mod reference;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use gemma_web::gguf::writer::{write_random_gemma, QuantTypes, RandomGemmaSpec, Rng};
+use gemma_web::gguf::writer::Rng;
 use gemma_web::gguf::GgmlType;
 use gemma_web::model::config::Arch;
+use gemma_web::model::random::{write_random_gemma, QuantTypes, RandomGemmaSpec};
 use reference::*;
 
 #[test]

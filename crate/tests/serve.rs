@@ -86,10 +86,11 @@ async fn request(site: &Site, method: Method, path: &str, headers: &[(&str, &str
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, site.addr.to_string());
+    let mut req = Request::builder().method(method).uri(path);
+    // The address the server was reached at, unless the test sends its own Host.
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header(header::HOST, site.addr.to_string());
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -424,4 +425,51 @@ async fn test_hooks_flip_a_byte_cut_once_and_log_bytes_sent() {
             ("HEAD".to_string(), None, 200, 0),
         ]
     );
+}
+
+#[tokio::test]
+async fn only_loopback_host_names_are_answered() {
+    let site = site().await;
+    let port = site.addr.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_string(),
+    ] {
+        let r = get(&site, "/models/tiny.gguf", &[("host", &host)]).await;
+        assert_eq!(r.status, StatusCode::OK, "Host {host}");
+        assert_eq!(r.body, site.model, "Host {host}");
+    }
+    // A rebinding page's own name (or anything not loopback) gets 421 and a body that says why,
+    // on the page, the model listing and the models alike.
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("0.0.0.0:{port}"),
+        format!("127.0.0.2:{port}"),
+        format!("[::2]:{port}"),
+        format!("[::1]evil:{port}"),
+        format!("localhost:{port}x"),
+        "localhost:".to_string(),
+        "localhost:99999".to_string(),
+        String::new(),
+    ] {
+        for path in ["/", "/models/index.json", "/models/tiny.gguf"] {
+            let r = get(&site, path, &[("host", &host)]).await;
+            assert_eq!(
+                r.status,
+                StatusCode::MISDIRECTED_REQUEST,
+                "Host {host:?} {path}"
+            );
+            let body = String::from_utf8(r.body).unwrap();
+            assert!(
+                body.contains("127.0.0.1") && body.contains(&format!("{host:?}")),
+                "{body}"
+            );
+        }
+    }
 }

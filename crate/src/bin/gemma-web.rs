@@ -249,8 +249,8 @@ mod native {
     }
 
     fn random_model(args: RandomModelArgs) -> Result<(), Error> {
-        use gemma_web::gguf::writer::{write_random_gemma, RandomGemmaSpec};
         use gemma_web::model::config::Arch;
+        use gemma_web::model::random::{write_random_gemma, RandomGemmaSpec};
         let arch = match args.arch {
             ArchArg::Gemma => Arch::Gemma,
             ArchArg::Gemma2 => Arch::Gemma2,
@@ -310,235 +310,26 @@ mod native {
         Ok(())
     }
 
-    /// `gemma-web inspect`.
+    /// `gemma-web inspect`: the listing is printed either way; an unusable model still fails
+    /// the command.
     mod inspect {
-        use std::collections::BTreeMap;
         use std::path::Path;
 
-        use gemma_web::gguf::{read_header_from_file, GgmlType, GgufHeader, MetaValue, TensorInfo};
-        use gemma_web::model::config::{check_inventory, GemmaConfig};
+        use gemma_web::gguf::read_header_from_file;
+        use gemma_web::summary::Inspection;
         use gemma_web::Error;
-        use serde_json::{json, Value};
 
         pub fn run(path: &Path, as_json: bool) -> Result<(), Error> {
             let h = read_header_from_file(path)?;
             let file_bytes = std::fs::metadata(path)?.len();
-            let config = GemmaConfig::from_header(&h);
-            let inventory = match &config {
-                Ok(c) => check_inventory(&h, c),
-                Err(_) => Ok(()),
-            };
-            let mut groups: BTreeMap<GgmlType, Vec<&TensorInfo>> = BTreeMap::new();
-            for t in &h.tensors {
-                groups.entry(t.ty).or_default().push(t);
-            }
+            let report = Inspection::new(&h, file_bytes);
+            let file = path.display().to_string();
             if as_json {
-                print_json(path, file_bytes, &h, &config, &inventory, &groups);
+                println!("{}", report.to_json(&file));
             } else {
-                print_text(path, file_bytes, &h, &config, &inventory, &groups);
+                print!("{}", report.to_text(&file));
             }
-            // The listing is printed either way; an unusable model still fails the command.
-            config.and(inventory)
-        }
-
-        fn meta_json(v: &MetaValue) -> Value {
-            match v {
-                MetaValue::U8(x) => json!(x),
-                MetaValue::I8(x) => json!(x),
-                MetaValue::U16(x) => json!(x),
-                MetaValue::I16(x) => json!(x),
-                MetaValue::U32(x) => json!(x),
-                MetaValue::I32(x) => json!(x),
-                MetaValue::U64(x) => json!(x),
-                MetaValue::I64(x) => json!(x),
-                MetaValue::F32(x) => json!(x),
-                MetaValue::F64(x) => json!(x),
-                MetaValue::Bool(x) => json!(x),
-                MetaValue::Str(x) => json!(x),
-                // Vocabularies are hundreds of thousands long: their length and first items are enough.
-                MetaValue::Array(a) if a.len() > 16 => json!({
-                    "array_len": a.len(),
-                    "first": a.iter().take(8).map(meta_json).collect::<Vec<_>>(),
-                }),
-                MetaValue::Array(a) => Value::Array(a.iter().map(meta_json).collect()),
-            }
-        }
-
-        fn meta_text(v: &MetaValue) -> String {
-            match v {
-                MetaValue::Str(s) if s.chars().count() > 80 => {
-                    format!(
-                        "{:?}... ({} bytes)",
-                        s.chars().take(60).collect::<String>(),
-                        s.len()
-                    )
-                }
-                MetaValue::Array(a) if a.len() > 8 => {
-                    let first: Vec<String> = a.iter().take(6).map(meta_text).collect();
-                    format!("[{}, ...] ({} items)", first.join(", "), a.len())
-                }
-                MetaValue::Array(a) => {
-                    format!(
-                        "[{}]",
-                        a.iter().map(meta_text).collect::<Vec<_>>().join(", ")
-                    )
-                }
-                _ => meta_json(v).to_string(),
-            }
-        }
-
-        fn print_json(
-            path: &Path,
-            file_bytes: u64,
-            h: &GgufHeader,
-            config: &Result<GemmaConfig, Error>,
-            inventory: &Result<(), Error>,
-            groups: &BTreeMap<GgmlType, Vec<&TensorInfo>>,
-        ) {
-            let metadata: serde_json::Map<String, Value> = h
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), meta_json(v)))
-                .collect();
-            let types: Vec<Value> = groups
-                .iter()
-                .map(|(ty, ts)| {
-                    json!({
-                        "type": ty.name(),
-                        "count": ts.len(),
-                        "bytes": ts.iter().map(|t| t.bytes).sum::<u64>(),
-                        "tensors": ts.iter().map(|t| json!({
-                            "name": t.name, "dims": t.dims, "offset": t.offset, "bytes": t.bytes,
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            let err = |e: &Error| json!({"code": e.code(), "message": e.to_string()});
-            let out = json!({
-                "file": path.display().to_string(),
-                "file_bytes": file_bytes,
-                "version": h.version,
-                "alignment": h.alignment,
-                "data_offset": h.data_offset,
-                "architecture": h.architecture(),
-                "config": match config { Ok(c) => json!(c), Err(e) => json!({"error": err(e)}) },
-                "inventory": match inventory { Ok(()) => json!("ok"), Err(e) => json!({"error": err(e)}) },
-                "tensor_count": h.tensors.len(),
-                "tensor_bytes": h.tensor_bytes(),
-                "types": types,
-                "metadata": metadata,
-            });
-            println!("{out}");
-        }
-
-        fn mb(b: u64) -> String {
-            format!("{:.2} MB", b as f64 / 1e6)
-        }
-
-        fn print_text(
-            path: &Path,
-            file_bytes: u64,
-            h: &GgufHeader,
-            config: &Result<GemmaConfig, Error>,
-            inventory: &Result<(), Error>,
-            groups: &BTreeMap<GgmlType, Vec<&TensorInfo>>,
-        ) {
-            println!(
-                "{}: {} bytes ({})",
-                path.display(),
-                file_bytes,
-                mb(file_bytes)
-            );
-            println!(
-                "GGUF v{}, {} metadata keys, {} tensors, alignment {}, data at byte {}",
-                h.version,
-                h.metadata.len(),
-                h.tensors.len(),
-                h.alignment,
-                h.data_offset
-            );
-            println!("architecture: {}", h.architecture().unwrap_or("(none)"));
-            if let Some(name) = h.get_str("general.name") {
-                println!("name: {name}");
-            }
-            match config {
-                Ok(c) => {
-                    println!("config:");
-                    println!(
-                        "  layers {}, d_model {}, ffn {}",
-                        c.n_layers, c.d_model, c.ffn
-                    );
-                    println!(
-                        "  heads {}, kv heads {}, head_dim {}, query scale {}",
-                        c.n_heads, c.n_kv_heads, c.head_dim, c.query_scale
-                    );
-                    println!(
-                        "  vocab {}, context {}, rms eps {:e}",
-                        c.vocab, c.context_len, c.eps
-                    );
-                    match c.sliding_window {
-                        Some(w) => {
-                            let global: Vec<String> = (0..c.n_layers)
-                                .filter(|&l| !c.is_sliding(l))
-                                .map(|l| l.to_string())
-                                .collect();
-                            println!(
-                                "  sliding window {w} (pattern {}; global layers: {})",
-                                c.sliding_pattern,
-                                global.join(", ")
-                            );
-                        }
-                        None => println!("  sliding window: none"),
-                    }
-                    println!(
-                        "  rope base: global {}, local {}",
-                        c.rope_base_global, c.rope_base_local
-                    );
-                    let cap = |x: Option<f32>| x.map_or("none".to_string(), |v| v.to_string());
-                    println!(
-                        "  soft-cap: attention {}, final {}",
-                        cap(c.attn_softcap),
-                        cap(c.final_softcap)
-                    );
-                }
-                Err(e) => println!("config: {} error: {e}", e.code()),
-            }
-            match inventory {
-                Ok(()) if config.is_ok() => println!("inventory: ok"),
-                Ok(()) => {}
-                Err(e) => println!("inventory: {} error: {e}", e.code()),
-            }
-            println!("metadata:");
-            for (k, v) in &h.metadata {
-                println!("  {k} = {}", meta_text(v));
-            }
-            let total = h.tensor_bytes();
-            println!("tensors by type:");
-            for (ty, ts) in groups {
-                let bytes: u64 = ts.iter().map(|t| t.bytes).sum();
-                println!(
-                    "  {:<5} {:>4} tensors {:>14} bytes ({:>5.1}%)",
-                    ty.name(),
-                    ts.len(),
-                    bytes,
-                    100.0 * bytes as f64 / total.max(1) as f64
-                );
-                for t in ts {
-                    println!(
-                        "      {:<36} {:<16} {:>12} bytes",
-                        t.name,
-                        format!("{:?}", t.dims),
-                        t.bytes
-                    );
-                }
-            }
-            println!(
-                "total: {} tensors, {} bytes ({}) of a {} file",
-                h.tensors.len(),
-                total,
-                mb(total),
-                mb(file_bytes)
-            );
+            report.into_result()
         }
     }
 

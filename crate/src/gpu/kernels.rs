@@ -115,6 +115,26 @@ pub async fn rope(
     head_dim: u32,
     base: f32,
 ) -> Result<Op, Error> {
+    rope_scaled(gpu, x, positions, n_tokens, n_heads, head_dim, base, 1.0).await
+}
+
+/// [`rope`] at positions times `pos_scale`: linear RoPE scaling by a factor of 1 / `pos_scale`.
+#[allow(clippy::too_many_arguments)]
+pub async fn rope_scaled(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    positions: &wgpu::Buffer,
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    base: f32,
+    pos_scale: f32,
+) -> Result<Op, Error> {
+    if !(pos_scale.is_finite() && pos_scale > 0.0) {
+        return Err(Error::Unsupported(format!(
+            "rope: position scale {pos_scale}"
+        )));
+    }
     if head_dim % 2 != 0 {
         return Err(Error::Unsupported(format!("rope: head_dim {head_dim}")));
     }
@@ -125,7 +145,13 @@ pub async fn rope(
     let pipeline = gpu.pipeline(&PipelineDesc::kernel("rope")).await?;
     let params = gpu.uniform_u32(
         "rope params",
-        &words(&[n_tokens, n_heads, head_dim, base.to_bits()]),
+        &words(&[
+            n_tokens,
+            n_heads,
+            head_dim,
+            base.to_bits(),
+            pos_scale.to_bits(),
+        ]),
     )?;
     gpu.bound_op(
         "rope",

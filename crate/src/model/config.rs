@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::gguf::{GgmlType, GgufHeader};
+use crate::gguf::{GgmlType, GgufHeader, MetaValue};
 use crate::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -69,6 +69,10 @@ pub struct GemmaConfig {
     pub rope_base_global: f32,
     /// RoPE base of sliding-window layers (Gemma 3).
     pub rope_base_local: f32,
+    /// Multiplies the positions RoPE rotates by on the layers that use `rope_base_global`:
+    /// 1 / `rope.scaling.factor` for linear scaling (Gemma 3 4B, 12B, 27B: 1/8), else 1.
+    /// Gemma 3's sliding layers are never scaled (HF: only the global rotary embedding is).
+    pub rope_scale_global: f32,
     /// Key j is visible to query i when 0 <= i - j < window, on sliding layers.
     pub sliding_window: Option<u32>,
     /// Layer l slides unless l % pattern == pattern - 1 (Gemma 2: 2, even layers slide; Gemma 3: 6).
@@ -239,6 +243,8 @@ impl GemmaConfig {
                 "RoPE bases {rope_global} / {rope_local} must be positive"
             )));
         }
+        let rope_scale_global = rope_scaling(h, a)?;
+        refuse_unread_keys(h, arch, head_dim)?;
 
         // As llama.cpp: the 27B models scale by 1/sqrt(d_model / n_heads) (their query_pre_attn_scalar),
         // all smaller ones by 1/sqrt(head_dim) (= 1/16 for the 2B, 1B and 270M models).
@@ -260,6 +266,7 @@ impl GemmaConfig {
             eps,
             rope_base_global: rope_global,
             rope_base_local: rope_local,
+            rope_scale_global,
             sliding_window,
             sliding_pattern,
             attn_softcap,
@@ -289,6 +296,15 @@ impl GemmaConfig {
             self.rope_base_local
         } else {
             self.rope_base_global
+        }
+    }
+
+    /// The factor on positions in `layer`'s RoPE (see `rope_scale_global`).
+    pub fn rope_scale(&self, layer: u32) -> f32 {
+        if self.arch == Arch::Gemma3 && self.is_sliding(layer) {
+            1.0
+        } else {
+            self.rope_scale_global
         }
     }
 
@@ -343,6 +359,124 @@ impl GemmaConfig {
         }
         v
     }
+}
+
+/// The position factor of linear RoPE scaling, from `{arch}.rope.scaling.type` and `.factor`
+/// (or the older `rope.scale_linear`), as llama.cpp reads them: the factor divides the positions
+/// (HF's `rope_scaling: {"rope_type": "linear"}`), whether the type says `linear` or `none` or is
+/// absent. Any other type (yarn, longrope, ...) changes the math in ways gemma-web does not
+/// implement, so such a file is refused rather than run with wrong logits.
+fn rope_scaling(h: &GgufHeader, a: &str) -> Result<f32, Error> {
+    let ty_key = format!("{a}.rope.scaling.type");
+    match h.get(&ty_key) {
+        None => {}
+        Some(MetaValue::Str(t)) if t == "linear" || t == "none" => {}
+        Some(MetaValue::Str(t)) => {
+            return Err(Error::Unsupported(format!(
+                "{ty_key} = {t:?}: gemma-web implements linear RoPE scaling only"
+            )))
+        }
+        Some(v) => return Err(bad(format!("metadata key {ty_key} is not a string: {v:?}"))),
+    }
+    let mut factor = None;
+    for key in [
+        format!("{a}.rope.scaling.factor"),
+        format!("{a}.rope.scale_linear"),
+    ] {
+        if let (None, Some(v)) = (factor, h.get(&key)) {
+            factor = match v.as_f32() {
+                // llama.cpp reads 0 as "no scaling".
+                Some(x) if x == 0.0 => Some(1.0),
+                Some(x) if x.is_finite() && x > 0.0 => Some(x),
+                _ => {
+                    return Err(bad(format!(
+                        "metadata key {key} is not a positive number: {v:?}"
+                    )))
+                }
+            };
+        }
+    }
+    Ok(1.0 / factor.unwrap_or(1.0))
+}
+
+/// Refuses a file with a `{arch}.` key that would change the forward pass but that
+/// [`GemmaConfig::from_header`] does not read for this architecture: running it would give wrong
+/// logits without any error. Any unknown `rope.*` or `attention.*` key counts as such, and so do
+/// the scaling and mixture-of-experts keys llama.cpp defines for other architectures.
+fn refuse_unread_keys(h: &GgufHeader, arch: Arch, head_dim: u32) -> Result<(), Error> {
+    const ALWAYS_READ: &[&str] = &[
+        "context_length",
+        "embedding_length",
+        "block_count",
+        "feed_forward_length",
+        "attention.head_count",
+        "attention.head_count_kv",
+        "attention.key_length",
+        "attention.value_length",
+        "attention.layer_norm_rms_epsilon",
+        "rope.freq_base",
+        "rope.scaling.type",
+        "rope.scaling.factor",
+        "rope.scale_linear",
+        // Informational for linear scaling (the context the model was trained with before it).
+        "rope.scaling.original_context_length",
+        "rope.scaling.finetuned",
+    ];
+    let read_by_arch: &[&str] = match arch {
+        Arch::Gemma => &[],
+        Arch::Gemma2 => &[
+            "attention.sliding_window",
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+        ],
+        Arch::Gemma3 => &[
+            "attention.sliding_window",
+            "attention.sliding_window_pattern",
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+            "rope.local_freq_base",
+        ],
+    };
+    const OTHER_MATH: &[&str] = &[
+        "attn_logit_softcapping",
+        "final_logit_softcapping",
+        "expert_count",
+        "expert_used_count",
+        "embedding_scale",
+        "logit_scale",
+        "residual_scale",
+        "attention.scale",
+    ];
+    let prefix = format!("{}.", arch.name());
+    for (key, value) in &h.metadata {
+        let Some(k) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        if ALWAYS_READ.contains(&k) || read_by_arch.contains(&k) {
+            continue;
+        }
+        let harmless = match k {
+            // Rotating every dimension is what RoPE here does.
+            "rope.dimension_count" => value.as_u32() == Some(head_dim),
+            "rope.scaling.attn_factor" => value.as_f32() == Some(1.0),
+            "attention.causal" => matches!(value, MetaValue::Bool(true)),
+            // A cap or expert count of 0 means none.
+            "attn_logit_softcapping"
+            | "final_logit_softcapping"
+            | "expert_count"
+            | "expert_used_count" => value.as_f32() == Some(0.0),
+            _ => {
+                !(k.starts_with("rope.") || k.starts_with("attention.") || OTHER_MATH.contains(&k))
+            }
+        };
+        if !harmless {
+            return Err(Error::Unsupported(format!(
+                "metadata key {key} = {value:?} changes the model's math, and gemma-web does not \
+                 implement it for {arch}: running it would give wrong outputs"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a tensor is for: decides which types are allowed (and, in the random writer, its type).

@@ -793,13 +793,33 @@ async fn step_ops(
                 }
             }
         };
-        let base = c.rope_base(l);
+        let (base, pos_scale) = (c.rope_base(l), c.rope_scale(l));
         layers.push(LayerStepOps {
             attn_norm: kernels::rmsnorm(gpu, &s.h, &w.attn, &s.xn, n, d, eps, false).await?,
             q_norm,
             k_norm,
-            rope_q: kernels::rope(gpu, &s.q, &s.positions, n, c.n_heads, hd, base).await?,
-            rope_k: kernels::rope(gpu, &s.k, &s.positions, n, c.n_kv_heads, hd, base).await?,
+            rope_q: kernels::rope_scaled(
+                gpu,
+                &s.q,
+                &s.positions,
+                n,
+                c.n_heads,
+                hd,
+                base,
+                pos_scale,
+            )
+            .await?,
+            rope_k: kernels::rope_scaled(
+                gpu,
+                &s.k,
+                &s.positions,
+                n,
+                c.n_kv_heads,
+                hd,
+                base,
+                pos_scale,
+            )
+            .await?,
             attn_residual: residual(&w.post_attn).await?,
             ffn_norm: kernels::rmsnorm(gpu, &s.h, &w.ffn, &s.xn, n, d, eps, false).await?,
             gelu: kernels::gelu_mul(gpu, &s.gate, &s.up, n * c.ffn).await?,

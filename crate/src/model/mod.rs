@@ -5,6 +5,7 @@ pub mod gemma;
 pub mod generate;
 pub mod linear;
 pub mod loader;
+pub mod random;
 
 pub use gemma::{Head, Model, ModelOptions, Output};
 pub use generate::{GenerateOptions, Generation, SamplingParams, Session, StopReason};

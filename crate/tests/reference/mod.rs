@@ -284,6 +284,15 @@ pub fn read_config(h: &GgufHeader) -> Result<RefConfig, String> {
     )?;
     let rope_base = meta_f(h, &k("rope.freq_base"))?.unwrap_or(10_000.0);
     let rope_base_local = meta_f(h, &k("rope.local_freq_base"))?.unwrap_or(10_000.0);
+    // candle's models have no RoPE scaling: such a file would run unscaled, silently.
+    for key in ["rope.scaling.factor", "rope.scale_linear"] {
+        if meta_f(h, &k(key))?.is_some_and(|f| f != 0.0 && f != 1.0) {
+            return Err(format!(
+                "{} is set: candle's Gemma models have no RoPE scaling",
+                k(key)
+            ));
+        }
+    }
     let context_len = meta_u(h, &k("context_length"))?.unwrap_or(8192);
     let embd = h
         .tensor("token_embd.weight")

@@ -1,6 +1,7 @@
 use super::*;
-use crate::gguf::writer::{gguf_bytes, random_gemma_bytes, RandomGemmaSpec, TensorDecl};
+use crate::gguf::writer::{gguf_bytes, TensorDecl};
 use crate::gguf::{parse_header, HeaderParse, MetaValue};
+use crate::model::random::{random_gemma_bytes, RandomGemmaSpec};
 
 fn header_of(b: &[u8]) -> GgufHeader {
     match parse_header(b, b.len() as u64) {
@@ -182,7 +183,16 @@ fn edited(
     edit_meta: impl Fn(&mut Vec<(String, MetaValue)>),
     edit_tensors: impl Fn(&mut Vec<TensorDecl>),
 ) -> GgufHeader {
-    let spec = RandomGemmaSpec::tiny(Arch::Gemma3);
+    edited_arch(Arch::Gemma3, edit_meta, edit_tensors)
+}
+
+/// A tiny file of `arch` with its metadata and tensor table edited.
+fn edited_arch(
+    arch: Arch,
+    edit_meta: impl Fn(&mut Vec<(String, MetaValue)>),
+    edit_tensors: impl Fn(&mut Vec<TensorDecl>),
+) -> GgufHeader {
+    let spec = RandomGemmaSpec::tiny(arch);
     let mut meta = spec.metadata().unwrap();
     edit_meta(&mut meta);
     let mut decls: Vec<TensorDecl> = spec
@@ -383,4 +393,153 @@ fn absent_keys_get_gemma_md_defaults() {
     );
     let c = GemmaConfig::from_header(&h).unwrap();
     assert_eq!(sliding_layers(&c), vec![0, 1, 3, 4]);
+}
+
+/// The tiny model of `arch` with these metadata keys added.
+fn with_keys(arch: Arch, keys: &[(&str, MetaValue)]) -> GgufHeader {
+    edited_arch(
+        arch,
+        |m| m.extend(keys.iter().map(|(k, v)| (k.to_string(), v.clone()))),
+        |_| {},
+    )
+}
+
+#[test]
+fn linear_rope_scaling_divides_the_global_layers_positions() {
+    use MetaValue as M;
+    // Gemma 3 4B, 12B and 27B: rope.scaling.type "linear", factor 8. llama.cpp multiplies the
+    // positions of the global layers by 1/factor (freq_scale; its sliding layers keep 1), as HF
+    // does with rope_scaling on the global rotary embedding only.
+    let h = with_keys(
+        Arch::Gemma3,
+        &[
+            ("gemma3.rope.scaling.type", M::Str("linear".into())),
+            ("gemma3.rope.scaling.factor", M::F32(8.0)),
+            ("gemma3.rope.scaling.original_context_length", M::U32(8192)),
+        ],
+    );
+    let c = GemmaConfig::from_header(&h).unwrap();
+    assert_eq!(c.rope_scale_global, 0.125);
+    let per_layer: Vec<f32> = (0..6).map(|l| c.rope_scale(l)).collect();
+    assert_eq!(per_layer, [1.0, 1.0, 1.0, 1.0, 1.0, 0.125]);
+    assert_eq!((c.rope_base(4), c.rope_base(5)), (10_000.0, 1_000_000.0));
+
+    // The random writer's files say the same.
+    let spec = RandomGemmaSpec {
+        rope_scaling: Some(8.0),
+        ..RandomGemmaSpec::tiny(Arch::Gemma3)
+    };
+    let from_file = GemmaConfig::from_header(&header_of(&random_gemma_bytes(&spec).unwrap()));
+    assert_eq!(from_file.unwrap(), spec.config());
+    assert_eq!(spec.config().rope_scale(5), 0.125);
+
+    // Gemma 1 and 2 have one rotary embedding: every layer is scaled.
+    for arch in [Arch::Gemma, Arch::Gemma2] {
+        let a = arch.name();
+        let c = GemmaConfig::from_header(&with_keys(
+            arch,
+            &[(&format!("{a}.rope.scaling.factor"), M::F32(4.0))],
+        ))
+        .unwrap();
+        assert!((0..4).all(|l| c.rope_scale(l) == 0.25), "{arch}");
+    }
+
+    // Without the keys, with type "none", a factor of 0 (llama.cpp: none) or 1: unscaled.
+    // The older key rope.scale_linear counts when rope.scaling.factor is absent.
+    for (keys, want) in [
+        (vec![], 1.0),
+        (
+            vec![("gemma3.rope.scaling.type", M::Str("none".into()))],
+            1.0,
+        ),
+        (vec![("gemma3.rope.scaling.factor", M::F32(0.0))], 1.0),
+        (vec![("gemma3.rope.scaling.factor", M::F32(1.0))], 1.0),
+        (vec![("gemma3.rope.scale_linear", M::F32(2.0))], 0.5),
+        (vec![("gemma3.rope.scaling.factor", M::U32(8))], 0.125),
+    ] {
+        let c = GemmaConfig::from_header(&with_keys(Arch::Gemma3, &keys)).unwrap();
+        assert_eq!(c.rope_scale_global, want, "{keys:?}");
+    }
+
+    // Factors that are no factor are a bad model.
+    for v in [M::F32(-8.0), M::F32(f32::NAN), M::Str("8".into())] {
+        let h = with_keys(Arch::Gemma3, &[("gemma3.rope.scaling.factor", v.clone())]);
+        match GemmaConfig::from_header(&h) {
+            Err(Error::BadModel(msg)) => assert!(msg.contains("rope.scaling.factor"), "{msg}"),
+            other => panic!("{v:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn keys_that_change_the_math_unread_are_refused() {
+    use MetaValue as M;
+    // Each of these would change the logits of a real model if it were ignored.
+    for (arch, key, v) in [
+        (
+            Arch::Gemma3,
+            "gemma3.rope.scaling.type",
+            M::Str("yarn".into()),
+        ),
+        (
+            Arch::Gemma3,
+            "gemma3.rope.scaling.type",
+            M::Str("longrope".into()),
+        ),
+        (Arch::Gemma3, "gemma3.rope.scaling.attn_factor", M::F32(1.2)),
+        (
+            Arch::Gemma3,
+            "gemma3.rope.scaling.yarn_beta_fast",
+            M::F32(32.0),
+        ),
+        (Arch::Gemma3, "gemma3.rope.dimension_count", M::U32(32)),
+        (
+            Arch::Gemma3,
+            "gemma3.rope.dimension_sections",
+            M::Array(vec![M::I32(16)]),
+        ),
+        (Arch::Gemma3, "gemma3.attention.scale", M::F32(0.1)),
+        (Arch::Gemma3, "gemma3.attention.causal", M::Bool(false)),
+        (Arch::Gemma3, "gemma3.attention.some_future_key", M::U32(1)),
+        (Arch::Gemma3, "gemma3.expert_count", M::U32(8)),
+        (Arch::Gemma3, "gemma3.logit_scale", M::F32(0.5)),
+        (Arch::Gemma3, "gemma3.embedding_scale", M::F32(12.0)),
+        // Gemma 1 reads no soft-caps, no window; Gemma 2 has a fixed pattern and one RoPE base.
+        (Arch::Gemma, "gemma.attn_logit_softcapping", M::F32(50.0)),
+        (Arch::Gemma, "gemma.final_logit_softcapping", M::F32(30.0)),
+        (Arch::Gemma, "gemma.attention.sliding_window", M::U32(4096)),
+        (
+            Arch::Gemma2,
+            "gemma2.attention.sliding_window_pattern",
+            M::U32(6),
+        ),
+        (
+            Arch::Gemma2,
+            "gemma2.rope.local_freq_base",
+            M::F32(10_000.0),
+        ),
+    ] {
+        let h = with_keys(arch, &[(key, v.clone())]);
+        match GemmaConfig::from_header(&h) {
+            Err(Error::Unsupported(msg)) => assert!(msg.contains(key), "{key}: {msg}"),
+            other => panic!("{key} = {v:?}: {other:?}"),
+        }
+    }
+    // Keys that change nothing here load: the values RoPE and attention already have, zero caps
+    // and experts, and keys outside the math.
+    for (arch, key, v) in [
+        (Arch::Gemma3, "gemma3.rope.dimension_count", M::U32(64)),
+        (Arch::Gemma3, "gemma3.rope.scaling.attn_factor", M::F32(1.0)),
+        (Arch::Gemma3, "gemma3.rope.scaling.finetuned", M::Bool(true)),
+        (Arch::Gemma3, "gemma3.attention.causal", M::Bool(true)),
+        (Arch::Gemma3, "gemma3.expert_count", M::U32(0)),
+        (Arch::Gemma3, "gemma3.vocab_size", M::U32(512)),
+        (Arch::Gemma, "gemma.attn_logit_softcapping", M::F32(0.0)),
+        (Arch::Gemma2, "gemma2.rope.freq_base", M::F32(10_000.0)),
+    ] {
+        let h = with_keys(arch, &[(key, v.clone())]);
+        if let Err(e) = GemmaConfig::from_header(&h) {
+            panic!("{key} = {v:?}: {e}");
+        }
+    }
 }
