@@ -7,6 +7,7 @@
 //! If-None-Match, and the cross-origin isolation headers (COOP/COEP/CORP) on every response.
 //! Only requests for a loopback Host are answered (see [`is_loopback_host`]).
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -236,17 +237,16 @@ fn index_response(models: Vec<ModelEntry>) -> Response {
         .into_response()
 }
 
+/// Everything but RFC 3986's unreserved characters.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes everything but unreserved characters, so any file name is one path segment.
 fn percent_encode_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(name, NOT_UNRESERVED).to_string()
 }
 
 /// Adds a strong ETag to file responses and evaluates If-Match, If-None-Match and If-Range

@@ -376,7 +376,7 @@ impl Download {
                 self.hashed, self.manifest.size
             )));
         }
-        let got = hex(&std::mem::take(&mut self.hasher).finalize());
+        let got = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let want = self
             .manifest
             .expected_sha256
@@ -457,15 +457,11 @@ pub fn model_id(url: &str) -> String {
         name.push_str("model");
     }
     let digest = Sha256::digest(url.as_bytes());
-    format!("{name}-{}", &hex(&digest)[..12])
+    format!("{name}-{}", &hex::encode(digest)[..12])
 }
 
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

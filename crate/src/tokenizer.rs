@@ -8,7 +8,6 @@
 //! model.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
@@ -614,28 +613,7 @@ fn byte_token(piece: &str) -> Option<u8> {
 /// Piece -> id. Deriving the merges looks up about two million substrings; FxHash (rustc's hasher)
 /// does that several times faster than the default SipHash, and the pieces come from the model file,
 /// not from an adversary on the network.
-type PieceIndex<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
-
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+type PieceIndex<'a> = HashMap<&'a str, u32, rustc_hash::FxBuildHasher>;
 
 fn meta_array<'a>(header: &'a GgufHeader, key: &str) -> Result<&'a [MetaValue]> {
     match header.get(key) {

@@ -265,19 +265,13 @@ impl Generation {
     }
 }
 
-/// Seconds on a monotonic clock (the browser's `Date.now()` in wasm, which has no `Instant`).
+/// Seconds on a monotonic clock (`web_time::Instant` is `performance.now()` in the browser,
+/// where `std::time::Instant` panics).
 pub fn now_secs() -> f64 {
-    #[cfg(target_arch = "wasm32")]
-    {
-        js_sys::Date::now() / 1000.0
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use std::sync::OnceLock;
-        use std::time::Instant;
-        static START: OnceLock<Instant> = OnceLock::new();
-        START.get_or_init(Instant::now).elapsed().as_secs_f64()
-    }
+    use std::sync::OnceLock;
+    use web_time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 /// A conversation with the model: the tokens whose keys and values are in the cache, and the
