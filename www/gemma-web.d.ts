@@ -1,11 +1,9 @@
 // Types of gemma-web.js, the public ES module: Gemma on the visitor's GPU through WebGPU, with an OpenAI-style API.
-// The model's header, configuration and GPU capabilities are the wasm engine's own types (pkg/gemma_web.d.ts), whose
-// classes are disposable (Symbol.dispose): the reference below brings that into a program compiled for ES2022.
-/// <reference lib="esnext.disposable" />
+// The model's header, configuration and GPU capabilities are the wasm engine's own types (wasm-types.d.ts).
 
-import type { Capabilities, ModelInfo } from "./pkg/gemma_web.js";
+import type { Capabilities, ModelInfo } from "./wasm-types.js";
 
-export type { Capabilities, ConfigSummary, HeaderSummary, ModelInfo, TensorSummary, TypeTotal } from "./pkg/gemma_web.js";
+export type { Capabilities, ConfigSummary, HeaderSummary, ModelInfo, TensorSummary, TypeTotal } from "./wasm-types.js";
 
 /** The stable error codes: every error gemma-web.js throws or rejects with is a GemmaWebError with one of them. */
 export type GemmaWebErrorCode =

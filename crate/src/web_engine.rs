@@ -5,7 +5,8 @@
 //! Every method returns at once (a `Promise` for the slow ones) and keeps no borrow of the
 //! engine across an `await`, so `interrupt()` can be called while a generation is running: the
 //! generation checks the flag between tokens. Errors are JS `Error` objects with a stable `code`
-//! (see `web.rs`).
+//! (see `web.rs`). Requests and results cross as plain JS objects (serde-wasm-bindgen); their
+//! TypeScript types are in `www/wasm-types.d.ts`.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -25,95 +26,8 @@ use crate::model::{
 };
 use crate::summary::HeaderSummary;
 use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role, StreamDecoder};
-use crate::web::js_error;
+use crate::web::{from_js, js_error, to_js};
 use crate::Error;
-
-#[wasm_bindgen(typescript_custom_section)]
-const TS_ENGINE_TYPES: &'static str = r#"
-/** Random access to a model file's bytes: HTTP Range requests, a File, browser storage, ... */
-export interface ByteReader {
-  /** Total length in bytes. */
-  readonly size: number;
-  /** Exactly `length` bytes at `offset` (a reject with an Error carrying `code` on failure). */
-  read(offset: number, length: number): Promise<Uint8Array>;
-}
-export interface LoadOptions {
-  /** KV-cache positions (capped by the model's context); default 2048. */
-  contextLength?: number;
-  /** Prompt tokens per prefill block; default 64. */
-  prefillChunk?: number;
-}
-/** Called after each slice of tensor data reaches the GPU. */
-export type LoadProgress = (loadedBytes: number, totalBytes: number) => void;
-export interface Capabilities {
-  adapterName: string; backend: string; f16: boolean; subgroups: boolean;
-  maxBinding: number; maxBuffer: number; maxStorageBuffers: number;
-  /** "f16+subgroups", "f16", "subgroups" or "baseline". */
-  tier: string;
-}
-/** The wasm module's linear memory (it only grows, so each figure is the peak up to then). */
-export interface WasmMemory {
-  /** Bytes when this load started (earlier loads included). */
-  atStart: number;
-  /** After every tensor reached the GPU: the streaming loader's peak. */
-  afterWeights: number;
-  /** After the tokenizer was built from the GGUF's vocabulary. */
-  afterTokenizer: number;
-}
-export interface ModelInfo {
-  header: HeaderSummary;
-  capabilities: Capabilities;
-  /** KV-cache positions this load holds. */
-  contextLength: number;
-  weightGpuBytes: number;
-  kvCacheBytes: number;
-  loadSeconds: number;
-  wasmMemory: WasmMemory;
-}
-export interface ChatMessage { role: "system" | "user" | "assistant"; content: string }
-export interface GenerateRequest {
-  /** Chat mode: the whole conversation, ending with a user message. Earlier turns that match
-   *  what this engine already ran are not run again (their KV cache is reused). */
-  messages?: ChatMessage[];
-  /** Text mode: raw text, continued by the model (BOS added, no chat template). */
-  prompt?: string;
-  maxTokens?: number;
-  /** 0 (default): greedy. */
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
-  seed?: number;
-  /** Recovery after a lost GPU device, on a newly loaded engine: the tokens the cut-off
-   *  generation had sampled (`generatedIds` of its `DeviceLost` error). They run with the prompt
-   *  without being streamed again, and the generation continues after them. */
-  resumeIds?: number[];
-}
-/** A generation that ended because the GPU device was lost; `generatedIds` lets a new engine
- *  resume it (`GenerateRequest.resumeIds`). */
-export interface DeviceLostError extends Error {
-  code: "DeviceLost";
-  generatedIds: number[];
-}
-/** One piece of streamed text and the token that completed it. */
-export type OnPiece = (text: string, tokenId: number) => void;
-export interface GenerateResult {
-  text: string;
-  promptIds: number[];
-  generatedIds: number[];
-  /** "stop" (a stop token), "length" (max tokens or a full context), "abort" (interrupted). */
-  finishReason: "stop" | "length" | "abort";
-  /** Tokens run through the model this call (earlier turns reused from the cache excluded). */
-  promptTokens: number;
-  completionTokens: number;
-  /** Tokens of the conversation in the KV cache before this call. */
-  reusedTokens: number;
-  prefillSeconds: number;
-  decodeSeconds: number;
-  prefillTokS: number;
-  decodeTokS: number;
-}
-"#;
 
 #[wasm_bindgen]
 extern "C" {
@@ -283,7 +197,7 @@ struct JsMessage {
     content: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct JsGenerateRequest {
     messages: Option<Vec<JsMessage>>,
@@ -340,22 +254,6 @@ struct Inner {
 #[wasm_bindgen]
 pub struct WebEngine {
     inner: Rc<Inner>,
-}
-
-fn to_js<T: Serialize>(v: &T) -> Result<JsValue, Error> {
-    let json = serde_json::to_string(v).map_err(|e| Error::Io(format!("json: {e}")))?;
-    js_sys::JSON::parse(&json).map_err(|_| Error::Io("not valid JSON".into()))
-}
-
-fn from_js<T: for<'de> Deserialize<'de>>(v: &JsValue, what: &str) -> Result<T, Error> {
-    if v.is_undefined() || v.is_null() {
-        return serde_json::from_str("{}").map_err(|e| Error::Unsupported(format!("{what}: {e}")));
-    }
-    let json = js_sys::JSON::stringify(v)
-        .ok()
-        .and_then(|s| s.as_string())
-        .ok_or_else(|| Error::Unsupported(format!("{what} is not a plain object")))?;
-    serde_json::from_str(&json).map_err(|e| Error::Unsupported(format!("{what}: {e}")))
 }
 
 fn reject(e: Error) -> JsValue {
@@ -428,7 +326,7 @@ impl WebEngine {
         let inner = self.inner.clone();
         // Checked and marked busy before this returns, so an `interrupt()` right after the call
         // already applies to this generation.
-        let request: JsGenerateRequest = match from_js(&request, "the generate request") {
+        let request: JsGenerateRequest = match from_js(request, "the generate request") {
             Ok(r) => r,
             Err(e) => return Promise::reject(&reject(e)),
         };
@@ -517,7 +415,7 @@ async fn load(
     options: JsValue,
     on_progress: Function,
 ) -> Result<WebEngine, Error> {
-    let opts: JsLoadOptions = from_js(&options, "the load options")?;
+    let opts: JsLoadOptions = from_js(options, "the load options")?;
     let t0 = crate::model::generate::now_secs();
     let at_start = wasm_memory_bytes();
     let mut src = JsSource::new(reader)?;
