@@ -4,7 +4,8 @@
 //!
 //! Every method returns at once (a `Promise` for the slow ones) and keeps no borrow of the
 //! engine across an `await`, so `interrupt()` can be called while a generation is running: the
-//! generation checks the flag between tokens. Errors are JS `Error` objects with a stable `code`
+//! generation checks the flag between tokens and between prefill blocks, and `tokenize()` works
+//! meanwhile (the tokenizer is kept apart from the model the generation holds). Errors are JS `Error` objects with a stable `code`
 //! (see `web.rs`). Requests and results cross as plain JS objects (serde-wasm-bindgen); their
 //! TypeScript types are in `www/wasm-types.d.ts`.
 
@@ -230,7 +231,7 @@ struct JsGenerateResult {
 /// A loaded model and what its KV cache holds.
 struct Loaded {
     session: Session,
-    tokenizer: GemmaTokenizer,
+    tokenizer: Rc<GemmaTokenizer>,
     summary: HeaderSummary,
     load_seconds: f64,
     wasm_memory: WasmMemory,
@@ -248,6 +249,8 @@ struct Inner {
     unloaded: Cell<bool>,
     /// The model's device, reachable while a generation holds the model.
     device: wgpu::Device,
+    /// The model's tokenizer, reachable while a generation holds the model.
+    tokenizer: Rc<GemmaTokenizer>,
 }
 
 /// A model on the GPU, ready to generate. Create with `WebEngine.load`.
@@ -308,11 +311,15 @@ impl WebEngine {
         .map_err(|e| js_error(&e))
     }
 
-    /// Token ids of `text` (with BOS first when `addBos`).
+    /// Token ids of `text` (with BOS first when `addBos`), also while a generation runs.
     pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, js_sys::Error> {
-        let guard = self.inner.loaded.borrow();
-        let l = guard.as_ref().ok_or_else(|| js_error(&self.not_ready()))?;
-        l.tokenizer.encode(text, add_bos).map_err(|e| js_error(&e))
+        if self.inner.unloaded.get() {
+            return Err(js_error(&self.not_ready()));
+        }
+        self.inner
+            .tokenizer
+            .encode(text, add_bos)
+            .map_err(|e| js_error(&e))
     }
 
     /// Generates for a chat (`messages`) or a raw text (`prompt`), calling `onPiece` with each
@@ -369,8 +376,8 @@ impl WebEngine {
         })
     }
 
-    /// Stops the running generation after its current token (it resolves with
-    /// `finishReason: "abort"`); does nothing when none runs.
+    /// Stops the running generation after its current token, or after the current block of its
+    /// prefill (it resolves with `finishReason: "abort"`); does nothing when none runs.
     pub fn interrupt(&self) {
         if self.inner.busy.get() {
             self.inner.interrupted.set(true);
@@ -438,7 +445,7 @@ async fn load(
     };
     let model = Model::load(gpu, &mut src, &model_opts, &mut progress).await?;
     let after_weights = wasm_memory_bytes();
-    let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+    let tokenizer = Rc::new(GemmaTokenizer::from_gguf(&model.header)?);
     let summary = HeaderSummary::new(&model.header, src.len())?;
     let load_seconds = crate::model::generate::now_secs() - t0;
     let device = model.gpu.device.clone();
@@ -446,7 +453,7 @@ async fn load(
         inner: Rc::new(Inner {
             loaded: RefCell::new(Some(Loaded {
                 session: Session::new(model),
-                tokenizer,
+                tokenizer: tokenizer.clone(),
                 summary,
                 load_seconds,
                 wasm_memory: WasmMemory {
@@ -460,6 +467,7 @@ async fn load(
             interrupted: Cell::new(false),
             unloaded: Cell::new(false),
             device,
+            tokenizer,
         }),
     })
 }
@@ -535,15 +543,15 @@ async fn generate(
 ) -> Result<JsGenerateResult, Error> {
     let ids = prompt_ids(l, r)?;
     // Whatever happens below, the cache no longer matches a known conversation until the
-    // generation completes.
-    l.conversation = None;
+    // generation completes (or stops in its prefill, which leaves the cache as it was).
+    let held_before = l.conversation.take();
     let reused = l.session.history().len();
     let opts = GenerateOptions {
         max_tokens: r.max_tokens.unwrap_or(256),
         sampling: sampling(r)?,
         stop_ids: l.tokenizer.stop_ids().to_vec(),
     };
-    let tokenizer = &l.tokenizer;
+    let tokenizer = &*l.tokenizer;
     let mut decoder = StreamDecoder::new();
     let mut text = String::new();
     // A resumed generation: the text of the tokens before the loss was streamed already; the
@@ -572,11 +580,14 @@ async fn generate(
             }
         }
     };
+    let mut stop = || interrupted.get();
     let g: Generation = if resume.is_empty() {
-        l.session.generate(&ids, &opts, &mut on_token).await?
+        l.session
+            .generate_until(&ids, &opts, &mut on_token, Some(&mut stop))
+            .await?
     } else {
         l.session
-            .resume(&ids, &resume, &opts, &mut on_token)
+            .resume_until(&ids, &resume, &opts, &mut on_token, Some(&mut stop))
             .await?
     };
     if let Some(e) = failed {
@@ -588,7 +599,13 @@ async fn generate(
         let _ = on_piece.call2(&JsValue::NULL, &tail.as_str().into(), &JsValue::from(0u32));
         text.push_str(&tail);
     }
-    if let Some(messages) = &r.messages {
+    let stopped_in_prefill = g.stop == StopReason::Aborted && g.generated_ids.len() == resume.len();
+    if stopped_in_prefill {
+        // Nothing of this call is in the cache: it holds what it held before, if anything.
+        if reused > 0 && l.session.history().len() == reused {
+            l.conversation = held_before;
+        }
+    } else if let Some(messages) = &r.messages {
         // The cache now holds the conversation plus this reply (its last token possibly pending).
         let mut held = messages.clone();
         held.push(JsMessage {
