@@ -412,16 +412,17 @@ function settings() {
     temperature: Math.max(0, num("temperature", 0.8)),
     top_k: Math.max(0, Math.round(num("top-k", 64))),
     top_p: Math.min(1, Math.max(0.01, num("top-p", 0.95))),
-    seed: Math.max(0, Math.round(num("seed", 0))),
+    // Empty: a fresh seed for every answer (the stats show it).
+    seed: $("seed").value === "" ? undefined : Math.max(0, Math.round(num("seed", 0))),
   };
 }
 
-function showStats(usage, finish) {
+function showStats(usage, finish, seed) {
   const reused = usage.reused_tokens ? ` (${count(usage.reused_tokens)} earlier tokens reused from memory)` : "";
   const why = { stop: "the model ended its answer", length: "reached the token limit", abort: "stopped" }[finish] || finish;
   const el = $("stats");
   el.textContent = `Prompt: ${count(usage.prompt_tokens)} tokens at ${rate(usage.prefill_tok_s)} tokens/s${reused}. ` +
-    `Reply: ${count(usage.completion_tokens)} tokens at ${rate(usage.decode_tok_s)} tokens/s (${why}).`;
+    `Reply: ${count(usage.completion_tokens)} tokens at ${rate(usage.decode_tok_s)} tokens/s (${why}). Seed ${seed}.`;
   el.dataset.finish = finish;
 }
 
@@ -485,7 +486,7 @@ async function sendChat() {
         reply += t;
         body.textContent = reply;
       });
-      showStats(last.usage, last.choices[0].finish_reason);
+      showStats(last.usage, last.choices[0].finish_reason, last.gemma.seed);
     } finally {
       body.classList.remove("streaming");
       // What the model said stays in the conversation, also when it was stopped.
@@ -508,7 +509,7 @@ async function continueText() {
     try {
       const chunks = await state.engine.completions.create({ prompt, stream: true, ...settings() });
       const last = await stream(chunks, (t) => (out.textContent += t));
-      showStats(last.usage, last.choices[0].finish_reason);
+      showStats(last.usage, last.choices[0].finish_reason, last.gemma.seed);
       // Continue again from where it stopped.
       input.value = prompt + out.textContent;
     } finally {

@@ -147,6 +147,8 @@ export interface SamplingOptions {
   top_p?: number;
   /** Default 1 (none). */
   repetition_penalty?: number;
+  /** A whole number 0..2^53. The same seed and request give the same answer; without one, each request draws a
+   * fresh seed and reports it as `gemma.seed`. */
   seed?: number;
   /** Aborting it stops the generation and rejects (or ends the stream) with "Aborted". */
   signal?: AbortSignal;
@@ -184,6 +186,8 @@ export interface GemmaExtra {
   decode_seconds: number;
   /** How often the GPU device was lost and the model reloaded during this call. */
   device_recoveries: number;
+  /** The sampling seed: the request's, or the one drawn for it (pass it as `seed` to get the same answer). */
+  seed: number;
 }
 
 export interface ChatCompletion {

@@ -357,7 +357,8 @@ class Engine extends EventTarget {
       topK: pick(r.top_k, DEFAULTS.top_k),
       topP: pick(r.top_p, DEFAULTS.top_p),
       repetitionPenalty: pick(r.repetition_penalty, 1.0),
-      seed: pick(r.seed, 0),
+      // Without one, the engine draws a fresh seed per request and reports it (gemma.seed).
+      seed: pick(r.seed, undefined),
     };
   }
 
@@ -369,6 +370,7 @@ class Engine extends EventTarget {
       prefill_seconds: result.prefillSeconds,
       decode_seconds: result.decodeSeconds,
       device_recoveries: result.deviceRecoveries ?? 0,
+      seed: result.seed,
     };
   }
 

@@ -77,6 +77,7 @@ export interface GenerateRequest {
   topK?: number;
   topP?: number;
   repetitionPenalty?: number;
+  /** Default: a fresh random seed for each request (reported as `GenerateResult.seed`). */
   seed?: number;
   /** Recovery after a lost GPU device, on a newly loaded engine: the tokens the cut-off
    *  generation had sampled (`generatedIds` of its `DeviceLost` error). They run with the prompt
@@ -88,6 +89,8 @@ export interface GenerateRequest {
 export interface DeviceLostError extends GemmaError {
   code: "DeviceLost";
   generatedIds: number[];
+  /** The call's seed, for the resumed call to report. */
+  seed: number;
 }
 /** One piece of streamed text and the token that completed it. */
 export type OnPiece = (text: string, tokenId: number) => void;
@@ -106,4 +109,6 @@ export interface GenerateResult {
   decodeSeconds: number;
   prefillTokS: number;
   decodeTokS: number;
+  /** The sampler's seed: the request's, or the one drawn for it. */
+  seed: number;
 }

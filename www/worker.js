@@ -216,7 +216,9 @@ async function generateRecovering(request, interruptedEarly, post) {
     post({ type: "recovered", seconds: (performance.now() - t0) / 1000 });
     const resumeIds = Array.from(e.generatedIds ?? []);
     try {
-      const resumed = engine.generate(resumeIds.length ? { ...request, resumeIds } : request, onPiece);
+      // The seed the lost call drew, so that the answer reports one seed.
+      const again = { ...request, seed: e.seed ?? request.seed };
+      const resumed = engine.generate(resumeIds.length ? { ...again, resumeIds } : again, onPiece);
       // A stop pressed during the reload: the conversation is restored, and the answer ends after one more token.
       if (interruptedWhileRecovering) engine.interrupt();
       return await resumed;

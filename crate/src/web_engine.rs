@@ -226,6 +226,8 @@ struct JsGenerateResult {
     decode_seconds: f64,
     prefill_tok_s: f64,
     decode_tok_s: f64,
+    /// The sampler's seed (the request's, or the one drawn for it).
+    seed: u64,
 }
 
 /// A loaded model and what its KV cache holds.
@@ -333,10 +335,17 @@ impl WebEngine {
         let inner = self.inner.clone();
         // Checked and marked busy before this returns, so an `interrupt()` right after the call
         // already applies to this generation.
-        let request: JsGenerateRequest = match from_js(request, "the generate request") {
+        let mut request: JsGenerateRequest = match from_js(request, "the generate request") {
             Ok(r) => r,
             Err(e) => return Promise::reject(&reject(e)),
         };
+        // Without a seed, a fresh one, reported in the result (and kept for a resume after a
+        // device loss) so that the answer can be asked for again.
+        let seed = match request_seed(request.seed) {
+            Ok(s) => s,
+            Err(e) => return Promise::reject(&reject(e)),
+        };
+        request.seed = Some(seed as f64);
         if inner.busy.get() {
             return Promise::reject(&reject(Error::Unsupported(
                 "a generation is already running (one at a time)".into(),
@@ -369,6 +378,7 @@ impl WebEngine {
                     let err = js_error(&e);
                     let ids: js_sys::Array = sampled.iter().map(|&id| JsValue::from(id)).collect();
                     let _ = js_sys::Reflect::set(&err, &"generatedIds".into(), &ids);
+                    let _ = js_sys::Reflect::set(&err, &"seed".into(), &(seed as f64).into());
                     Err(err.into())
                 }
                 Err(e) => Err(reject(e)),
@@ -481,17 +491,23 @@ fn role(m: &JsMessage) -> Result<Role, Error> {
     }
 }
 
+/// The request's seed, or a fresh random one of 53 bits (a JS number holds it exactly, so the
+/// reported seed can be passed back).
+fn request_seed(seed: Option<f64>) -> Result<u64, Error> {
+    match seed {
+        None => getrandom::u64()
+            .map(|s| s >> 11)
+            .map_err(|e| Error::Unsupported(format!("no random source for a seed: {e}"))),
+        Some(s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s <= 9.007e15 => Ok(s as u64),
+        Some(s) => Err(Error::Unsupported(format!(
+            "seed {s} (needs a whole number >= 0)"
+        ))),
+    }
+}
+
 fn sampling(r: &JsGenerateRequest) -> Result<SamplingParams, Error> {
     let d = SamplingParams::default();
-    let seed = match r.seed {
-        None => 0,
-        Some(s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s <= 9.007e15 => s as u64,
-        Some(s) => {
-            return Err(Error::Unsupported(format!(
-                "seed {s} (needs a whole number >= 0)"
-            )))
-        }
-    };
+    let seed = request_seed(r.seed)?;
     Ok(SamplingParams {
         temperature: r.temperature.unwrap_or(0.0),
         top_k: r.top_k.unwrap_or(d.top_k),
@@ -629,6 +645,7 @@ async fn generate(
         reused_tokens: reused,
         prefill_seconds: g.prefill_secs,
         decode_seconds: g.decode_secs,
+        seed: opts.sampling.seed,
         prefill_tok_s: g.prefill_tok_s(),
         decode_tok_s: g.decode_tok_s(),
         prompt_ids: g.prompt_ids,
