@@ -107,8 +107,25 @@ function urlRangeReader(url) {
     }
     const total = Number((res.headers.get("Content-Range") || "").split("/")[1]);
     if (!Number.isSafeInteger(total)) throw codedError("Network", `${url}: no usable Content-Range header`);
-    return { bytes: new Uint8Array(await res.arrayBuffer()), total, network: true };
+    return { bytes: await readAtMost(res, end - start, url), total, network: true };
   };
+}
+
+/** A response body of at most `limit` bytes: one that goes on past the range asked for is cut off, not read. */
+async function readAtMost(res, limit, url) {
+  const out = new Uint8Array(limit);
+  let n = 0;
+  const reader = res.body?.getReader();
+  for (;;) {
+    const { done, value } = reader ? await reader.read() : { done: true };
+    if (done) return out.subarray(0, n);
+    if (n + value.length > limit) {
+      await reader.cancel();
+      throw codedError("Network", `${url}: the server sent more than the ${limit} bytes asked for`);
+    }
+    out.set(value, n);
+    n += value.length;
+  }
 }
 
 function fileRangeReader(file) {
@@ -137,9 +154,9 @@ async function readHeader(readRange, readGgufHeader, onProgress) {
     onProgress(prefix.length, total, requests);
     const probe = readGgufHeader(prefix, total);
     if (!("needMore" in probe)) return { summary: probe, bytesRead: prefix.length, total, requests };
-    if (prefix.length >= total) throw codedError("BadModel", "the parser wants more bytes than the file has");
-    // Doubling keeps the number of requests logarithmic when the parser only knows the next field's end.
-    want = Math.max(probe.needMore, prefix.length * 2);
+    // The next prefix length, doubling (a few requests for a long vocabulary) up to the loader's cap: a header
+    // that needs more, or more than the file, is a BadModel error from readGgufHeader.
+    want = probe.needMore;
   }
 }
 

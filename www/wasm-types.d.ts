@@ -2,7 +2,7 @@
 // returns. The generated pkg/gemma_web.d.ts imports them; gemma-web.d.ts re-exports the ones its API hands out.
 // Field names are those of the Rust structs' serde names (camelCase).
 
-/** The bytes from the start of the file that the header needs: fetch at least this many. */
+/** The header goes on past the prefix: read the file's first `needMore` bytes next (at most 256 MiB). */
 export interface NeedMore { needMore: number }
 export interface TensorSummary { name: string; type: string; dims: number[]; bytes: number }
 export interface TypeTotal { type: string; count: number; bytes: number }

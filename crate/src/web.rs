@@ -8,6 +8,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::gguf::{parse_header, HeaderParse};
+use crate::model::loader::next_header_read;
 use crate::summary::HeaderSummary;
 use crate::Error;
 
@@ -39,7 +40,9 @@ pub fn from_js<T: DeserializeOwned + Default>(value: JsValue, what: &str) -> Res
 }
 
 /// Reads a GGUF header from the first bytes of a file of `file_length` bytes: either the header's
-/// summary or, when the prefix ends inside the header, `{ needMore }` with the prefix length it needs.
+/// summary or, when the prefix ends inside the header, `{ needMore }` with the prefix length to
+/// read next (grown as the loader grows its own, never past its 256 MiB cap: a header that needs
+/// more is `BadModel`).
 #[wasm_bindgen(js_name = readGgufHeader, unchecked_return_type = "NeedMore | HeaderSummary")]
 pub fn read_gguf_header(prefix: &[u8], file_length: f64) -> Result<JsValue, js_sys::Error> {
     read(prefix, file_length).map_err(|e| js_error(&e))
@@ -55,7 +58,7 @@ fn read(prefix: &[u8], file_length: f64) -> Result<JsValue, Error> {
     let file_len = js_length(file_length)?;
     match parse_header(prefix, file_len)? {
         HeaderParse::NeedMore { at_least } => to_js(&NeedMore {
-            need_more: at_least,
+            need_more: next_header_read(at_least, prefix.len() as u64, file_len)?,
         }),
         // A count past 2^53 cannot be a JS number: only a hostile header declares one.
         HeaderParse::Complete(header) => to_js(&HeaderSummary::new(&header, file_len)?)

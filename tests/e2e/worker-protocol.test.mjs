@@ -98,3 +98,40 @@ test("an interrupt stops a long prefill between blocks, before any token; the en
   assert.equal(got.again.value.generatedIds.length, 1);
   assert.deepEqual(errors, []);
 });
+
+test("the page's header probe grows its reads up to the 256 MiB cap, then says BadModel", async () => {
+  const got = await page.evaluate(async () => {
+    const wasm = await import("/pkg/gemma_web.js");
+    await wasm.default();
+    // GGUF v3, no tensors, one metadata entry: an array of 8 M strings of 1 MiB (each within the parser's limits),
+    // whose first `bytes` bytes are given: 8 TiB of header that only the read cap stops.
+    const STRING = 2 ** 20;
+    const prefix = (bytes) => {
+      const out = new Uint8Array(bytes).fill(97);
+      const b = new DataView(out.buffer);
+      const key = new TextEncoder().encode("tokenizer.ggml.tokens");
+      let at = 0;
+      const u32 = (v) => { b.setUint32(at, v, true); at += 4; };
+      const u64 = (v) => { b.setBigUint64(at, BigInt(v), true); at += 8; };
+      u32(0x46554747); u32(3); u64(0); u64(1); u64(key.length);
+      out.set(key, at);
+      at += key.length;
+      u32(9); u32(8); u64(8_000_000);
+      for (; at + 8 <= bytes; at += STRING) u64(STRING);
+      return out;
+    };
+    const probe = (bytes) => {
+      try {
+        return wasm.readGgufHeader(prefix(bytes), 2 ** 40);
+      } catch (e) {
+        return { code: e.code, message: e.message };
+      }
+    };
+    return { first: probe(2 ** 20), nearCap: probe(200 * 2 ** 20), atCap: probe(256 * 2 ** 20) };
+  });
+  assert.equal(got.first.needMore, 2 ** 21, `doubles: ${JSON.stringify(got.first)}`);
+  assert.equal(got.nearCap.needMore, 256 * 2 ** 20, `not past the cap: ${JSON.stringify(got.nearCap)}`);
+  assert.equal(got.atCap.code, "BadModel", JSON.stringify(got.atCap));
+  assert.match(got.atCap.message, /256 MiB/);
+  assert.deepEqual(errors, []);
+});
