@@ -107,8 +107,25 @@ function urlRangeReader(url) {
     }
     const total = Number((res.headers.get("Content-Range") || "").split("/")[1]);
     if (!Number.isSafeInteger(total)) throw codedError("Network", `${url}: no usable Content-Range header`);
-    return { bytes: new Uint8Array(await res.arrayBuffer()), total, network: true };
+    return { bytes: await readAtMost(res, end - start, url), total, network: true };
   };
+}
+
+/** A response body of at most `limit` bytes: one that goes on past the range asked for is cut off, not read. */
+async function readAtMost(res, limit, url) {
+  const out = new Uint8Array(limit);
+  let n = 0;
+  const reader = res.body?.getReader();
+  for (;;) {
+    const { done, value } = reader ? await reader.read() : { done: true };
+    if (done) return out.subarray(0, n);
+    if (n + value.length > limit) {
+      await reader.cancel();
+      throw codedError("Network", `${url}: the server sent more than the ${limit} bytes asked for`);
+    }
+    out.set(value, n);
+    n += value.length;
+  }
 }
 
 function fileRangeReader(file) {
@@ -137,9 +154,9 @@ async function readHeader(readRange, readGgufHeader, onProgress) {
     onProgress(prefix.length, total, requests);
     const probe = readGgufHeader(prefix, total);
     if (!("needMore" in probe)) return { summary: probe, bytesRead: prefix.length, total, requests };
-    if (prefix.length >= total) throw codedError("BadModel", "the parser wants more bytes than the file has");
-    // Doubling keeps the number of requests logarithmic when the parser only knows the next field's end.
-    want = Math.max(probe.needMore, prefix.length * 2);
+    // The next prefix length, doubling (a few requests for a long vocabulary) up to the loader's cap: a header
+    // that needs more, or more than the file, is a BadModel error from readGgufHeader.
+    want = probe.needMore;
   }
 }
 
@@ -412,16 +429,17 @@ function settings() {
     temperature: Math.max(0, num("temperature", 0.8)),
     top_k: Math.max(0, Math.round(num("top-k", 64))),
     top_p: Math.min(1, Math.max(0.01, num("top-p", 0.95))),
-    seed: Math.max(0, Math.round(num("seed", 0))),
+    // Empty: a fresh seed for every answer (the stats show it).
+    seed: $("seed").value === "" ? undefined : Math.max(0, Math.round(num("seed", 0))),
   };
 }
 
-function showStats(usage, finish) {
+function showStats(usage, finish, seed) {
   const reused = usage.reused_tokens ? ` (${count(usage.reused_tokens)} earlier tokens reused from memory)` : "";
   const why = { stop: "the model ended its answer", length: "reached the token limit", abort: "stopped" }[finish] || finish;
   const el = $("stats");
   el.textContent = `Prompt: ${count(usage.prompt_tokens)} tokens at ${rate(usage.prefill_tok_s)} tokens/s${reused}. ` +
-    `Reply: ${count(usage.completion_tokens)} tokens at ${rate(usage.decode_tok_s)} tokens/s (${why}).`;
+    `Reply: ${count(usage.completion_tokens)} tokens at ${rate(usage.decode_tok_s)} tokens/s (${why}). Seed ${seed}.`;
   el.dataset.finish = finish;
 }
 
@@ -485,7 +503,7 @@ async function sendChat() {
         reply += t;
         body.textContent = reply;
       });
-      showStats(last.usage, last.choices[0].finish_reason);
+      showStats(last.usage, last.choices[0].finish_reason, last.gemma.seed);
     } finally {
       body.classList.remove("streaming");
       // What the model said stays in the conversation, also when it was stopped.
@@ -508,7 +526,7 @@ async function continueText() {
     try {
       const chunks = await state.engine.completions.create({ prompt, stream: true, ...settings() });
       const last = await stream(chunks, (t) => (out.textContent += t));
-      showStats(last.usage, last.choices[0].finish_reason);
+      showStats(last.usage, last.choices[0].finish_reason, last.gemma.seed);
       // Continue again from where it stopped.
       input.value = prompt + out.textContent;
     } finally {

@@ -1,11 +1,9 @@
 // Types of gemma-web.js, the public ES module: Gemma on the visitor's GPU through WebGPU, with an OpenAI-style API.
-// The model's header, configuration and GPU capabilities are the wasm engine's own types (pkg/gemma_web.d.ts), whose
-// classes are disposable (Symbol.dispose): the reference below brings that into a program compiled for ES2022.
-/// <reference lib="esnext.disposable" />
+// The model's header, configuration and GPU capabilities are the wasm engine's own types (wasm-types.d.ts).
 
-import type { Capabilities, ModelInfo } from "./pkg/gemma_web.js";
+import type { Capabilities, ModelInfo } from "./wasm-types.js";
 
-export type { Capabilities, ConfigSummary, HeaderSummary, ModelInfo, TensorSummary, TypeTotal } from "./pkg/gemma_web.js";
+export type { Capabilities, ConfigSummary, HeaderSummary, ModelInfo, TensorSummary, TypeTotal } from "./wasm-types.js";
 
 /** The stable error codes: every error gemma-web.js throws or rejects with is a GemmaWebError with one of them. */
 export type GemmaWebErrorCode =
@@ -149,6 +147,8 @@ export interface SamplingOptions {
   top_p?: number;
   /** Default 1 (none). */
   repetition_penalty?: number;
+  /** A whole number 0..2^53. The same seed and request give the same answer; without one, each request draws a
+   * fresh seed and reports it as `gemma.seed`. */
   seed?: number;
   /** Aborting it stops the generation and rejects (or ends the stream) with "Aborted". */
   signal?: AbortSignal;
@@ -186,6 +186,8 @@ export interface GemmaExtra {
   decode_seconds: number;
   /** How often the GPU device was lost and the model reloaded during this call. */
   device_recoveries: number;
+  /** The sampling seed: the request's, or the one drawn for it (pass it as `seed` to get the same answer). */
+  seed: number;
 }
 
 export interface ChatCompletion {

@@ -117,22 +117,27 @@ class WorkerLink {
     };
   }
 
-  call(type, fields = {}, onEvent = null) {
+  /** An id for a call, known before the call is made: interrupt() names a generate call by it. */
+  newId() {
+    return this.#next++;
+  }
+
+  call(type, fields = {}, onEvent = null, id = this.newId()) {
     if (this.#dead) return Promise.reject(this.#dead);
-    const id = this.#next++;
     return new Promise((resolve, reject) => {
       this.#calls.set(id, { resolve, reject, onEvent });
       this.#worker.postMessage({ type, id, ...fields });
     });
   }
 
-  interrupt() {
-    this.signal("interrupt");
+  /** Stops the generate call `id` (whatever generates when undefined); a call that has ended is not affected. */
+  interrupt(id) {
+    this.signal("interrupt", { id });
   }
 
   /** A message that is not a call (no answer), handled by the worker at once, even during a generation. */
-  signal(type) {
-    if (!this.#dead) this.#worker.postMessage({ type });
+  signal(type, fields = {}) {
+    if (!this.#dead) this.#worker.postMessage({ type, ...fields });
   }
 
   fail(error) {
@@ -267,6 +272,8 @@ class Engine extends EventTarget {
   #link;
   #queue = Promise.resolve();
   #unloaded = false;
+  /** Ids of the generate calls created and not yet ended, oldest (the running one) first. */
+  #pending = [];
 
   constructor(link, info, name, entry) {
     super();
@@ -284,9 +291,13 @@ class Engine extends EventTarget {
     return this.info.capabilities;
   }
 
-  /** Stops the running generation after its current token; it ends normally with finish_reason "abort". */
+  /**
+   * Stops the current generation (the running one, or the next to run when none has started) after its current
+   * token, or between prompt blocks of a long prefill; it ends normally with finish_reason "abort". Generations
+   * queued behind it are not affected.
+   */
   interrupt() {
-    this.#link.interrupt();
+    if (this.#pending.length > 0) this.#link.interrupt(this.#pending[0]);
   }
 
   /**
@@ -297,7 +308,7 @@ class Engine extends EventTarget {
     this.#link.signal("loseDevice");
   }
 
-  /** Token ids of `text` (BOS first unless `addBos: false`). */
+  /** Token ids of `text` (BOS first unless `addBos: false`); answered at once, also while a generation runs. */
   async tokenize(text, { addBos = true } = {}) {
     return this.#link.call("tokenize", { text, addBos });
   }
@@ -346,7 +357,8 @@ class Engine extends EventTarget {
       topK: pick(r.top_k, DEFAULTS.top_k),
       topP: pick(r.top_p, DEFAULTS.top_p),
       repetitionPenalty: pick(r.repetition_penalty, 1.0),
-      seed: pick(r.seed, 0),
+      // Without one, the engine draws a fresh seed per request and reports it (gemma.seed).
+      seed: pick(r.seed, undefined),
     };
   }
 
@@ -358,6 +370,7 @@ class Engine extends EventTarget {
       prefill_seconds: result.prefillSeconds,
       decode_seconds: result.decodeSeconds,
       device_recoveries: result.deviceRecoveries ?? 0,
+      seed: result.seed,
     };
   }
 
@@ -380,7 +393,14 @@ class Engine extends EventTarget {
     const base = { id, created, model: this.model };
     const signal = r.signal;
     if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before generating");
-    const onAbort = () => this.#link.interrupt();
+    // The worker's id of this call, so that an interrupt reaches this generation and no other.
+    const callId = this.#link.newId();
+    const onAbort = () => this.#link.interrupt(callId);
+    this.#pending.push(callId);
+    const ended = () => {
+      const at = this.#pending.indexOf(callId);
+      if (at >= 0) this.#pending.splice(at, 1);
+    };
 
     const run = (onPiece) =>
       this.#serial(async () => {
@@ -396,11 +416,12 @@ class Engine extends EventTarget {
               deviceRecoveries++;
               this.dispatchEvent(new CustomEvent("recovered", { detail: { seconds: msg.seconds } }));
             }
-          });
+          }, callId);
           result.deviceRecoveries = deviceRecoveries;
           if (signal?.aborted) throw new GemmaWebError("Aborted", "generation aborted");
           return result;
         } finally {
+          ended();
           signal?.removeEventListener("abort", onAbort);
         }
       });

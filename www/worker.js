@@ -1,14 +1,17 @@
 // The engine's dedicated worker (module type): it owns the wasm module and the GPU device, so the page stays
 // responsive while a model loads or generates. www/gemma-web.js starts it and is the only code that talks to it.
 //
-// Messages from the page, each with an `id` the answers repeat (except `interrupt`):
+// Messages from the page, each with an `id` the answers repeat (ids grow: a later call has a larger one):
 //   { type: "load", id, source, options }   source: { kind: "url", url, sha256?, store? } | { kind: "file", file: Blob }
 //                                           (a URL goes through the OPFS weight store unless store is false)
-//   { type: "generate", id, request }       request: the wasm GenerateRequest (messages or prompt, sampling)
-//   { type: "interrupt" }                   stops the running generation after its current token
+//   { type: "generate", id, request }       request: the wasm GenerateRequest (messages or prompt, sampling);
+//                                           one at a time (the page queues them)
+//   { type: "interrupt", id }               stops the generate call `id` after its current token or prefill block,
+//                                           or as soon as it starts if it has not yet; nothing when it has ended.
+//                                           Not answered. Without an id: whatever generates now (unload)
 //   { type: "loseDevice" }                  destroys the GPU device, as a driver reset would (tests of recovery)
 //   { type: "reset" | "unload" | "info" | "capabilities", id }
-//   { type: "tokenize", id, text, addBos }
+//   { type: "tokenize", id, text, addBos }  answered at once, also while a generation runs
 //   { type: "listStored", id } | { type: "deleteStored", id, modelId }   the weight store's models
 // Answers:
 //   { type: "progress", id, loaded, total }  tensor bytes on the GPU so far (load)
@@ -30,9 +33,26 @@ let ready = null;
 let engine = null;
 /** What the engine was loaded from, so it can be loaded again on a new device after a device loss. */
 let loadedFrom = null;
-/** While the model is reloaded after a device loss there is no engine to interrupt: remember the request. */
-let recovering = false;
+/** While the model is reloaded after a device loss there is no engine: a promise of the reload's end. */
+let recovery = null;
+/** The generate call running now (its id), the last one started, and interrupts of calls not started yet. */
+let running = null;
+let lastStarted = 0;
+const interruptsAhead = new Set();
+/** An interrupt of the running call that came while there was no engine to pass it to (a reload). */
 let interruptedWhileRecovering = false;
+
+/** Stops the generate call `id` (the running one when `id` is undefined); a call that has ended is left alone. */
+function interrupt(id) {
+  id ??= running;
+  if (id === null) return;
+  if (id === running) {
+    if (recovery) interruptedWhileRecovering = true;
+    else engine?.interrupt();
+  } else if (id > lastStarted) {
+    interruptsAhead.add(id);
+  }
+}
 
 function codedError(code, message) {
   const e = new Error(message);
@@ -159,29 +179,46 @@ async function loadEngine(source, options, post) {
  * no network for a stored model), and the answer goes on from the token where it stopped, with the whole
  * conversation back in the KV cache. One recovery per call; a second loss is a DeviceLost error.
  */
-async function generate(request, post) {
+async function generate(id, request, post) {
+  running = id;
+  lastStarted = id;
+  const interruptedEarly = interruptsAhead.has(id);
+  for (const early of interruptsAhead) if (early <= id) interruptsAhead.delete(early);
+  try {
+    return await generateRecovering(request, interruptedEarly, post);
+  } finally {
+    running = null;
+  }
+}
+
+async function generateRecovering(request, interruptedEarly, post) {
   const onPiece = (text, tokenId) => post({ type: "piece", text, tokenId });
   try {
-    return await needEngine().generate(request, onPiece);
+    const result = needEngine().generate(request, onPiece);
+    // The engine took the call synchronously: the interrupt applies to it (stopping it in its prefill).
+    if (interruptedEarly) engine.interrupt();
+    return await result;
   } catch (e) {
     if (e?.code !== "DeviceLost" || !loadedFrom) throw e;
     post({ type: "deviceLost", message: e.message });
     const t0 = performance.now();
     dropEngine();
-    recovering = true;
     interruptedWhileRecovering = false;
+    recovery = loadEngine(loadedFrom.source, loadedFrom.options, post);
     try {
-      await loadEngine(loadedFrom.source, loadedFrom.options, post);
+      await recovery;
     } catch (again) {
       throw codedError(again?.code || "DeviceLost",
         `the GPU device was lost (${e.message}) and loading the model again failed: ${again?.message ?? again}`);
     } finally {
-      recovering = false;
+      recovery = null;
     }
     post({ type: "recovered", seconds: (performance.now() - t0) / 1000 });
     const resumeIds = Array.from(e.generatedIds ?? []);
     try {
-      const resumed = engine.generate(resumeIds.length ? { ...request, resumeIds } : request, onPiece);
+      // The seed the lost call drew, so that the answer reports one seed.
+      const again = { ...request, seed: e.seed ?? request.seed };
+      const resumed = engine.generate(resumeIds.length ? { ...again, resumeIds } : again, onPiece);
       // A stop pressed during the reload: the conversation is restored, and the answer ends after one more token.
       if (interruptedWhileRecovering) engine.interrupt();
       return await resumed;
@@ -217,8 +254,10 @@ async function handle(msg, post) {
     case "info":
       return needEngine().info();
     case "generate":
-      return generate(msg.request, post);
+      return generate(msg.id, msg.request, post);
     case "tokenize":
+      // During a generation too (the engine keeps its tokenizer apart from the model); after a reload's end.
+      await recovery?.catch(() => {});
       return Array.from(needEngine().tokenize(msg.text, msg.addBos !== false));
     case "listStored":
       return listModels();
@@ -241,8 +280,7 @@ self.onmessage = async (event) => {
   const msg = event.data;
   // Not queued behind the generation it stops.
   if (msg.type === "interrupt") {
-    if (recovering) interruptedWhileRecovering = true;
-    engine?.interrupt();
+    interrupt(msg.id);
     return;
   }
   if (msg.type === "loseDevice") {

@@ -43,19 +43,38 @@ pub struct ConfigSummary {
     pub heads: u32,
     pub kv_heads: u32,
     pub head_dim: u32,
+    #[serde(serialize_with = "shortest")]
     pub eps: f32,
+    #[serde(serialize_with = "shortest")]
     pub rope_base_global: f32,
+    #[serde(serialize_with = "shortest")]
     pub rope_base_local: f32,
     /// `None`: every layer attends to the whole context.
     pub sliding_window: Option<u32>,
     pub sliding_pattern: u32,
     /// The layers that attend to the whole context (all of them without a window).
     pub global_layers: Vec<u32>,
+    #[serde(serialize_with = "shortest_opt")]
     pub attn_softcap: Option<f32>,
+    #[serde(serialize_with = "shortest_opt")]
     pub final_softcap: Option<f32>,
+    #[serde(serialize_with = "shortest")]
     pub query_scale: f32,
     pub context_length: u32,
     pub vocab: u32,
+}
+
+/// An f32 as the f64 nearest its shortest decimal form: 1e-6 reaches JS as 0.000001, not as
+/// 9.999999974752427e-7 (what the f32 itself widens to).
+fn shortest<S: serde::Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(v.to_string().parse().unwrap_or(f64::from(*v)))
+}
+
+fn shortest_opt<S: serde::Serializer>(v: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => shortest(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,57 +1,69 @@
 //! The wasm surface the page calls (wasm32 only). Errors reach JS as `Error` objects with a stable
 //! `code` property (`Error::code()`), so the page can tell a bad model from a network failure.
+//! Values cross to JS and back through serde-wasm-bindgen; their TypeScript types are
+//! `www/wasm-types.d.ts`, which the generated `pkg/gemma_web.d.ts` imports.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::gguf::{parse_header, HeaderParse};
+use crate::model::loader::next_header_read;
 use crate::summary::HeaderSummary;
 use crate::Error;
 
+// The types the generated declarations name (`unchecked_return_type` and friends) are hand-written
+// in www/wasm-types.d.ts, which the npm package ships next to pkg/.
 #[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-/** The bytes from the start of the file that the header needs: fetch at least this many. */
-export interface NeedMore { needMore: number }
-export interface TensorSummary { name: string; type: string; dims: number[]; bytes: number }
-export interface TypeTotal { type: string; count: number; bytes: number }
-export interface ConfigSummary {
-  layers: number; dModel: number; ffn: number; heads: number; kvHeads: number; headDim: number;
-  eps: number; ropeBaseGlobal: number; ropeBaseLocal: number;
-  slidingWindow: number | null; slidingPattern: number; globalLayers: number[];
-  attnSoftcap: number | null; finalSoftcap: number | null; queryScale: number;
-  contextLength: number; vocab: number;
-}
-export interface HeaderSummary {
-  version: number; architecture: string; name: string | null;
-  fileBytes: number; dataOffset: number; tensorBytes: number; metadataCount: number;
-  config: ConfigSummary; tensors: TensorSummary[]; types: TypeTotal[];
-}
-/** Thrown by every function of this module. */
-export interface GemmaError extends Error {
-  code: "WebGPUUnavailable" | "Unsupported" | "BadModel" | "Integrity" | "Quota" | "Network"
-      | "DeviceLost" | "OutOfMemory" | "Aborted" | "Io";
-}
+const TS_IMPORTS: &'static str = r#"
+import type {
+  ByteReader, Capabilities, GenerateRequest, GenerateResult, HeaderSummary, LoadOptions, LoadProgress, ModelInfo,
+  NeedMore, OnPiece,
+} from "../wasm-types.js";
 "#;
 
+/// `value` as a plain JS value: objects for structs, arrays for sequences, `null` for `None`,
+/// numbers for integers (all below 2^53 here: byte counts, sizes, ids).
+pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, Error> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| Error::Io(format!("a value for JS: {e}")))
+}
+
+/// A JS value as `T`; `undefined` and `null` read as `T::default()`. A value of the wrong shape is
+/// `Unsupported`, naming `what` (the caller's argument).
+pub fn from_js<T: DeserializeOwned + Default>(value: JsValue, what: &str) -> Result<T, Error> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| Error::Unsupported(format!("{what}: {e}")))
+}
+
 /// Reads a GGUF header from the first bytes of a file of `file_length` bytes: either the header's
-/// summary or, when the prefix ends inside the header, `{ needMore }` with the prefix length it needs.
+/// summary or, when the prefix ends inside the header, `{ needMore }` with the prefix length to
+/// read next (grown as the loader grows its own, never past its 256 MiB cap: a header that needs
+/// more is `BadModel`).
 #[wasm_bindgen(js_name = readGgufHeader, unchecked_return_type = "NeedMore | HeaderSummary")]
 pub fn read_gguf_header(prefix: &[u8], file_length: f64) -> Result<JsValue, js_sys::Error> {
     read(prefix, file_length).map_err(|e| js_error(&e))
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NeedMore {
+    need_more: u64,
+}
+
 fn read(prefix: &[u8], file_length: f64) -> Result<JsValue, Error> {
     let file_len = js_length(file_length)?;
-    // JSON is the plainest bridge: every number here is a byte count or a size below 2^53, and
-    // serde_json writes f32 fields in their shortest form (1e-6, not 9.99999997e-7).
-    let json = match parse_header(prefix, file_len)? {
-        HeaderParse::NeedMore { at_least } => format!("{{\"needMore\":{at_least}}}"),
-        HeaderParse::Complete(header) => {
-            serde_json::to_string(&HeaderSummary::new(&header, file_len)?)
-                .map_err(|e| Error::BadModel(format!("header summary: {e}")))?
-        }
-    };
-    js_sys::JSON::parse(&json)
-        .map_err(|_| Error::BadModel("header summary is not valid JSON".into()))
+    match parse_header(prefix, file_len)? {
+        HeaderParse::NeedMore { at_least } => to_js(&NeedMore {
+            need_more: next_header_read(at_least, prefix.len() as u64, file_len)?,
+        }),
+        // A count past 2^53 cannot be a JS number: only a hostile header declares one.
+        HeaderParse::Complete(header) => to_js(&HeaderSummary::new(&header, file_len)?)
+            .map_err(|e| Error::BadModel(format!("header summary: {e}"))),
+    }
 }
 
 /// A JS number that is a whole, non-negative byte count.

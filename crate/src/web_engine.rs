@@ -4,8 +4,10 @@
 //!
 //! Every method returns at once (a `Promise` for the slow ones) and keeps no borrow of the
 //! engine across an `await`, so `interrupt()` can be called while a generation is running: the
-//! generation checks the flag between tokens. Errors are JS `Error` objects with a stable `code`
-//! (see `web.rs`).
+//! generation checks the flag between tokens and between prefill blocks, and `tokenize()` works
+//! meanwhile (the tokenizer is kept apart from the model the generation holds). Errors are JS `Error` objects with a stable `code`
+//! (see `web.rs`). Requests and results cross as plain JS objects (serde-wasm-bindgen); their
+//! TypeScript types are in `www/wasm-types.d.ts`.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -25,95 +27,8 @@ use crate::model::{
 };
 use crate::summary::HeaderSummary;
 use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role, StreamDecoder};
-use crate::web::js_error;
+use crate::web::{from_js, js_error, to_js};
 use crate::Error;
-
-#[wasm_bindgen(typescript_custom_section)]
-const TS_ENGINE_TYPES: &'static str = r#"
-/** Random access to a model file's bytes: HTTP Range requests, a File, browser storage, ... */
-export interface ByteReader {
-  /** Total length in bytes. */
-  readonly size: number;
-  /** Exactly `length` bytes at `offset` (a reject with an Error carrying `code` on failure). */
-  read(offset: number, length: number): Promise<Uint8Array>;
-}
-export interface LoadOptions {
-  /** KV-cache positions (capped by the model's context); default 2048. */
-  contextLength?: number;
-  /** Prompt tokens per prefill block; default 64. */
-  prefillChunk?: number;
-}
-/** Called after each slice of tensor data reaches the GPU. */
-export type LoadProgress = (loadedBytes: number, totalBytes: number) => void;
-export interface Capabilities {
-  adapterName: string; backend: string; f16: boolean; subgroups: boolean;
-  maxBinding: number; maxBuffer: number; maxStorageBuffers: number;
-  /** "f16+subgroups", "f16", "subgroups" or "baseline". */
-  tier: string;
-}
-/** The wasm module's linear memory (it only grows, so each figure is the peak up to then). */
-export interface WasmMemory {
-  /** Bytes when this load started (earlier loads included). */
-  atStart: number;
-  /** After every tensor reached the GPU: the streaming loader's peak. */
-  afterWeights: number;
-  /** After the tokenizer was built from the GGUF's vocabulary. */
-  afterTokenizer: number;
-}
-export interface ModelInfo {
-  header: HeaderSummary;
-  capabilities: Capabilities;
-  /** KV-cache positions this load holds. */
-  contextLength: number;
-  weightGpuBytes: number;
-  kvCacheBytes: number;
-  loadSeconds: number;
-  wasmMemory: WasmMemory;
-}
-export interface ChatMessage { role: "system" | "user" | "assistant"; content: string }
-export interface GenerateRequest {
-  /** Chat mode: the whole conversation, ending with a user message. Earlier turns that match
-   *  what this engine already ran are not run again (their KV cache is reused). */
-  messages?: ChatMessage[];
-  /** Text mode: raw text, continued by the model (BOS added, no chat template). */
-  prompt?: string;
-  maxTokens?: number;
-  /** 0 (default): greedy. */
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
-  seed?: number;
-  /** Recovery after a lost GPU device, on a newly loaded engine: the tokens the cut-off
-   *  generation had sampled (`generatedIds` of its `DeviceLost` error). They run with the prompt
-   *  without being streamed again, and the generation continues after them. */
-  resumeIds?: number[];
-}
-/** A generation that ended because the GPU device was lost; `generatedIds` lets a new engine
- *  resume it (`GenerateRequest.resumeIds`). */
-export interface DeviceLostError extends Error {
-  code: "DeviceLost";
-  generatedIds: number[];
-}
-/** One piece of streamed text and the token that completed it. */
-export type OnPiece = (text: string, tokenId: number) => void;
-export interface GenerateResult {
-  text: string;
-  promptIds: number[];
-  generatedIds: number[];
-  /** "stop" (a stop token), "length" (max tokens or a full context), "abort" (interrupted). */
-  finishReason: "stop" | "length" | "abort";
-  /** Tokens run through the model this call (earlier turns reused from the cache excluded). */
-  promptTokens: number;
-  completionTokens: number;
-  /** Tokens of the conversation in the KV cache before this call. */
-  reusedTokens: number;
-  prefillSeconds: number;
-  decodeSeconds: number;
-  prefillTokS: number;
-  decodeTokS: number;
-}
-"#;
 
 #[wasm_bindgen]
 extern "C" {
@@ -283,7 +198,7 @@ struct JsMessage {
     content: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct JsGenerateRequest {
     messages: Option<Vec<JsMessage>>,
@@ -311,12 +226,14 @@ struct JsGenerateResult {
     decode_seconds: f64,
     prefill_tok_s: f64,
     decode_tok_s: f64,
+    /// The sampler's seed (the request's, or the one drawn for it).
+    seed: u64,
 }
 
 /// A loaded model and what its KV cache holds.
 struct Loaded {
     session: Session,
-    tokenizer: GemmaTokenizer,
+    tokenizer: Rc<GemmaTokenizer>,
     summary: HeaderSummary,
     load_seconds: f64,
     wasm_memory: WasmMemory,
@@ -334,28 +251,14 @@ struct Inner {
     unloaded: Cell<bool>,
     /// The model's device, reachable while a generation holds the model.
     device: wgpu::Device,
+    /// The model's tokenizer, reachable while a generation holds the model.
+    tokenizer: Rc<GemmaTokenizer>,
 }
 
 /// A model on the GPU, ready to generate. Create with `WebEngine.load`.
 #[wasm_bindgen]
 pub struct WebEngine {
     inner: Rc<Inner>,
-}
-
-fn to_js<T: Serialize>(v: &T) -> Result<JsValue, Error> {
-    let json = serde_json::to_string(v).map_err(|e| Error::Io(format!("json: {e}")))?;
-    js_sys::JSON::parse(&json).map_err(|_| Error::Io("not valid JSON".into()))
-}
-
-fn from_js<T: for<'de> Deserialize<'de>>(v: &JsValue, what: &str) -> Result<T, Error> {
-    if v.is_undefined() || v.is_null() {
-        return serde_json::from_str("{}").map_err(|e| Error::Unsupported(format!("{what}: {e}")));
-    }
-    let json = js_sys::JSON::stringify(v)
-        .ok()
-        .and_then(|s| s.as_string())
-        .ok_or_else(|| Error::Unsupported(format!("{what} is not a plain object")))?;
-    serde_json::from_str(&json).map_err(|e| Error::Unsupported(format!("{what}: {e}")))
 }
 
 fn reject(e: Error) -> JsValue {
@@ -410,11 +313,15 @@ impl WebEngine {
         .map_err(|e| js_error(&e))
     }
 
-    /// Token ids of `text` (with BOS first when `addBos`).
+    /// Token ids of `text` (with BOS first when `addBos`), also while a generation runs.
     pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, js_sys::Error> {
-        let guard = self.inner.loaded.borrow();
-        let l = guard.as_ref().ok_or_else(|| js_error(&self.not_ready()))?;
-        l.tokenizer.encode(text, add_bos).map_err(|e| js_error(&e))
+        if self.inner.unloaded.get() {
+            return Err(js_error(&self.not_ready()));
+        }
+        self.inner
+            .tokenizer
+            .encode(text, add_bos)
+            .map_err(|e| js_error(&e))
     }
 
     /// Generates for a chat (`messages`) or a raw text (`prompt`), calling `onPiece` with each
@@ -428,10 +335,17 @@ impl WebEngine {
         let inner = self.inner.clone();
         // Checked and marked busy before this returns, so an `interrupt()` right after the call
         // already applies to this generation.
-        let request: JsGenerateRequest = match from_js(&request, "the generate request") {
+        let mut request: JsGenerateRequest = match from_js(request, "the generate request") {
             Ok(r) => r,
             Err(e) => return Promise::reject(&reject(e)),
         };
+        // Without a seed, a fresh one, reported in the result (and kept for a resume after a
+        // device loss) so that the answer can be asked for again.
+        let seed = match request_seed(request.seed) {
+            Ok(s) => s,
+            Err(e) => return Promise::reject(&reject(e)),
+        };
+        request.seed = Some(seed as f64);
         if inner.busy.get() {
             return Promise::reject(&reject(Error::Unsupported(
                 "a generation is already running (one at a time)".into(),
@@ -464,6 +378,7 @@ impl WebEngine {
                     let err = js_error(&e);
                     let ids: js_sys::Array = sampled.iter().map(|&id| JsValue::from(id)).collect();
                     let _ = js_sys::Reflect::set(&err, &"generatedIds".into(), &ids);
+                    let _ = js_sys::Reflect::set(&err, &"seed".into(), &(seed as f64).into());
                     Err(err.into())
                 }
                 Err(e) => Err(reject(e)),
@@ -471,8 +386,8 @@ impl WebEngine {
         })
     }
 
-    /// Stops the running generation after its current token (it resolves with
-    /// `finishReason: "abort"`); does nothing when none runs.
+    /// Stops the running generation after its current token, or after the current block of its
+    /// prefill (it resolves with `finishReason: "abort"`); does nothing when none runs.
     pub fn interrupt(&self) {
         if self.inner.busy.get() {
             self.inner.interrupted.set(true);
@@ -517,7 +432,7 @@ async fn load(
     options: JsValue,
     on_progress: Function,
 ) -> Result<WebEngine, Error> {
-    let opts: JsLoadOptions = from_js(&options, "the load options")?;
+    let opts: JsLoadOptions = from_js(options, "the load options")?;
     let t0 = crate::model::generate::now_secs();
     let at_start = wasm_memory_bytes();
     let mut src = JsSource::new(reader)?;
@@ -540,7 +455,7 @@ async fn load(
     };
     let model = Model::load(gpu, &mut src, &model_opts, &mut progress).await?;
     let after_weights = wasm_memory_bytes();
-    let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+    let tokenizer = Rc::new(GemmaTokenizer::from_gguf(&model.header)?);
     let summary = HeaderSummary::new(&model.header, src.len())?;
     let load_seconds = crate::model::generate::now_secs() - t0;
     let device = model.gpu.device.clone();
@@ -548,7 +463,7 @@ async fn load(
         inner: Rc::new(Inner {
             loaded: RefCell::new(Some(Loaded {
                 session: Session::new(model),
-                tokenizer,
+                tokenizer: tokenizer.clone(),
                 summary,
                 load_seconds,
                 wasm_memory: WasmMemory {
@@ -562,6 +477,7 @@ async fn load(
             interrupted: Cell::new(false),
             unloaded: Cell::new(false),
             device,
+            tokenizer,
         }),
     })
 }
@@ -575,17 +491,23 @@ fn role(m: &JsMessage) -> Result<Role, Error> {
     }
 }
 
+/// The request's seed, or a fresh random one of 53 bits (a JS number holds it exactly, so the
+/// reported seed can be passed back).
+fn request_seed(seed: Option<f64>) -> Result<u64, Error> {
+    match seed {
+        None => getrandom::u64()
+            .map(|s| s >> 11)
+            .map_err(|e| Error::Unsupported(format!("no random source for a seed: {e}"))),
+        Some(s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s <= 9.007e15 => Ok(s as u64),
+        Some(s) => Err(Error::Unsupported(format!(
+            "seed {s} (needs a whole number >= 0)"
+        ))),
+    }
+}
+
 fn sampling(r: &JsGenerateRequest) -> Result<SamplingParams, Error> {
     let d = SamplingParams::default();
-    let seed = match r.seed {
-        None => 0,
-        Some(s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s <= 9.007e15 => s as u64,
-        Some(s) => {
-            return Err(Error::Unsupported(format!(
-                "seed {s} (needs a whole number >= 0)"
-            )))
-        }
-    };
+    let seed = request_seed(r.seed)?;
     Ok(SamplingParams {
         temperature: r.temperature.unwrap_or(0.0),
         top_k: r.top_k.unwrap_or(d.top_k),
@@ -637,15 +559,15 @@ async fn generate(
 ) -> Result<JsGenerateResult, Error> {
     let ids = prompt_ids(l, r)?;
     // Whatever happens below, the cache no longer matches a known conversation until the
-    // generation completes.
-    l.conversation = None;
+    // generation completes (or stops in its prefill, which leaves the cache as it was).
+    let held_before = l.conversation.take();
     let reused = l.session.history().len();
     let opts = GenerateOptions {
         max_tokens: r.max_tokens.unwrap_or(256),
         sampling: sampling(r)?,
         stop_ids: l.tokenizer.stop_ids().to_vec(),
     };
-    let tokenizer = &l.tokenizer;
+    let tokenizer = &*l.tokenizer;
     let mut decoder = StreamDecoder::new();
     let mut text = String::new();
     // A resumed generation: the text of the tokens before the loss was streamed already; the
@@ -674,11 +596,14 @@ async fn generate(
             }
         }
     };
+    let mut stop = || interrupted.get();
     let g: Generation = if resume.is_empty() {
-        l.session.generate(&ids, &opts, &mut on_token).await?
+        l.session
+            .generate_until(&ids, &opts, &mut on_token, Some(&mut stop))
+            .await?
     } else {
         l.session
-            .resume(&ids, &resume, &opts, &mut on_token)
+            .resume_until(&ids, &resume, &opts, &mut on_token, Some(&mut stop))
             .await?
     };
     if let Some(e) = failed {
@@ -690,7 +615,13 @@ async fn generate(
         let _ = on_piece.call2(&JsValue::NULL, &tail.as_str().into(), &JsValue::from(0u32));
         text.push_str(&tail);
     }
-    if let Some(messages) = &r.messages {
+    let stopped_in_prefill = g.stop == StopReason::Aborted && g.generated_ids.len() == resume.len();
+    if stopped_in_prefill {
+        // Nothing of this call is in the cache: it holds what it held before, if anything.
+        if reused > 0 && l.session.history().len() == reused {
+            l.conversation = held_before;
+        }
+    } else if let Some(messages) = &r.messages {
         // The cache now holds the conversation plus this reply (its last token possibly pending).
         let mut held = messages.clone();
         held.push(JsMessage {
@@ -714,6 +645,7 @@ async fn generate(
         reused_tokens: reused,
         prefill_seconds: g.prefill_secs,
         decode_seconds: g.decode_secs,
+        seed: opts.sampling.seed,
         prefill_tok_s: g.prefill_tok_s(),
         decode_tok_s: g.decode_tok_s(),
         prompt_ids: g.prompt_ids,

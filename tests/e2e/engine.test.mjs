@@ -139,6 +139,24 @@ test("interrupt stops a streaming generation after the current token", async () 
   assert.deepEqual(errors, []);
 });
 
+test("without a seed each request draws its own and reports it; passing that seed gives the same answer", async () => {
+  const got = await page.evaluate(async () => {
+    // Sampling over the whole vocabulary, hot: two unseeded answers would rarely agree by chance.
+    const request = { prompt: "My favourite word is", temperature: 1.5, top_k: 0, top_p: 1 };
+    const first = await window.engine.completions.create({ ...request, max_tokens: 2 });
+    const second = await window.engine.completions.create({ ...request, max_tokens: 1 });
+    const replay = await window.engine.completions.create({ ...request, max_tokens: 2, seed: first.gemma.seed });
+    return { first: first.gemma, second: second.gemma, replay: replay.gemma };
+  });
+  console.log(`seeds: ${got.first.seed}, ${got.second.seed}; tokens ${got.first.generated_ids} and ` +
+    `${got.replay.generated_ids} replayed`);
+  assert.ok(Number.isSafeInteger(got.first.seed) && got.first.seed >= 0, `seed ${got.first.seed}`);
+  assert.notEqual(got.first.seed, got.second.seed, "each request without a seed draws a fresh one");
+  assert.equal(got.replay.seed, got.first.seed);
+  assert.deepEqual(got.replay.generated_ids, got.first.generated_ids, "the reported seed replays the answer");
+  assert.deepEqual(errors, []);
+});
+
 test("errors carry a stable code", async () => {
   const got = await page.evaluate(async () => {
     const { createEngine } = await import("/gemma-web.js");

@@ -617,6 +617,20 @@ impl Model {
     /// `head` is answered for the last one. A prompt past the context is an error before any
     /// work is done.
     pub async fn prefill(&mut self, tokens: &[u32], pos: u32, head: Head) -> Result<Output, Error> {
+        self.prefill_until(tokens, pos, head, None).await
+    }
+
+    /// [`Model::prefill`] that can be stopped: after each block but the last it waits for the
+    /// GPU to finish the block (which lets the browser deliver messages, such as an interrupt)
+    /// and asks `stop`; `true` ends the prefill with [`Error::Aborted`]. The cache then holds
+    /// part of the prompt past `pos`, which the next prefill at `pos` overwrites.
+    pub async fn prefill_until(
+        &mut self,
+        tokens: &[u32],
+        pos: u32,
+        head: Head,
+        mut stop: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<Output, Error> {
         let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
         if tokens.is_empty() || pos.checked_add(n).is_none_or(|end| end > self.context_len) {
             return Err(Error::Unsupported(format!(
@@ -649,8 +663,30 @@ impl Model {
                 at += block.len() as u32;
             }
             rest = after;
+            if let Some(stop) = stop.as_mut().filter(|_| !rest.is_empty()) {
+                self.work_done().await?;
+                if stop() {
+                    return Err(Error::Aborted);
+                }
+            }
         }
         self.read_head(head).await
+    }
+
+    /// Resolves once the GPU has finished all work submitted so far.
+    async fn work_done(&self) -> Result<(), Error> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.gpu.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.gpu
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost(format!("poll: {e}")))?;
+        rx.await
+            .map_err(|_| Error::DeviceLost("the GPU queue was dropped".into()))?;
+        self.gpu.check()
     }
 
     /// Runs `tokens` at positions `pos..` and calls `each(i, logits)` with the logits after

@@ -338,6 +338,19 @@ impl Session {
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Generation, Error> {
+        self.generate_until(prompt, opts, on_token, None).await
+    }
+
+    /// [`Session::generate`] whose prefill asks `stop` between blocks (see
+    /// [`Model::prefill_until`]): when it says stop, the call ends with [`StopReason::Aborted`]
+    /// and no token, and the session is as it was before the call (its conversation intact).
+    pub async fn generate_until(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
+        stop: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<Generation, Error> {
         self.reserve(prompt.len())?;
         let mut fed: Vec<u32> = self
             .pending
@@ -358,9 +371,19 @@ impl Session {
 
         let t0 = now_secs();
         let pos = self.history.len() as u32;
-        let out = self.model.prefill(&fed, pos, head).await;
+        let out = self.model.prefill_until(&fed, pos, head, stop).await;
         let out = match out {
             Ok(o) => o,
+            // Nothing of this call reached the history: the next call overwrites what it wrote.
+            Err(Error::Aborted) => {
+                return Ok(Generation {
+                    prompt_ids: prompt.to_vec(),
+                    generated_ids: Vec::new(),
+                    stop: StopReason::Aborted,
+                    prefill_secs: now_secs() - t0,
+                    decode_secs: 0.0,
+                })
+            }
             Err(e) => {
                 // The cache may hold part of the prompt: start over next time.
                 self.reset();
@@ -426,6 +449,20 @@ impl Session {
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Generation, Error> {
+        self.resume_until(prompt, sampled, opts, on_token, None)
+            .await
+    }
+
+    /// [`Session::resume`] with a `stop` check between prefill blocks, as in
+    /// [`Session::generate_until`].
+    pub async fn resume_until(
+        &mut self,
+        prompt: &[u32],
+        sampled: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
+        stop: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<Generation, Error> {
         let done = u32::try_from(sampled.len()).unwrap_or(u32::MAX);
         if done >= opts.max_tokens {
             return Err(Error::Unsupported(format!(
@@ -443,7 +480,7 @@ impl Session {
             max_tokens: opts.max_tokens - done,
             ..opts.clone()
         };
-        let mut g = self.generate(&fed, &rest, on_token).await?;
+        let mut g = self.generate_until(&fed, &rest, on_token, stop).await?;
         g.prompt_ids.truncate(prompt.len());
         g.generated_ids.splice(0..0, sampled.iter().copied());
         Ok(g)

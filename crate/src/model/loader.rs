@@ -19,7 +19,25 @@ pub const SLICE_BYTES: usize = 4 << 20;
 const HEADER_PREFIX: u64 = 1 << 20;
 /// A header larger than this is refused rather than read into memory (the 262k-token
 /// vocabulary of Gemma 3 takes about 6 MB).
-const MAX_HEADER_BYTES: u64 = 256 << 20;
+pub const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+/// How long the prefix read for a header should grow next, when the parser needs `at_least`
+/// bytes of a `len`-byte file and `have` are read: geometrically (so a long vocabulary costs a few
+/// reads, not thousands) up to the file's end and [`MAX_HEADER_BYTES`]. A header that needs more
+/// than that, more than the file, or no more than what was read is `BadModel`. The page's header
+/// probe (`readGgufHeader` in `web.rs`) grows its prefix by the same rule.
+pub fn next_header_read(at_least: u64, have: u64, len: u64) -> Result<u64, Error> {
+    if at_least <= have || at_least > len || at_least > MAX_HEADER_BYTES {
+        return Err(Error::BadModel(format!(
+            "the GGUF header needs {at_least} bytes of a {len}-byte file (at most {} MiB are read)",
+            MAX_HEADER_BYTES >> 20
+        )));
+    }
+    Ok(at_least
+        .max(have.saturating_mul(2))
+        .min(len)
+        .min(MAX_HEADER_BYTES))
+}
 
 /// Random-access bytes of a model file.
 #[allow(async_fn_in_trait)]
@@ -116,15 +134,7 @@ pub async fn read_header<S: ByteSource>(src: &mut S) -> Result<GgufHeader, Error
         }
         match parse_header(&buf, len)? {
             HeaderParse::Complete(h) => return Ok(h),
-            HeaderParse::NeedMore { at_least } => {
-                if at_least <= want || at_least > len || at_least > MAX_HEADER_BYTES {
-                    return Err(Error::BadModel(format!(
-                        "GGUF header needs {at_least} bytes of a {len}-byte file"
-                    )));
-                }
-                // Grow geometrically so a long vocabulary costs a few reads, not thousands.
-                want = at_least.max(want.saturating_mul(2)).min(len);
-            }
+            HeaderParse::NeedMore { at_least } => want = next_header_read(at_least, want, len)?,
         }
     }
 }
