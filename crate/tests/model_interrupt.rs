@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 
-use gemma_web::gguf::writer::{random_gemma_bytes, RandomGemmaSpec};
+use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::config::Arch;
 use gemma_web::model::{GenerateOptions, Model, ModelOptions, SamplingParams, Session, StopReason};

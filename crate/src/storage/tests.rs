@@ -20,7 +20,7 @@ fn pattern(n: usize) -> Vec<u8> {
 }
 
 fn sha_hex(b: &[u8]) -> String {
-    hex(&Sha256::digest(b))
+    hex::encode(Sha256::digest(b))
 }
 
 struct Sim {
