@@ -37,20 +37,16 @@ impl MatvecShape {
         row_threads: 32,
     };
 
-    /// The shape for this device: CPU adapters (lavapipe/llvmpipe, SwiftShader, WARP; in the
-    /// browser wgpu names a CPU device "webgpu Cpu adapter") get
-    /// [`MatvecShape::CPU`], everything else [`MatvecShape::GPU`].
+    /// The shape for this device: [`MatvecShape::CPU`] on CPU adapters (wgpu's
+    /// `DeviceType::Cpu`: lavapipe, SwiftShader, WARP natively, and in the browser the fallback
+    /// adapter, which wgpu reports from `GPUAdapterInfo.isFallbackAdapter`),
+    /// [`MatvecShape::GPU`] everywhere else. The adapter's name plays no part: browsers may
+    /// leave it empty.
     pub fn for_gpu(gpu: &Gpu) -> MatvecShape {
-        let name = gpu.caps.adapter_name.to_ascii_lowercase();
-        let cpu = [
-            "llvmpipe",
-            "lavapipe",
-            "swiftshader",
-            "basic render",
-            "warp",
-        ]
-        .iter()
-        .any(|n| name.contains(n));
+        MatvecShape::for_cpu_adapter(gpu.caps.cpu)
+    }
+
+    pub fn for_cpu_adapter(cpu: bool) -> MatvecShape {
         if cpu {
             MatvecShape::CPU
         } else {

@@ -67,6 +67,12 @@ pub struct Caps {
     pub adapter_name: String,
     /// "vulkan", "metal", "dx12", "gl", "webgpu", ...
     pub backend: String,
+    /// The adapter runs on the CPU (lavapipe, SwiftShader, WARP; in the browser the fallback
+    /// adapter, `isFallbackAdapter`): wgpu's `DeviceType::Cpu`. Picks the kernel layouts.
+    pub cpu: bool,
+    /// wgpu's device type: "cpu", "integrated", "discrete", "virtual" or "other" (a browser
+    /// says only whether it is the fallback adapter, so its GPUs are "other").
+    pub device_type: String,
     /// `shader-f16` enabled on the device.
     pub f16: bool,
     /// Subgroup operations enabled on the device.
@@ -101,6 +107,16 @@ pub struct Gpu {
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gpu").field("caps", &self.caps).finish()
+    }
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Other => "other",
     }
 }
 
@@ -231,6 +247,8 @@ impl Gpu {
         let caps = Caps {
             adapter_name,
             backend: backend_name(info.backend).to_string(),
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
+            device_type: device_type_name(info.device_type).to_string(),
             f16,
             subgroups,
             max_binding: limits.max_storage_buffer_binding_size,

@@ -98,6 +98,8 @@ pub struct Sampler {
     rng: SplitMix64,
     candidates: Vec<(u32, f32)>,
     probs: Vec<f64>,
+    /// The distinct tokens of the penalty window.
+    seen: Vec<u32>,
 }
 
 impl Sampler {
@@ -108,6 +110,7 @@ impl Sampler {
             params,
             candidates: Vec::new(),
             probs: Vec::new(),
+            seen: Vec::new(),
         })
     }
 
@@ -128,8 +131,14 @@ impl Sampler {
             }
         }
         if p.has_penalty() {
-            let window = &recent[recent.len().saturating_sub(PENALTY_WINDOW)..];
-            for &id in window {
+            // Once per distinct token of the window, as llama.cpp and Hugging Face apply it: a
+            // token seen five times is divided by the penalty once, not five times.
+            self.seen.clear();
+            self.seen
+                .extend_from_slice(&recent[recent.len().saturating_sub(PENALTY_WINDOW)..]);
+            self.seen.sort_unstable();
+            self.seen.dedup();
+            for &id in &self.seen {
                 // Candidates from full logits are indexed by id.
                 if let Some(c) = self.candidates.get_mut(id as usize).filter(|c| c.0 == id) {
                     c.1 = if c.1 > 0.0 {
@@ -507,6 +516,23 @@ mod tests {
         assert_eq!(s.sample(&logits(&[4.0, 3.0, -1.0]), &[0]).unwrap(), 1);
         // Negative logits are multiplied: -1 * 2 = -2 < -1.5.
         assert_eq!(s.sample(&logits(&[-1.0, -1.5]), &[0]).unwrap(), 1);
+    }
+
+    /// A token repeated in the window is penalised once (llama.cpp, Hugging Face), not once
+    /// per occurrence: 4 / 2 = 2 still beats 1.5, where 4 / 2^3 = 0.5 would not.
+    #[test]
+    fn penalty_applies_once_per_distinct_token() {
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            ..SamplingParams::greedy()
+        })
+        .unwrap();
+        assert_eq!(s.sample(&logits(&[4.0, 1.5]), &[0, 0, 0]).unwrap(), 0);
+        assert_eq!(s.sample(&logits(&[-1.0, -1.5]), &[0, 5, 0]).unwrap(), 1);
+        // Only the last PENALTY_WINDOW tokens count.
+        let mut old = vec![0u32; 3];
+        old.extend(std::iter::repeat_n(7, PENALTY_WINDOW));
+        assert_eq!(s.sample(&logits(&[4.0, 3.0]), &old).unwrap(), 0);
     }
 
     /// Sampling frequencies follow softmax(logits / T) restricted by top-k and top-p.
