@@ -12,6 +12,8 @@ pub mod kernels;
 pub mod matvec;
 mod op;
 mod pipeline;
+pub mod profile;
+pub mod sample;
 mod weights;
 
 pub use buffer::{Readback, MAX_UPLOAD_CHUNK};
@@ -21,6 +23,7 @@ pub use weights::{dequant_shader, WeightPiece, WeightTensor, WeightUpload};
 
 use crate::Error;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// How to set the device up.
@@ -36,6 +39,8 @@ pub struct GpuOptions {
     pub allow_subgroups: bool,
     /// Prefer a discrete GPU when several adapters exist.
     pub high_performance: bool,
+    /// Enable timestamp queries when the adapter has them (`--profile`).
+    pub timestamps: bool,
 }
 
 impl Default for GpuOptions {
@@ -45,6 +50,7 @@ impl Default for GpuOptions {
             allow_f16: true,
             allow_subgroups: true,
             high_performance: true,
+            timestamps: false,
         }
     }
 }
@@ -57,6 +63,7 @@ impl GpuOptions {
             allow_f16: false,
             allow_subgroups: false,
             high_performance: false,
+            timestamps: false,
         }
     }
 }
@@ -89,6 +96,35 @@ pub struct Caps {
     pub max_invocations: u32,
     /// "f16+subgroups", "f16", "subgroups" or "baseline".
     pub tier: String,
+    /// Timestamp queries enabled (GPU time per kernel in `bench --profile`).
+    pub timestamps: bool,
+}
+
+/// What the engine asked of the device so far (cumulative; subtract two snapshots).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub submits: AtomicU64,
+    pub dispatches: AtomicU64,
+    pub readback_bytes: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CounterSnapshot {
+    pub submits: u64,
+    pub dispatches: u64,
+    pub readback_bytes: u64,
+}
+
+impl CounterSnapshot {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            submits: self.submits - earlier.submits,
+            dispatches: self.dispatches - earlier.dispatches,
+            readback_bytes: self.readback_bytes - earlier.readback_bytes,
+        }
+    }
 }
 
 /// The device, its queue, what it can do and the pipelines built so far.
@@ -96,6 +132,8 @@ pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub caps: Caps,
+    /// Submits, dispatches and read-back bytes, for the benchmarks.
+    pub counters: Counters,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
@@ -179,6 +217,10 @@ impl Gpu {
         if subgroups {
             required_features |= wgpu::Features::SUBGROUP;
         }
+        let timestamps = opts.timestamps && features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        if timestamps {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
 
         let mut limits = wgpu::Limits::default();
         if !opts.default_limits {
@@ -257,12 +299,14 @@ impl Gpu {
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
             tier: tier.to_string(),
+            timestamps,
         };
         log::info!("GPU: {caps:?}");
         Ok(Gpu {
             device,
             queue,
             caps,
+            counters: Counters::default(),
             lost,
             uncaptured,
             pipelines: Mutex::new(HashMap::new()),
@@ -316,9 +360,19 @@ impl Gpu {
         Ok(value)
     }
 
+    /// A snapshot of [`Gpu::counters`].
+    pub fn counted(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            submits: self.counters.submits.load(Relaxed),
+            dispatches: self.counters.dispatches.load(Relaxed),
+            readback_bytes: self.counters.readback_bytes.load(Relaxed),
+        }
+    }
+
     /// Submits one command buffer; checks device loss first.
     pub fn submit(&self, commands: wgpu::CommandBuffer) -> Result<(), Error> {
         self.check()?;
+        self.counters.submits.fetch_add(1, Relaxed);
         self.queue.submit(std::iter::once(commands));
         Ok(())
     }

@@ -15,11 +15,15 @@ use crate::gpu::attention::{
 };
 use crate::gpu::kernels::{self, TopK};
 use crate::gpu::matvec::{MatvecShape, MATMUL_TILE_TOKENS};
+use crate::gpu::profile::{record_ops, ClassTime, Profiler};
+use crate::gpu::sample::{Draw, GpuSampling, SampleOps, PENALTY_IDS};
 use crate::gpu::{Gpu, Op, Readback, WeightTensor};
 use crate::model::config::{Arch, GemmaConfig};
+use crate::model::generate::PENALTY_WINDOW;
 use crate::model::linear::Linear;
 use crate::model::loader::{load_tensors, ByteSource, LoadOptions, Loaded};
 use crate::Error;
+use std::collections::BTreeMap;
 
 /// Context asked for when the caller does not say (capped by the model's own).
 pub const DEFAULT_CONTEXT: u32 = 4096;
@@ -57,7 +61,7 @@ impl Default for ModelOptions {
 }
 
 /// What a forward pass hands back from the last token's logits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Head {
     /// Nothing: an early prefill block, whose logits nobody reads (the LM head is skipped).
     None,
@@ -67,6 +71,10 @@ pub enum Head {
     TopK,
     /// The whole logit vector.
     Logits,
+    /// One token drawn on the GPU (penalty, top-k, temperature, top-p): 16 bytes read back.
+    /// The penalty window is the last tokens the model was fed; the draw's random number
+    /// depends on the seed and the position of the token drawn.
+    Sample(GpuSampling),
 }
 
 /// The answer to a [`Head`].
@@ -77,6 +85,12 @@ pub enum Output {
     /// (id, logit), best first.
     TopK(Vec<(u32, f32)>),
     Logits(Vec<f32>),
+    /// The drawn token, its logit (after penalty and soft-cap) and its probability.
+    Sampled {
+        id: u32,
+        logit: f32,
+        prob: f32,
+    },
 }
 
 /// The weights of one layer that are not bound into a [`Linear`] (norm vectors).
@@ -121,8 +135,14 @@ pub struct RunState {
     last_n: wgpu::Buffer,
     logits: wgpu::Buffer,
     logits_readback: Readback,
+    /// The head's answer (argmax, top-k ids and logits), copied by the forward pass's submit.
+    head_readback: Readback,
     /// Host copy of the positions of the current block (capacity `max_tokens`, reused).
     positions_host: Vec<u32>,
+    /// The token fed at each position (for the repetition penalty of [`Head::Sample`]).
+    fed: Vec<u32>,
+    /// The distinct tokens of the penalty window (reused).
+    recent: Vec<u32>,
 }
 
 /// Ops whose shape depends on how many tokens a step runs: bound once for 1 token (decode)
@@ -167,6 +187,7 @@ struct HeadOps {
     softcap: Option<Op>,
     argmax: TopK,
     topk: TopK,
+    sample: SampleOps,
 }
 
 /// The head on every position of a block, for [`Model::score`]; built on its first use.
@@ -202,6 +223,8 @@ pub struct Model {
     pub decode_weight_bytes: u64,
     /// See [`ModelOptions::min_matmul_block`].
     pub min_matmul_block: u32,
+    /// Dispatches recorded for the layers (embedding included, head excluded) so far.
+    pub layer_dispatches: u64,
     token_embd: WeightTensor,
     output_norm: wgpu::Buffer,
     _norms: Vec<LayerNorms>,
@@ -211,6 +234,7 @@ pub struct Model {
     layers: Vec<LayerOps>,
     head: HeadOps,
     score_ops: Option<ScoreOps>,
+    profiler: Option<Profiler>,
     // Kept alive: bound into the attention ops.
     _caches: Vec<LayerCache>,
     _scratch: AttentionScratch,
@@ -335,7 +359,10 @@ impl Model {
             last_n: f32s(&gpu, "last_n", 1, d)?,
             logits: f32s(&gpu, "logits", 1, c.vocab)?,
             logits_readback: gpu.readback("logits readback", u64::from(c.vocab) * 4)?,
+            head_readback: gpu.readback("head readback", u64::from(SAMPLE_TOP_K) * 8)?,
             positions_host: Vec::with_capacity(chunk as usize),
+            fed: vec![0; context_len as usize],
+            recent: Vec::with_capacity(PENALTY_IDS as usize),
         };
         let s = &state;
 
@@ -415,6 +442,7 @@ impl Model {
             },
             argmax: kernels::argmax(&gpu, &s.logits, c.vocab).await?,
             topk: kernels::topk(&gpu, &s.logits, c.vocab, SAMPLE_TOP_K.min(c.vocab)).await?,
+            sample: SampleOps::new(&gpu, &s.logits, c.vocab, 1).await?,
         };
         gpu.check()?;
 
@@ -446,6 +474,8 @@ impl Model {
             layers,
             head,
             score_ops: None,
+            profiler: None,
+            layer_dispatches: 0,
             _caches: caches,
             _scratch: scratch,
             gpu,
@@ -458,7 +488,8 @@ impl Model {
     }
 
     /// Runs `tokens` (1 ..= max_chunk of them) at positions `pos..` through every layer, storing
-    /// their keys and values in the cache, then the head on the last token. One submit.
+    /// their keys and values in the cache, then the head on the last token, and copies what
+    /// `head` asks for into its read-back buffer. One submit.
     fn forward(&mut self, tokens: &[u32], pos: u32, head: Head) -> Result<(), Error> {
         let n = self.check_block(tokens, pos, self.state.max_tokens)?;
         let Model {
@@ -469,6 +500,8 @@ impl Model {
             prefill,
             layers,
             head: h,
+            profiler,
+            layer_dispatches,
             ..
         } = self;
         let step = if n == 1 { &*decode } else { &*prefill };
@@ -476,86 +509,128 @@ impl Model {
         s.positions_host.extend(pos..pos + n);
         gpu.write_u32(&s.ids, 0, tokens)?;
         gpu.write_u32(&s.positions, 0, &s.positions_host)?;
+        let end = (pos + n) as usize;
+        if let Some(slot) = s.fed.get_mut(pos as usize..end) {
+            slot.copy_from_slice(tokens);
+        }
 
+        // The whole model, one line per dispatch (with its kernel class for `--profile`).
+        let mut ops: Vec<(&'static str, &Op)> = Vec::with_capacity(24 * layers.len() + 8);
+        // Embedding: the token's row of token_embd, times sqrt(d_model).
+        ops.extend(step.embed.iter().map(|op| ("embedding", op)));
+        for (layer, e) in layers.iter_mut().zip(&step.layers) {
+            let LayerOps {
+                q,
+                k,
+                v,
+                o,
+                gate,
+                up,
+                down,
+                attn,
+            } = layer;
+            let mm = if n == 1 { "matvec" } else { "matmul" };
+            // --- Attention block ---
+            // Pre-attention RMSNorm.
+            ops.push(("norm", &e.attn_norm));
+            // Query, key and value projections.
+            ops.extend(q.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            ops.extend(k.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            ops.extend(v.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            // Gemma 3: RMSNorm over each query and key head.
+            if let (Some(qn), Some(kn)) = (&e.q_norm, &e.k_norm) {
+                ops.push(("norm", qn));
+                ops.push(("norm", kn));
+            }
+            // Rotary position embedding of queries and keys (per-layer base on Gemma 3).
+            ops.push(("rope", &e.rope_q));
+            ops.push(("rope", &e.rope_k));
+            // Store this block's keys and values, then attend: causal, within the window
+            // on sliding layers, scores soft-capped on Gemma 2.
+            if n == 1 {
+                ops.extend(
+                    attn.decode_ops(gpu, pos)?
+                        .into_iter()
+                        .map(|op| ("attention", op)),
+                );
+            } else {
+                ops.extend(
+                    attn.prefill_ops(gpu, pos, n)?
+                        .into_iter()
+                        .map(|op| ("attention", op)),
+                );
+            }
+            // Output projection.
+            ops.extend(o.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm).
+            ops.push(("residual", &e.attn_residual));
+            // --- MLP block ---
+            // Pre-MLP RMSNorm.
+            ops.push(("norm", &e.ffn_norm));
+            // down(gelu_tanh(gate(x)) * up(x)).
+            ops.extend(gate.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            ops.extend(up.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            ops.push(("gelu", &e.gelu));
+            ops.extend(down.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm).
+            ops.push(("residual", &e.ffn_residual));
+        }
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("forward"),
             });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("layers"),
-                timestamp_writes: None,
-            });
-            let p = &mut pass;
-            // Embedding: the token's row of token_embd, times sqrt(d_model).
-            for op in &step.embed {
-                op.record(p);
-            }
-            for (layer, e) in layers.iter_mut().zip(&step.layers) {
-                // --- Attention block ---
-                // Pre-attention RMSNorm.
-                e.attn_norm.record(p);
-                // Query, key and value projections.
-                layer.q.record(gpu, p, n)?;
-                layer.k.record(gpu, p, n)?;
-                layer.v.record(gpu, p, n)?;
-                // Gemma 3: RMSNorm over each query and key head.
-                if let (Some(qn), Some(kn)) = (&e.q_norm, &e.k_norm) {
-                    qn.record(p);
-                    kn.record(p);
-                }
-                // Rotary position embedding of queries and keys (per-layer base on Gemma 3).
-                e.rope_q.record(p);
-                e.rope_k.record(p);
-                // Store this block's keys and values, then attend: causal, within the window
-                // on sliding layers, scores soft-capped on Gemma 2.
-                if n == 1 {
-                    for op in layer.attn.decode_ops(gpu, pos)? {
-                        op.record(p);
-                    }
-                } else {
-                    for op in layer.attn.prefill_ops(gpu, pos, n)? {
-                        op.record(p);
-                    }
-                }
-                // Output projection.
-                layer.o.record(gpu, p, n)?;
-                // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm).
-                e.attn_residual.record(p);
-                // --- MLP block ---
-                // Pre-MLP RMSNorm.
-                e.ffn_norm.record(p);
-                // down(gelu_tanh(gate(x)) * up(x)).
-                layer.gate.record(gpu, p, n)?;
-                layer.up.record(gpu, p, n)?;
-                e.gelu.record(p);
-                layer.down.record(gpu, p, n)?;
-                // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm).
-                e.ffn_residual.record(p);
-            }
-        }
+        *layer_dispatches += ops.len() as u64;
+        record_ops(gpu, &mut encoder, "layers", &ops, profiler.as_mut());
         if head != Head::None {
             // The last token's hidden state feeds the head.
             let row = u64::from(c.d_model) * 4;
             encoder.copy_buffer_to_buffer(&s.h, u64::from(n - 1) * row, &s.last, 0, row);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("head"),
-                timestamp_writes: None,
-            });
-            let p = &mut pass;
+            let mut ops: Vec<(&'static str, &Op)> = Vec::with_capacity(8);
             // Final RMSNorm, then logits through the tied embedding.
-            h.final_norm.record(p);
-            h.lm_head.record(gpu, p, 1)?;
+            ops.push(("norm", &h.final_norm));
+            ops.extend(h.lm_head.ops(gpu, 1)?.iter().map(|op| ("lm_head", op)));
             // Gemma 2: final logit soft-cap.
             if let Some(op) = &h.softcap {
-                op.record(p);
+                ops.push(("head", op));
             }
             match head {
-                Head::Argmax => h.argmax.record(p),
-                Head::TopK => h.topk.record(p),
+                Head::Argmax => ops.extend([("head", &h.argmax.stage1), ("head", &h.argmax.merge)]),
+                Head::TopK => ops.extend([("head", &h.topk.stage1), ("head", &h.topk.merge)]),
+                Head::Sample(sp) => {
+                    // The penalty window: the distinct tokens of the last PENALTY_WINDOW
+                    // positions, the one just fed included.
+                    s.recent.clear();
+                    s.recent
+                        .extend_from_slice(&s.fed[end.saturating_sub(PENALTY_WINDOW)..end]);
+                    s.recent.sort_unstable();
+                    s.recent.dedup();
+                    let counter = u64::from(pos + n);
+                    let sample = h.sample.set(gpu, &sp, &s.recent, counter, 1)?;
+                    ops.extend(sample.into_iter().map(|op| ("sample", op)));
+                }
                 Head::None | Head::Logits => {}
             }
+            record_ops(gpu, &mut encoder, "head", &ops, profiler.as_mut());
+            // What the CPU reads, copied in the same submit.
+            let rb = &s.head_readback.buffer;
+            let k = u64::from(h.topk.k) * 4;
+            match head {
+                Head::Argmax => encoder.copy_buffer_to_buffer(&h.argmax.idx, 0, rb, 0, 4),
+                Head::TopK => {
+                    encoder.copy_buffer_to_buffer(&h.topk.idx, 0, rb, 0, k);
+                    encoder.copy_buffer_to_buffer(&h.topk.val, 0, rb, k, k);
+                }
+                Head::Sample(_) => encoder.copy_buffer_to_buffer(&h.sample.out, 0, rb, 0, 16),
+                Head::Logits => {
+                    let len = u64::from(c.vocab) * 4;
+                    encoder.copy_buffer_to_buffer(&s.logits, 0, &s.logits_readback.buffer, 0, len);
+                }
+                Head::None => {}
+            }
+        }
+        if let Some(p) = profiler.as_ref() {
+            p.resolve(&mut encoder);
         }
         gpu.submit(encoder.finish())
     }
@@ -583,22 +658,69 @@ impl Model {
         Ok(n)
     }
 
+    /// What the last [`Model::forward`] copied for `head`: one read-back.
     async fn read_head(&mut self, head: Head) -> Result<Output, Error> {
         let gpu = &self.gpu;
-        match head {
+        let s = &self.state;
+        let out = match head {
             Head::None => {
                 gpu.check()?;
-                Ok(Output::None)
+                Output::None
             }
-            Head::Argmax => Ok(Output::Argmax(self.head.argmax.read_argmax(gpu).await?)),
-            Head::TopK => Ok(Output::TopK(self.head.topk.read(gpu).await?)),
+            Head::Argmax => {
+                let b = gpu.map_read(&s.head_readback, 4).await?;
+                Output::Argmax(to_u32(&b).first().copied().unwrap_or(0))
+            }
+            Head::TopK => {
+                let k = self.head.topk.k as usize;
+                let b = gpu.map_read(&s.head_readback, k as u64 * 8).await?;
+                let ids = to_u32(&b[..(k * 4).min(b.len())]);
+                let vals = to_f32(b.get(k * 4..).unwrap_or(&[]));
+                Output::TopK(
+                    ids.into_iter()
+                        .zip(vals)
+                        .filter(|(i, _)| *i != u32::MAX)
+                        .collect(),
+                )
+            }
             Head::Logits => {
-                let s = &self.state;
                 let n = u64::from(self.config.vocab) * 4;
-                let bytes = gpu.read_with(&s.logits_readback, &s.logits, 0, n).await?;
-                Ok(Output::Logits(to_f32(&bytes)))
+                Output::Logits(to_f32(&gpu.map_read(&s.logits_readback, n).await?))
             }
+            Head::Sample(_) => {
+                let b = gpu.map_read(&s.head_readback, 16).await?;
+                let d: Draw = bytemuck::pod_read_unaligned(
+                    b.get(..16)
+                        .ok_or_else(|| Error::DeviceLost("short read-back".into()))?,
+                );
+                if d.id == u32::MAX {
+                    return Err(Error::Unsupported("no finite logits to sample from".into()));
+                }
+                Output::Sampled {
+                    id: d.id,
+                    logit: d.logit,
+                    prob: d.prob,
+                }
+            }
+        };
+        if let Some(p) = self.profiler.as_mut() {
+            if head == Head::None {
+                gpu.wait_idle()?;
+            }
+            p.collect(gpu).await?;
         }
+        Ok(out)
+    }
+
+    /// Times every dispatch from now on (`bench --profile`); needs timestamp queries.
+    pub fn start_profiling(&mut self) -> Result<(), Error> {
+        self.profiler = Some(Profiler::new(&self.gpu)?);
+        Ok(())
+    }
+
+    /// GPU time per kernel class since [`Model::start_profiling`], and stops profiling.
+    pub fn stop_profiling(&mut self) -> Option<BTreeMap<&'static str, ClassTime>> {
+        self.profiler.take().map(|p| p.totals)
     }
 
     /// One token at position `pos` (the cache must hold 0..pos): stores its keys and values and
@@ -750,6 +872,13 @@ impl Model {
         self.score_ops = Some(ops);
         Ok(())
     }
+}
+
+fn to_u32(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn to_f32(bytes: &[u8]) -> Vec<f32> {

@@ -2,11 +2,13 @@
 //! decode loop with its stop conditions, and a [`Session`] that keeps the KV cache of earlier
 //! turns so a chat never re-runs them.
 //!
-//! The sampler asks the GPU for as little as it needs: the argmax (4 bytes) when greedy, the
-//! top [`SAMPLE_TOP_K`] logits when top-k is at most that and no penalty applies, the whole
-//! logit vector otherwise.
+//! The sampler asks the GPU for as little as it needs: the argmax (4 bytes) when greedy, a
+//! token drawn on the GPU (16 bytes) when top-k keeps at most [`SAMPLE_K`] tokens, the whole
+//! logit vector for a wider top-k. The CPU [`Sampler`] samples from logits (and is the
+//! reference the GPU draw is tested against).
 
-use crate::model::gemma::{Head, Model, Output, SAMPLE_TOP_K};
+use crate::gpu::sample::{GpuSampling, SAMPLE_K};
+use crate::model::gemma::{Head, Model, Output};
 use crate::rng::SplitMix64;
 use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role};
 use crate::Error;
@@ -77,14 +79,21 @@ impl SamplingParams {
         Ok(())
     }
 
-    /// What the GPU must hand back for this sampler.
+    /// What the GPU must hand back for this sampler: the argmax when greedy, else a token
+    /// drawn on the GPU ([`Head::Sample`], 16 bytes) when top-k keeps at most [`SAMPLE_K`]
+    /// tokens; the whole logit vector only for a wider top-k (0 or more than [`SAMPLE_K`]).
     pub fn head(&self) -> Head {
-        if self.has_penalty() {
-            Head::Logits
-        } else if self.is_greedy() {
+        let greedy = self.is_greedy();
+        if greedy && !self.has_penalty() {
             Head::Argmax
-        } else if (1..=SAMPLE_TOP_K).contains(&self.top_k) {
-            Head::TopK
+        } else if greedy || (1..=SAMPLE_K).contains(&self.top_k) {
+            Head::Sample(GpuSampling {
+                temperature: if greedy { 0.0 } else { self.temperature },
+                top_k: if greedy { 1 } else { self.top_k },
+                top_p: self.top_p,
+                penalty: self.repetition_penalty,
+                seed: self.seed,
+            })
         } else {
             Head::Logits
         }
@@ -120,7 +129,7 @@ impl Sampler {
         let p = &self.params;
         self.candidates.clear();
         match out {
-            Output::Argmax(id) => return Ok(*id),
+            Output::Argmax(id) | Output::Sampled { id, .. } => return Ok(*id),
             Output::TopK(pairs) => self.candidates.extend_from_slice(pairs),
             Output::Logits(logits) => {
                 self.candidates
@@ -433,7 +442,9 @@ impl Session {
     /// the cache holds the conversation again, and only the rest of `opts.max_tokens` is
     /// sampled. `on_token` sees only the new tokens; the result reads as one generation of
     /// `prompt` (its `generated_ids` start with `sampled`). Greedy decoding continues exactly
-    /// where it stopped; a sampled one continues with a fresh random stream.
+    /// where it stopped; so does a sampled one drawn on the GPU (each draw depends only on the
+    /// seed and its position), while one sampled on the CPU (a top-k wider than
+    /// [`SAMPLE_K`]) continues with a fresh random stream.
     pub async fn resume(
         &mut self,
         prompt: &[u32],
@@ -510,7 +521,7 @@ mod tests {
             repetition_penalty: 2.0,
             ..SamplingParams::greedy()
         };
-        assert_eq!(p.head(), Head::Logits);
+        assert!(matches!(p.head(), Head::Sample(g) if g.top_k == 1 && g.temperature == 0.0));
         let mut s = Sampler::new(p).unwrap();
         // 4.0 / 2 = 2.0 < 3.0: token 0 loses to token 1.
         assert_eq!(s.sample(&logits(&[4.0, 3.0, -1.0]), &[0]).unwrap(), 1);

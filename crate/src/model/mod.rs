@@ -7,7 +7,7 @@ pub mod linear;
 pub mod loader;
 
 pub use gemma::{Head, Model, ModelOptions, Output};
-pub use generate::{GenerateOptions, Generation, SamplingParams, Session, StopReason};
+pub use generate::{GenerateOptions, Generation, Sampler, SamplingParams, Session, StopReason};
 pub use loader::ByteSource;
 #[cfg(not(target_arch = "wasm32"))]
 pub use loader::FileSource;
