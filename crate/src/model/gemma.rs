@@ -13,12 +13,12 @@ use crate::gguf::GgufHeader;
 use crate::gpu::attention::{
     AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, LayerCache,
 };
-use crate::gpu::kernels::{self, TopK};
-use crate::gpu::matvec::{MatvecShape, MATMUL_TILE_TOKENS};
+use crate::gpu::kernels::{self, QkRopeKv, QkRopeKvIo, QkRopeKvParams, TopK};
+use crate::gpu::matvec::{matvec_glu, MatvecShape, MATMUL_TILE_TOKENS};
 use crate::gpu::profile::{record_ops, ClassTime, Profiler};
 use crate::gpu::sample::{Draw, GpuSampling, SampleOps, PENALTY_IDS};
 use crate::gpu::{Gpu, Op, Readback, WeightTensor};
-use crate::model::config::{Arch, GemmaConfig};
+use crate::model::config::GemmaConfig;
 use crate::model::generate::PENALTY_WINDOW;
 use crate::model::linear::Linear;
 use crate::model::loader::{load_tensors, ByteSource, LoadOptions, Loaded};
@@ -97,8 +97,8 @@ pub enum Output {
 #[derive(Debug)]
 struct LayerNorms {
     attn: wgpu::Buffer,
-    q: Option<wgpu::Buffer>,
-    k: Option<wgpu::Buffer>,
+    /// Gemma 3: the q-norm then the k-norm weights, (2, head_dim).
+    qk: Option<wgpu::Buffer>,
     post_attn: Option<wgpu::Buffer>,
     ffn: wgpu::Buffer,
     post_ffn: Option<wgpu::Buffer>,
@@ -109,36 +109,34 @@ struct LayerNorms {
 #[derive(Debug)]
 pub struct RunState {
     pub max_tokens: u32,
-    /// (tokens) u32 token ids and positions.
+    /// (tokens) u32 token ids.
     ids: wgpu::Buffer,
-    positions: wgpu::Buffer,
     /// The residual stream h, (tokens, d_model).
     h: wgpu::Buffer,
     /// norm(h), (tokens, d_model).
     xn: wgpu::Buffer,
-    /// Projections before Gemma 3's per-head norm, (tokens, q_dim) and (tokens, kv_dim).
-    q_raw: Option<wgpu::Buffer>,
-    k_raw: Option<wgpu::Buffer>,
-    /// Rotated queries and keys, values: (tokens, heads, head_dim).
+    /// The Q, K and V projections, (tokens, q_dim + 2 kv_dim): q | k | v of each token.
+    qkv: wgpu::Buffer,
+    /// Normed (Gemma 3) and rotated queries, (tokens, heads, head_dim).
     q: wgpu::Buffer,
+    /// New keys and values, (tokens, kv_heads, head_dim): bound by the attention layer's own
+    /// cache write, which the fused step does not use (qk_rope_kv writes the cache).
     k: wgpu::Buffer,
     v: wgpu::Buffer,
     /// Attention output, (tokens, q_dim).
     att: wgpu::Buffer,
     /// Output of attention's or the MLP's last projection, (tokens, d_model).
     out: wgpu::Buffer,
-    /// MLP gate and up projections, (tokens, ffn).
+    /// MLP gate and up projections, (tokens, 2 ffn): gate | up of each token.
+    gu: wgpu::Buffer,
+    /// gelu_tanh(gate) * up, (tokens, ffn).
     gate: wgpu::Buffer,
-    up: wgpu::Buffer,
-    /// The last token's hidden state, normed, and its logits.
-    last: wgpu::Buffer,
+    /// The last token's hidden state after the final norm, and its logits.
     last_n: wgpu::Buffer,
     logits: wgpu::Buffer,
     logits_readback: Readback,
     /// The head's answer (argmax, top-k ids and logits), copied by the forward pass's submit.
     head_readback: Readback,
-    /// Host copy of the positions of the current block (capacity `max_tokens`, reused).
-    positions_host: Vec<u32>,
     /// The token fed at each position (for the repetition penalty of [`Head::Sample`]).
     fed: Vec<u32>,
     /// The distinct tokens of the penalty window (reused).
@@ -150,39 +148,40 @@ pub struct RunState {
 #[derive(Debug)]
 struct StepOps {
     embed: Vec<Op>,
+    /// The first layer's pre-attention norm (later ones come with the residual before them).
+    first_norm: Op,
     layers: Vec<LayerStepOps>,
 }
 
 #[derive(Debug)]
 struct LayerStepOps {
-    attn_norm: Op,
-    q_norm: Option<Op>,
-    k_norm: Option<Op>,
-    rope_q: Op,
-    rope_k: Op,
-    /// h += out (Gemma 1) or h += post_attention_norm(out) (Gemma 2, 3).
-    attn_residual: Op,
-    ffn_norm: Op,
-    gelu: Op,
-    /// h += out (Gemma 1) or h += post_ffw_norm(out) (Gemma 2, 3).
-    ffn_residual: Op,
+    /// h += out (Gemma 1) or h += post_attention_norm(out) (Gemma 2, 3), then xn = ffn_norm(h).
+    attn_residual_norm: Op,
+    /// gelu_tanh(gate) * up from gu, where gate and up are not one fused matvec.
+    glu: Op,
+    /// h += out (Gemma 1) or h += post_ffw_norm(out) (Gemma 2, 3), then xn = the next
+    /// layer's attn_norm(h), or after the last layer output_norm(h).
+    ffn_residual_norm: Op,
 }
 
 /// The ops of one layer shared by both steps.
 struct LayerOps {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Q, K and V into qkv: one projection when their weights share a type (stacked at
+    /// load), else one per run of equal types.
+    qkv: Vec<Linear>,
+    /// Per-head norm, RoPE and the KV-cache write.
+    qk_rope_kv: QkRopeKv,
     o: Linear,
-    gate: Linear,
-    up: Linear,
+    /// Gate and up into gu (one projection when stacked, else two).
+    gate_up: Vec<Linear>,
+    /// The decode step's gate, up and GELU in one matvec, when gate and up are stacked.
+    glu_matvec: Option<Op>,
     down: Linear,
     attn: AttentionLayer,
 }
 
-/// The head on the last token: final norm, tied LM head, soft-cap, argmax / top-k.
+/// The head on the last token: tied LM head, soft-cap, argmax / top-k / a draw.
 struct HeadOps {
-    final_norm: Op,
     lm_head: Linear,
     softcap: Option<Op>,
     argmax: TopK,
@@ -281,7 +280,6 @@ impl Model {
             .max(1);
         let chunk = opts.prefill_chunk.clamp(1, context_len.max(1));
         let (d, qd, kvd, hd) = (c.d_model, c.q_dim(), c.kv_dim(), c.head_dim);
-        let is3 = c.arch == Arch::Gemma3;
 
         // Weights.
         let token_embd = w.matrix("token_embd.weight")?;
@@ -297,17 +295,16 @@ impl Model {
                     Ok(None)
                 }
             };
-            let qk = |w: &mut Loaded, t: &str| -> Result<Option<wgpu::Buffer>, Error> {
-                if c.arch.has_qk_norm() {
-                    Ok(Some(w.vector(&name(t), hd)?))
-                } else {
-                    Ok(None)
-                }
+            let qk = if c.arch.has_qk_norm() {
+                let q = w.vector(&name("attn_q_norm"), hd)?;
+                let k = w.vector(&name("attn_k_norm"), hd)?;
+                Some(stack_vectors(&gpu, &format!("blk.{l}.qk_norm"), &[&q, &k])?)
+            } else {
+                None
             };
             norms.push(LayerNorms {
                 attn: w.vector(&name("attn_norm"), d)?,
-                q: qk(&mut w, "attn_q_norm")?,
-                k: qk(&mut w, "attn_k_norm")?,
+                qk,
                 post_attn: post(&mut w, "post_attention_norm", d)?,
                 ffn: w.vector(&name("ffn_norm"), d)?,
                 post_ffn: post(&mut w, "post_ffw_norm", d)?,
@@ -335,32 +332,20 @@ impl Model {
         let state = RunState {
             max_tokens: chunk,
             ids: gpu.storage("ids", u64::from(chunk) * 4)?,
-            positions: gpu.storage("positions", u64::from(chunk) * 4)?,
             h: f32s(&gpu, "h", chunk, d)?,
             xn: f32s(&gpu, "xn", chunk, d)?,
-            q_raw: if is3 {
-                Some(f32s(&gpu, "q_raw", chunk, qd)?)
-            } else {
-                None
-            },
-            k_raw: if is3 {
-                Some(f32s(&gpu, "k_raw", chunk, kvd)?)
-            } else {
-                None
-            },
+            qkv: f32s(&gpu, "qkv", chunk, qd + 2 * kvd)?,
             q: f32s(&gpu, "q", chunk, qd)?,
             k: f32s(&gpu, "k", chunk, kvd)?,
             v: f32s(&gpu, "v", chunk, kvd)?,
             att: f32s(&gpu, "att", chunk, qd)?,
             out: f32s(&gpu, "out", chunk, d)?,
+            gu: f32s(&gpu, "gu", chunk, 2 * c.ffn)?,
             gate: f32s(&gpu, "gate", chunk, c.ffn)?,
-            up: f32s(&gpu, "up", chunk, c.ffn)?,
-            last: f32s(&gpu, "last", 1, d)?,
             last_n: f32s(&gpu, "last_n", 1, d)?,
             logits: f32s(&gpu, "logits", 1, c.vocab)?,
             logits_readback: gpu.readback("logits readback", u64::from(c.vocab) * 4)?,
             head_readback: gpu.readback("head readback", u64::from(SAMPLE_TOP_K) * 8)?,
-            positions_host: Vec::with_capacity(chunk as usize),
             fed: vec![0; context_len as usize],
             recent: Vec::with_capacity(PENALTY_IDS as usize),
         };
@@ -391,10 +376,9 @@ impl Model {
         let kv_cache_bytes = caches.iter().map(|x| x.k.size() + x.v.size()).sum();
 
         // Projections and attention, bound once for both steps.
-        let q_out = s.q_raw.as_ref().unwrap_or(&s.q);
-        let k_out = s.k_raw.as_ref().unwrap_or(&s.k);
+        let shape_kind = MatvecShape::for_gpu(&gpu);
         let mut layers = Vec::with_capacity(c.n_layers as usize);
-        for (l, (m, cache)) in (0u32..).zip(mats.iter().zip(&caches)) {
+        for (l, ((m, cache), norm)) in (0u32..).zip(mats.into_iter().zip(&caches).zip(&norms)) {
             let [wq, wk, wv, wo, wg, wu, wd] = m;
             let io = AttentionIo {
                 q: &s.q,
@@ -408,33 +392,77 @@ impl Model {
                     AttentionLayer::new(&gpu, &kernels, shape(l), io, cache, &scratch, &label)
                 })
                 .await??;
+            // Q, K and V stacked into one weight when they share a type (else Q and K).
+            let qkv_stride = qd + 2 * kvd;
+            let label = format!("blk.{l}.attn_qkv");
+            let qkv = if let Some(w) = gpu.concat_rows(&label, &[&wq, &wk, &wv]).await? {
+                vec![Linear::new_at(&gpu, &w, &s.xn, &s.qkv, chunk, 0, qkv_stride).await?]
+            } else if let Some(w) = gpu.concat_rows(&label, &[&wq, &wk]).await? {
+                vec![
+                    Linear::new_at(&gpu, &w, &s.xn, &s.qkv, chunk, 0, qkv_stride).await?,
+                    Linear::new_at(&gpu, &wv, &s.xn, &s.qkv, chunk, qd + kvd, qkv_stride).await?,
+                ]
+            } else {
+                let mut v = Vec::with_capacity(3);
+                for (w, at) in [(&wq, 0), (&wk, qd), (&wv, qd + kvd)] {
+                    v.push(Linear::new_at(&gpu, w, &s.xn, &s.qkv, chunk, at, qkv_stride).await?);
+                }
+                v
+            };
+            let qk_rope_kv = kernels::qk_rope_kv(
+                &gpu,
+                &QkRopeKvIo {
+                    qkv: &s.qkv,
+                    norm_w: norm.qk.as_ref(),
+                    q: &s.q,
+                    k_cache: &cache.k,
+                    v_cache: &cache.v,
+                },
+                QkRopeKvParams {
+                    n_tokens: 1,
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                    head_dim: hd,
+                    cache_len: shape(l).cache_len,
+                    pos: 0,
+                    base: c.rope_base(l),
+                    eps: c.eps,
+                },
+                chunk,
+            )
+            .await?;
+            // Gate and up stacked: the decode step runs them and GELU as one matvec.
+            let ffn = c.ffn;
+            let label = format!("blk.{l}.ffn_gate_up");
+            let (gate_up, glu_matvec) =
+                if let Some(w) = gpu.concat_rows(&label, &[&wg, &wu]).await? {
+                    let op = matvec_glu(&gpu, &w, &s.xn, &s.gate, shape_kind).await?;
+                    let many = Linear::new_at(&gpu, &w, &s.xn, &s.gu, chunk, 0, 2 * ffn).await?;
+                    (vec![many], Some(op))
+                } else {
+                    (
+                        vec![
+                            Linear::new_at(&gpu, &wg, &s.xn, &s.gu, chunk, 0, 2 * ffn).await?,
+                            Linear::new_at(&gpu, &wu, &s.xn, &s.gu, chunk, ffn, 2 * ffn).await?,
+                        ],
+                        None,
+                    )
+                };
             layers.push(LayerOps {
-                q: Linear::new(&gpu, wq, &s.xn, q_out, chunk).await?,
-                k: Linear::new(&gpu, wk, &s.xn, k_out, chunk).await?,
-                v: Linear::new(&gpu, wv, &s.xn, &s.v, chunk).await?,
-                o: Linear::new(&gpu, wo, &s.att, &s.out, chunk).await?,
-                gate: Linear::new(&gpu, wg, &s.xn, &s.gate, chunk).await?,
-                up: Linear::new(&gpu, wu, &s.xn, &s.up, chunk).await?,
-                down: Linear::new(&gpu, wd, &s.gate, &s.out, chunk).await?,
+                qkv,
+                qk_rope_kv,
+                o: Linear::new(&gpu, &wo, &s.att, &s.out, chunk).await?,
+                gate_up,
+                glu_matvec,
+                down: Linear::new(&gpu, &wd, &s.gate, &s.out, chunk).await?,
                 attn,
             });
         }
 
-        let decode = step_ops(&gpu, &c, &token_embd, &norms, s, 1).await?;
-        let prefill = step_ops(&gpu, &c, &token_embd, &norms, s, chunk).await?;
+        let decode = step_ops(&gpu, &c, &token_embd, &norms, &output_norm, s, 1).await?;
+        let prefill = step_ops(&gpu, &c, &token_embd, &norms, &output_norm, s, chunk).await?;
 
         let head = HeadOps {
-            final_norm: kernels::rmsnorm(
-                &gpu,
-                &s.last,
-                &output_norm,
-                &s.last_n,
-                1,
-                d,
-                c.eps,
-                false,
-            )
-            .await?,
             lm_head: Linear::new(&gpu, &token_embd, &s.last_n, &s.logits, 1).await?,
             softcap: match c.final_softcap {
                 Some(cap) => Some(kernels::softcap(&gpu, &s.logits, c.vocab, cap).await?),
@@ -505,75 +533,71 @@ impl Model {
             ..
         } = self;
         let step = if n == 1 { &*decode } else { &*prefill };
-        s.positions_host.clear();
-        s.positions_host.extend(pos..pos + n);
         gpu.write_u32(&s.ids, 0, tokens)?;
-        gpu.write_u32(&s.positions, 0, &s.positions_host)?;
         let end = (pos + n) as usize;
         if let Some(slot) = s.fed.get_mut(pos as usize..end) {
             slot.copy_from_slice(tokens);
         }
 
         // The whole model, one line per dispatch (with its kernel class for `--profile`).
-        let mut ops: Vec<(&'static str, &Op)> = Vec::with_capacity(24 * layers.len() + 8);
+        let mut ops: Vec<(&'static str, &Op)> = Vec::with_capacity(12 * layers.len() + 8);
+        let mm = if n == 1 { "matvec" } else { "matmul" };
         // Embedding: the token's row of token_embd, times sqrt(d_model).
         ops.extend(step.embed.iter().map(|op| ("embedding", op)));
+        // The first layer's pre-attention RMSNorm.
+        ops.push(("norm", &step.first_norm));
         for (layer, e) in layers.iter_mut().zip(&step.layers) {
             let LayerOps {
-                q,
-                k,
-                v,
+                qkv,
+                qk_rope_kv,
                 o,
-                gate,
-                up,
+                gate_up,
+                glu_matvec,
                 down,
                 attn,
             } = layer;
-            let mm = if n == 1 { "matvec" } else { "matmul" };
-            // --- Attention block ---
-            // Pre-attention RMSNorm.
-            ops.push(("norm", &e.attn_norm));
+            // --- Attention block (its input xn = attn_norm(h) is ready) ---
             // Query, key and value projections.
-            ops.extend(q.ops(gpu, n)?.iter().map(|op| (mm, op)));
-            ops.extend(k.ops(gpu, n)?.iter().map(|op| (mm, op)));
-            ops.extend(v.ops(gpu, n)?.iter().map(|op| (mm, op)));
-            // Gemma 3: RMSNorm over each query and key head.
-            if let (Some(qn), Some(kn)) = (&e.q_norm, &e.k_norm) {
-                ops.push(("norm", qn));
-                ops.push(("norm", kn));
+            for w in qkv.iter_mut() {
+                ops.extend(w.ops(gpu, n)?.iter().map(|op| (mm, op)));
             }
-            // Rotary position embedding of queries and keys (per-layer base on Gemma 3).
-            ops.push(("rope", &e.rope_q));
-            ops.push(("rope", &e.rope_k));
-            // Store this block's keys and values, then attend: causal, within the window
-            // on sliding layers, scores soft-capped on Gemma 2.
+            // Gemma 3: RMSNorm over each query and key head; rotary position embedding of
+            // queries and keys (per-layer base on Gemma 3); keys and values into the cache.
+            ops.push(("qk_rope_kv", qk_rope_kv.set(gpu, pos, n)?));
+            // Attend: causal, within the window on sliding layers, scores soft-capped on
+            // Gemma 2.
             if n == 1 {
                 ops.extend(
-                    attn.decode_ops(gpu, pos)?
+                    attn.attend_decode_ops(gpu, pos)?
                         .into_iter()
                         .map(|op| ("attention", op)),
                 );
             } else {
                 ops.extend(
-                    attn.prefill_ops(gpu, pos, n)?
+                    attn.attend_prefill_ops(gpu, pos, n)?
                         .into_iter()
                         .map(|op| ("attention", op)),
                 );
             }
             // Output projection.
             ops.extend(o.ops(gpu, n)?.iter().map(|op| (mm, op)));
-            // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm).
-            ops.push(("residual", &e.attn_residual));
-            // --- MLP block ---
-            // Pre-MLP RMSNorm.
-            ops.push(("norm", &e.ffn_norm));
-            // down(gelu_tanh(gate(x)) * up(x)).
-            ops.extend(gate.ops(gpu, n)?.iter().map(|op| (mm, op)));
-            ops.extend(up.ops(gpu, n)?.iter().map(|op| (mm, op)));
-            ops.push(("gelu", &e.gelu));
+            // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm); then
+            // the pre-MLP RMSNorm.
+            ops.push(("residual_norm", &e.attn_residual_norm));
+            // --- MLP block: down(gelu_tanh(gate(x)) * up(x)) ---
+            match glu_matvec {
+                Some(op) if n == 1 => ops.push(("matvec_glu", &*op)),
+                _ => {
+                    for w in gate_up.iter_mut() {
+                        ops.extend(w.ops(gpu, n)?.iter().map(|op| (mm, op)));
+                    }
+                    ops.push(("glu", &e.glu));
+                }
+            }
             ops.extend(down.ops(gpu, n)?.iter().map(|op| (mm, op)));
-            // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm).
-            ops.push(("residual", &e.ffn_residual));
+            // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm); then the next
+            // layer's pre-attention RMSNorm, or after the last layer the final RMSNorm.
+            ops.push(("residual_norm", &e.ffn_residual_norm));
         }
         let mut encoder = gpu
             .device
@@ -583,12 +607,11 @@ impl Model {
         *layer_dispatches += ops.len() as u64;
         record_ops(gpu, &mut encoder, "layers", &ops, profiler.as_mut());
         if head != Head::None {
-            // The last token's hidden state feeds the head.
+            // The last token's hidden state, after the final RMSNorm, feeds the head.
             let row = u64::from(c.d_model) * 4;
-            encoder.copy_buffer_to_buffer(&s.h, u64::from(n - 1) * row, &s.last, 0, row);
+            encoder.copy_buffer_to_buffer(&s.xn, u64::from(n - 1) * row, &s.last_n, 0, row);
             let mut ops: Vec<(&'static str, &Op)> = Vec::with_capacity(8);
-            // Final RMSNorm, then logits through the tied embedding.
-            ops.push(("norm", &h.final_norm));
+            // Logits through the tied embedding.
             ops.extend(h.lm_head.ops(gpu, 1)?.iter().map(|op| ("lm_head", op)));
             // Gemma 2: final logit soft-cap.
             if let Some(op) = &h.softcap {
@@ -894,46 +917,66 @@ async fn step_ops(
     c: &GemmaConfig,
     token_embd: &WeightTensor,
     norms: &[LayerNorms],
+    output_norm: &wgpu::Buffer,
     s: &RunState,
     n: u32,
 ) -> Result<StepOps, Error> {
-    let (d, hd, eps) = (c.d_model, c.head_dim, c.eps);
+    let (d, eps) = (c.d_model, c.eps);
     let embed = kernels::embedding(gpu, token_embd, &s.ids, &s.h, n, (d as f32).sqrt()).await?;
+    let first = norms
+        .first()
+        .ok_or_else(|| Error::BadModel("a model without layers".into()))?;
+    let first_norm = kernels::rmsnorm(gpu, &s.h, &first.attn, &s.xn, n, d, eps, false).await?;
     let mut layers = Vec::with_capacity(norms.len());
-    for (l, w) in (0u32..).zip(norms) {
-        let q_norm = match (&w.q, &s.q_raw) {
-            (Some(wq), Some(q_raw)) => {
-                Some(kernels::rmsnorm(gpu, q_raw, wq, &s.q, n * c.n_heads, hd, eps, false).await?)
-            }
-            _ => None,
-        };
-        let k_norm = match (&w.k, &s.k_raw) {
-            (Some(wk), Some(k_raw)) => Some(
-                kernels::rmsnorm(gpu, k_raw, wk, &s.k, n * c.n_kv_heads, hd, eps, false).await?,
-            ),
-            _ => None,
-        };
-        let residual = |post: &Option<wgpu::Buffer>| {
-            let post = post.clone();
-            async move {
-                match post {
-                    Some(wp) => kernels::rmsnorm(gpu, &s.out, &wp, &s.h, n, d, eps, true).await,
-                    None => kernels::add(gpu, &s.h, &s.out, n * d).await,
-                }
-            }
-        };
-        let base = c.rope_base(l);
+    for (l, w) in norms.iter().enumerate() {
+        let next = norms.get(l + 1).map_or(output_norm, |x| &x.attn);
         layers.push(LayerStepOps {
-            attn_norm: kernels::rmsnorm(gpu, &s.h, &w.attn, &s.xn, n, d, eps, false).await?,
-            q_norm,
-            k_norm,
-            rope_q: kernels::rope(gpu, &s.q, &s.positions, n, c.n_heads, hd, base).await?,
-            rope_k: kernels::rope(gpu, &s.k, &s.positions, n, c.n_kv_heads, hd, base).await?,
-            attn_residual: residual(&w.post_attn).await?,
-            ffn_norm: kernels::rmsnorm(gpu, &s.h, &w.ffn, &s.xn, n, d, eps, false).await?,
-            gelu: kernels::gelu_mul(gpu, &s.gate, &s.up, n * c.ffn).await?,
-            ffn_residual: residual(&w.post_ffn).await?,
+            attn_residual_norm: kernels::residual_norm(
+                gpu,
+                &s.out,
+                w.post_attn.as_ref(),
+                &w.ffn,
+                &s.h,
+                &s.xn,
+                n,
+                d,
+                eps,
+            )
+            .await?,
+            glu: kernels::glu(gpu, &s.gu, &s.gate, n, c.ffn).await?,
+            ffn_residual_norm: kernels::residual_norm(
+                gpu,
+                &s.out,
+                w.post_ffn.as_ref(),
+                next,
+                &s.h,
+                &s.xn,
+                n,
+                d,
+                eps,
+            )
+            .await?,
         });
     }
-    Ok(StepOps { embed, layers })
+    Ok(StepOps {
+        embed,
+        first_norm,
+        layers,
+    })
+}
+
+/// `parts` (f32 vectors) one after the other in one buffer, copied on the GPU.
+fn stack_vectors(gpu: &Gpu, label: &str, parts: &[&wgpu::Buffer]) -> Result<wgpu::Buffer, Error> {
+    let total = parts.iter().map(|b| b.size()).sum();
+    let out = gpu.storage(label, total)?;
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    let mut at = 0;
+    for b in parts {
+        encoder.copy_buffer_to_buffer(b, 0, &out, at, b.size());
+        at += b.size();
+    }
+    gpu.submit(encoder.finish())?;
+    Ok(out)
 }
