@@ -18,6 +18,9 @@ struct Params {
 // CPU adapters (lavapipe); GPUs want a whole warp or more a row so neighbouring threads read neighbouring bytes.
 override WG: u32 = 64u;
 override ROW_THREADS: u32 = 1u;
+// The fused MLP input: the weight holds the gate rows, then as many up rows; output row r is
+// gelu_tanh(gate_r . x) * (up_r . x), params.rows = the gate rows. One dispatch instead of three.
+override GLU: bool = false;
 
 var<workgroup> partial: array<f32, 256>; // >= WG
 
@@ -32,28 +35,47 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let subs = params.cols / 32u;
 
     var acc = 0.0;
+    var acc_up = 0.0;
     if (row < params.rows) {
         let row_byte = row * params.row_stride;
+        let up_byte = (row + params.rows) * params.row_stride;
         for (var s = lane; s < subs; s += ROW_THREADS) {
             var xv: array<vec4<f32>, 8>;
             for (var k = 0u; k < 8u; k++) {
                 xv[k] = x[8u * s + k];
             }
             acc += dot32(row_byte, s, xv);
+            if (GLU) {
+                acc_up += dot32(up_byte, s, xv);
+            }
         }
     }
     if (ROW_THREADS > 1u) {
-        partial[lid] = acc;
-        workgroupBarrier();
-        for (var s = ROW_THREADS / 2u; s > 0u; s >>= 1u) {
-            if (lane < s) {
-                partial[lid] += partial[lid + s];
-            }
-            workgroupBarrier();
+        acc = row_sum(lid, lane, acc);
+        if (GLU) {
+            acc_up = row_sum(lid, lane, acc_up);
         }
-        acc = partial[lid];
     }
     if (row < params.rows && lane == 0u) {
-        y[params.y_offset + row] = acc;
+        if (GLU) {
+            y[params.y_offset + row] = gelu_tanh(acc) * acc_up;
+        } else {
+            y[params.y_offset + row] = acc;
+        }
     }
+}
+
+// The sum of `v` over the ROW_THREADS lanes of a row, in lane 0 (a tree through `partial`).
+fn row_sum(lid: u32, lane: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = ROW_THREADS / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            partial[lid] += partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[lid];
+    workgroupBarrier();
+    return total;
 }

@@ -40,7 +40,12 @@ export interface LoadOptions {
 /** Called after each slice of tensor data reaches the GPU. */
 export type LoadProgress = (loadedBytes: number, totalBytes: number) => void;
 export interface Capabilities {
-  adapterName: string; backend: string; f16: boolean; subgroups: boolean;
+  adapterName: string; backend: string;
+  /** A CPU adapter (the browser's fallback adapter, e.g. SwiftShader): the kernels use their CPU layout. */
+  cpu: boolean;
+  /** "cpu", or "other" for a browser's GPU (browsers say no more). */
+  deviceType: string;
+  f16: boolean; subgroups: boolean;
   maxBinding: number; maxBuffer: number; maxStorageBuffers: number;
   /** "f16+subgroups", "f16", "subgroups" or "baseline". */
   tier: string;

@@ -63,13 +63,26 @@ pub fn assert_close(name: &str, expected: &[f32], actual: &[f32], abs: f32, rel:
 /// RoPE (NeoX pairing, HF's rotate_half) in f64: the pairs (i, i + d/2) of each of `heads` heads
 /// of each token rotate by pos * base^(-2i/d). `x` is (tokens, heads, d).
 pub fn rope_reference(x: &[f32], positions: &[u32], heads: usize, d: usize, base: f64) -> Vec<f32> {
+    rope_reference_scaled(x, positions, heads, d, base, 1.0)
+}
+
+/// [`rope_reference`] with linear RoPE scaling, from its definition: the angle of pair i at
+/// position p is (p / factor) * base^(-2i/d), in f64.
+pub fn rope_reference_scaled(
+    x: &[f32],
+    positions: &[u32],
+    heads: usize,
+    d: usize,
+    base: f64,
+    factor: f64,
+) -> Vec<f32> {
     let mut out = x.to_vec();
     let half = d / 2;
     for (t, &pos) in positions.iter().enumerate() {
         for h in 0..heads {
             let o = (t * heads + h) * d;
             for i in 0..half {
-                let theta = f64::from(pos) * base.powf(-2.0 * i as f64 / d as f64);
+                let theta = f64::from(pos) / factor * base.powf(-2.0 * i as f64 / d as f64);
                 let (s, c) = theta.sin_cos();
                 let (x0, x1) = (f64::from(x[o + i]), f64::from(x[o + i + half]));
                 out[o + i] = (x0 * c - x1 * s) as f32;

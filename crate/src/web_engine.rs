@@ -144,6 +144,8 @@ const DEFAULT_WEB_CONTEXT: u32 = 2048;
 struct JsCaps {
     adapter_name: String,
     backend: String,
+    cpu: bool,
+    device_type: String,
     f16: bool,
     subgroups: bool,
     max_binding: u64,
@@ -157,6 +159,8 @@ impl From<&Caps> for JsCaps {
         JsCaps {
             adapter_name: c.adapter_name.clone(),
             backend: c.backend.clone(),
+            cpu: c.cpu,
+            device_type: c.device_type.clone(),
             f16: c.f16,
             subgroups: c.subgroups,
             max_binding: c.max_binding,

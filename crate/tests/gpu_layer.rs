@@ -2,6 +2,7 @@
 //! read-back, and dispatches folded past 65535 workgroups.
 #![cfg(not(target_arch = "wasm32"))]
 
+use gemma_web::gpu::matvec::MatvecShape;
 use gemma_web::gpu::{fold_workgroups, Gpu, GpuOptions, PipelineDesc};
 use gemma_web::Error;
 use pollster::block_on;
@@ -21,6 +22,28 @@ fn default_limits_and_caps() {
     assert_eq!(c.tier, "baseline");
     assert!(!c.adapter_name.is_empty());
     gpu.check().unwrap();
+}
+
+/// The kernel layout follows the adapter's device type, not its name: lavapipe reports
+/// `DeviceType::Cpu` and gets the one-thread-a-row matvec; the layout choice never looks at
+/// the name (a browser may hide it).
+#[test]
+fn kernel_layout_follows_the_device_type() {
+    let gpu = gpu();
+    let c = &gpu.caps;
+    assert_eq!(c.cpu, c.device_type == "cpu", "{c:?}");
+    let name = c.adapter_name.to_ascii_lowercase();
+    if name.contains("llvmpipe") || name.contains("lavapipe") {
+        assert!(c.cpu, "lavapipe is a CPU adapter: {c:?}");
+    }
+    let want = if c.cpu {
+        MatvecShape::CPU
+    } else {
+        MatvecShape::GPU
+    };
+    assert_eq!(MatvecShape::for_gpu(&gpu), want);
+    assert_eq!(MatvecShape::for_cpu_adapter(true), MatvecShape::CPU);
+    assert_eq!(MatvecShape::for_cpu_adapter(false), MatvecShape::GPU);
 }
 
 #[test]

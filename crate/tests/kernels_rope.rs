@@ -2,7 +2,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use gemma_web::gpu::{kernels, Gpu, GpuOptions};
-use gemma_web::testing::{assert_close, rope_reference, Rng};
+use gemma_web::testing::{assert_close, rope_reference, rope_reference_scaled, Rng};
 use pollster::block_on;
 
 fn gpu() -> Gpu {
@@ -71,32 +71,6 @@ fn rope_at_position_zero_is_identity_and_odd_head_dim_is_rejected() {
     assert!(block_on(kernels::rope(&g, &xb, &pb, 1, 2, 255, 10000.0)).is_err());
 }
 
-/// Linear RoPE scaling, from its definition: the angle of pair i at position p is
-/// (p / factor) * base^(-2i/d), in f64.
-fn rope_linear_scaled(
-    x: &[f32],
-    positions: &[u32],
-    heads: usize,
-    d: usize,
-    base: f64,
-    factor: f64,
-) -> Vec<f32> {
-    let mut out = x.to_vec();
-    for (t, &p) in positions.iter().enumerate() {
-        for h in 0..heads {
-            let o = (t * heads + h) * d;
-            for i in 0..d / 2 {
-                let angle = f64::from(p) / factor * base.powf(-2.0 * i as f64 / d as f64);
-                let (s, c) = angle.sin_cos();
-                let (a, b) = (f64::from(x[o + i]), f64::from(x[o + i + d / 2]));
-                out[o + i] = (a * c - b * s) as f32;
-                out[o + i + d / 2] = (a * s + b * c) as f32;
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn rope_with_linear_scaling_divides_the_positions() {
     let g = gpu();
@@ -126,7 +100,8 @@ fn rope_with_linear_scaling_divides_the_positions() {
         .unwrap();
         g.run(&[&op]).unwrap();
         let got = block_on(g.read_f32(&xb, x.len())).unwrap();
-        let want = rope_linear_scaled(&x, &positions, heads, d, f64::from(base), f64::from(factor));
+        let want =
+            rope_reference_scaled(&x, &positions, heads, d, f64::from(base), f64::from(factor));
         let max_angle = positions.iter().copied().max().unwrap_or(0) as f32 / factor;
         assert_close(
             &format!("rope seed {seed} t{n_tokens} h{heads} d{d} base {base} factor {factor}"),

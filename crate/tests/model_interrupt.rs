@@ -5,9 +5,9 @@
 
 use std::cell::Cell;
 
-use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::config::Arch;
+use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::model::{GenerateOptions, Model, ModelOptions, SamplingParams, Session, StopReason};
 
 /// Prompt tokens per prefill block: the second turn below feeds 22 tokens (the first turn's pending

@@ -27,6 +27,8 @@ async fn web_adapter_is_default_limits_without_f16() {
     assert_eq!(g.caps.max_binding, 128 << 20);
     assert_eq!(g.caps.max_storage_buffers, 8);
     assert!(!g.caps.f16);
+    // SwiftShader is Chromium's fallback adapter (`isFallbackAdapter`): the CPU kernel layout.
+    assert!(g.caps.cpu, "{:?}", g.caps);
     web_sys::console::log_1(&format!("{:?}", g.caps).into());
 }
 

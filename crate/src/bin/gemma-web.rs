@@ -21,7 +21,7 @@ mod native {
     use gemma_web::gpu::{Gpu, GpuOptions};
     use gemma_web::model::generate::chat_turn_ids;
     use gemma_web::model::{
-        FileSource, GenerateOptions, Head, Model, ModelOptions, Output, SamplingParams, Session,
+        FileSource, GenerateOptions, Head, Model, ModelOptions, Sampler, SamplingParams, Session,
     };
     use gemma_web::tokenizer::{GemmaTokenizer, StreamDecoder};
     use gemma_web::Error;
@@ -128,6 +128,21 @@ mod native {
         /// Print one JSON object instead of a summary.
         #[arg(long)]
         json: bool,
+        /// Also time every kernel class with GPU timestamp queries (a second decode run of
+        /// --gen-tokens tokens; needs an adapter with timestamp queries).
+        #[arg(long)]
+        profile: bool,
+        /// Sampling of the decode loop; the default 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 64)]
+        top_k: u32,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     }
 
     #[derive(Args)]
@@ -365,6 +380,10 @@ mod native {
             ..GpuOptions::default()
         })
         .await?;
+        load_with(gpu, args).await
+    }
+
+    async fn load_with(gpu: Gpu, args: &ModelArgs) -> Result<Model, Error> {
         let mut src = FileSource::open(&args.model)?;
         let opts = ModelOptions {
             context_len: Some(args.context),
@@ -529,11 +548,25 @@ mod native {
     async fn bench(args: BenchArgs) -> Result<(), Error> {
         let (_, rss_before) = host_memory();
         let t = Instant::now();
-        let mut model = load_model(&args.model).await?;
+        let gpu = Gpu::new(GpuOptions {
+            default_limits: args.model.default_limits,
+            timestamps: args.profile,
+            ..GpuOptions::default()
+        })
+        .await?;
+        let mut model = load_with(gpu, &args.model).await?;
         model.gpu.wait_idle()?;
         let load_s = t.elapsed().as_secs_f64();
         let (peak_after_load, rss_after_load) = host_memory();
         let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+        let sampling = SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            repetition_penalty: args.repetition_penalty,
+            seed: args.seed,
+        };
+        let head = sampling.head();
 
         // A prompt of exactly --prompt-tokens: English text, repeated as needed.
         let text = "The history of the sea is the history of trade, of empires and of the people \
@@ -556,22 +589,59 @@ mod native {
         model
             .prefill(&ids[..ids.len().min(4)], 0, Head::Argmax)
             .await?;
+        let mut sampler = Sampler::new(sampling.clone())?;
+        let mut context = ids.clone();
         let t = Instant::now();
-        let mut next = match model.prefill(&ids, 0, Head::Argmax).await? {
-            Output::Argmax(id) => id,
-            _ => 0,
-        };
+        let out = model.prefill(&ids, 0, head).await?;
+        let mut next = sampler.sample(&out, &context)?;
         let prefill_s = t.elapsed().as_secs_f64();
+        let before = model.gpu.counted();
+        let layer_before = model.layer_dispatches;
         let t = Instant::now();
         for i in 0..args.gen_tokens {
             let pos = ids.len() as u32 + i;
-            next = match model.forward_decode(next, pos, Head::Argmax).await? {
-                Output::Argmax(id) => id,
-                _ => 0,
-            };
+            let out = model.forward_decode(next, pos, head).await?;
+            context.push(next);
+            next = sampler.sample(&out, &context)?;
         }
         let decode_s = t.elapsed().as_secs_f64();
+        let per = model.gpu.counted().since(&before);
+        let layer_dispatches = model.layer_dispatches - layer_before;
         let (peak, _) = host_memory();
+        let steps = f64::from(args.gen_tokens.max(1));
+        let layers = f64::from(model.config.n_layers.max(1));
+
+        // GPU time per kernel class, in a second decode run over the same positions.
+        let profile = if args.profile {
+            model.start_profiling()?;
+            let mut next = context[ids.len()];
+            for i in 0..args.gen_tokens {
+                let pos = ids.len() as u32 + i;
+                let out = model.forward_decode(next, pos, head).await?;
+                next = sampler.sample(&out, &context[..pos as usize + 1])?;
+            }
+            let totals = model.stop_profiling().unwrap_or_default();
+            let all: f64 = totals.values().map(|c| c.gpu_ns).sum();
+            let classes: serde_json::Map<String, serde_json::Value> = totals
+                .iter()
+                .map(|(class, c)| {
+                    (
+                        class.to_string(),
+                        serde_json::json!({
+                            "dispatches_per_token": c.dispatches as f64 / steps,
+                            "gpu_ms_per_token": c.gpu_ns / 1e6 / steps,
+                            "share": c.gpu_ns / all.max(1.0),
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "gpu_ms_per_token": all / 1e6 / steps,
+                "classes": classes,
+            })
+        } else {
+            serde_json::Value::Null
+        };
 
         let stream_gb_s = gemma_web::bench_kernels::streaming_read_gb_s(
             &model.gpu,
@@ -599,6 +669,12 @@ mod native {
             "prefill_tok_s": prefill_tok_s,
             "decode_tok_s": decode_tok_s,
             "decode_ms_per_token": 1e3 / decode_tok_s.max(1e-9),
+            "sampling": sampling,
+            "head": format!("{head:?}"),
+            "dispatches_per_token": per.dispatches as f64 / steps,
+            "dispatches_per_layer": layer_dispatches as f64 / steps / layers,
+            "submits_per_token": per.submits as f64 / steps,
+            "readback_bytes_per_token": per.readback_bytes as f64 / steps,
             "weight_bytes_per_token": bytes,
             "effective_gb_s": effective_gb_s,
             "stream_read_gb_s": stream_gb_s,
@@ -611,6 +687,7 @@ mod native {
             "host_peak_after_load_bytes": peak_after_load,
             "host_rss_after_load_bytes": rss_after_load,
             "host_peak_bytes": peak,
+            "profile": profile,
         });
         if args.json {
             json_line(&report)

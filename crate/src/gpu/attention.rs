@@ -470,6 +470,31 @@ impl AttentionLayer {
         Ok([&self.kv_write, &self.decode, &self.combine])
     }
 
+    /// [`AttentionLayer::decode_ops`] without the cache write, for a step whose keys and
+    /// values are already in the cache (written by `qk_rope_kv.wgsl`).
+    pub fn attend_decode_ops(&mut self, gpu: &Gpu, pos: u32) -> Result<[&Op; 2], Error> {
+        let plan = self.shape.decode(pos)?;
+        gpu.write(&self.attn_params, 0, bytemuck::bytes_of(&plan.params))?;
+        self.decode.workgroups = plan.attend;
+        self.combine.workgroups = plan.combine;
+        Ok([&self.decode, &self.combine])
+    }
+
+    /// [`AttentionLayer::prefill_ops`] without the cache write (see
+    /// [`AttentionLayer::attend_decode_ops`]).
+    pub fn attend_prefill_ops(&mut self, gpu: &Gpu, pos: u32, n: u32) -> Result<[&Op; 1], Error> {
+        if n > self.max_tokens {
+            return Err(Error::Unsupported(format!(
+                "a prefill block of {n} tokens; the buffers hold {}",
+                self.max_tokens
+            )));
+        }
+        let (params, groups) = self.shape.prefill(pos, n)?;
+        gpu.write(&self.attn_params, 0, bytemuck::bytes_of(&params))?;
+        self.prefill.workgroups = groups;
+        Ok([&self.prefill])
+    }
+
     /// `n` tokens at positions pos..pos+n (rows 0..n of the io buffers), attending causally to
     /// the cache 0..pos+n, which must already hold positions 0..pos.
     pub fn prefill_ops(&mut self, gpu: &Gpu, pos: u32, n: u32) -> Result<[&Op; 2], Error> {

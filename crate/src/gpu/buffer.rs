@@ -3,6 +3,7 @@
 
 use super::Gpu;
 use crate::Error;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Uploads larger than this are written in pieces, so neither wgpu's staging memory nor the
 /// browser's holds a second copy of a whole weight.
@@ -167,7 +168,21 @@ impl Gpu {
             });
         encoder.copy_buffer_to_buffer(src, offset, &staging.buffer, 0, padded);
         self.submit(encoder.finish())?;
+        self.map_read(staging, len).await
+    }
 
+    /// The first `len` bytes of `staging`, once all work submitted before has finished: for a
+    /// read whose copy into `staging` was recorded with the work itself (one submit per token).
+    pub async fn map_read(&self, staging: &Readback, len: u64) -> Result<Vec<u8>, Error> {
+        self.check()?;
+        let padded = round4(len.max(4)).ok_or_else(|| Error::OutOfMemory("read".into()))?;
+        if padded > staging.buffer.size() {
+            return Err(Error::Unsupported(format!(
+                "read of {len} bytes from a staging buffer of {}",
+                staging.buffer.size()
+            )));
+        }
+        self.counters.readback_bytes.fetch_add(len, Relaxed);
         let (tx, rx) = futures_channel::oneshot::channel();
         let slice = staging.buffer.slice(0..padded);
         slice.map_async(wgpu::MapMode::Read, move |r| {

@@ -326,3 +326,180 @@ impl TopK {
             .collect())
     }
 }
+
+/// The residual and the next norm in one pass (`residual_norm.wgsl`), over `rows` rows of `n`:
+/// `h += rmsnorm(out) * w_post` (or `h += out` without `w_post`, Gemma 1), then
+/// `xn = rmsnorm(h) * w_next`.
+#[allow(clippy::too_many_arguments)]
+pub async fn residual_norm(
+    gpu: &Gpu,
+    out: &wgpu::Buffer,
+    w_post: Option<&wgpu::Buffer>,
+    w_next: &wgpu::Buffer,
+    h: &wgpu::Buffer,
+    xn: &wgpu::Buffer,
+    rows: u32,
+    n: u32,
+    eps: f32,
+) -> Result<Op, Error> {
+    let total = u64::from(rows) * u64::from(n);
+    need_floats("residual_norm out", out, total)?;
+    need_floats("residual_norm h", h, total)?;
+    need_floats("residual_norm xn", xn, total)?;
+    need_floats("residual_norm w_next", w_next, u64::from(n))?;
+    if let Some(w) = w_post {
+        need_floats("residual_norm w_post", w, u64::from(n))?;
+    }
+    let constants = [("POST", if w_post.is_some() { 1.0 } else { 0.0 })];
+    let pipeline = gpu
+        .pipeline(&PipelineDesc {
+            kernel: "residual_norm",
+            constants: &constants,
+            ..Default::default()
+        })
+        .await?;
+    let params = gpu.uniform_u32("residual_norm params", &words(&[rows, n, eps.to_bits()]))?;
+    // Without a post-norm the binding is never read: bind w_next there.
+    let w_post = w_post.unwrap_or(w_next);
+    gpu.bound_op(
+        "residual_norm",
+        &pipeline,
+        &[out, w_post, w_next, h, xn, &params],
+        fold_workgroups(rows),
+    )
+    .await
+}
+
+/// The uniform of `qk_rope_kv.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct QkRopeKvParams {
+    pub n_tokens: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    pub cache_len: u32,
+    pub pos: u32,
+    pub base: f32,
+    pub eps: f32,
+    /// 1, or 1 / factor of linear RoPE scaling (Gemma 3 4B+ global layers).
+    pub pos_scale: f32,
+    pub _pad: [u32; 3],
+}
+
+/// Per-head norm (Gemma 3), RoPE and the KV-cache write of one layer in one dispatch, bound
+/// for up to `max_tokens` tokens; [`QkRopeKv::set`] picks the block.
+pub struct QkRopeKv {
+    pub op: Op,
+    params: wgpu::Buffer,
+    words: QkRopeKvParams,
+    max_tokens: u32,
+}
+
+/// The buffers [`qk_rope_kv`] reads and writes.
+pub struct QkRopeKvIo<'a> {
+    /// (tokens, (n_heads + 2 n_kv_heads) head_dim): q | k | v of each token.
+    pub qkv: &'a wgpu::Buffer,
+    /// (2, head_dim) q-norm then k-norm weights; `None`: no per-head norm (Gemma 1, 2).
+    pub norm_w: Option<&'a wgpu::Buffer>,
+    /// (tokens, n_heads, head_dim) rotated queries.
+    pub q: &'a wgpu::Buffer,
+    /// (n_kv_heads, cache_len, head_dim) each.
+    pub k_cache: &'a wgpu::Buffer,
+    pub v_cache: &'a wgpu::Buffer,
+}
+
+pub async fn qk_rope_kv(
+    gpu: &Gpu,
+    io: &QkRopeKvIo<'_>,
+    shape: QkRopeKvParams,
+    max_tokens: u32,
+) -> Result<QkRopeKv, Error> {
+    let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
+    if hd == 0 || hd % 2 != 0 || hd > 256 || nh == 0 || nkv == 0 || shape.cache_len == 0 {
+        return Err(Error::Unsupported(format!("qk_rope_kv: {shape:?}")));
+    }
+    let row = u64::from(nh + 2 * nkv) * u64::from(hd);
+    let t = u64::from(max_tokens);
+    need_floats("qk_rope_kv qkv", io.qkv, t * row)?;
+    need_floats("qk_rope_kv q", io.q, t * u64::from(nh) * u64::from(hd))?;
+    let cache = u64::from(nkv) * u64::from(shape.cache_len) * u64::from(hd);
+    need_floats("qk_rope_kv k_cache", io.k_cache, cache)?;
+    need_floats("qk_rope_kv v_cache", io.v_cache, cache)?;
+    if let Some(w) = io.norm_w {
+        need_floats("qk_rope_kv norm_w", w, 2 * u64::from(hd))?;
+    }
+    let constants = [("NORM", if io.norm_w.is_some() { 1.0 } else { 0.0 })];
+    let pipeline = gpu
+        .pipeline(&PipelineDesc {
+            kernel: "qk_rope_kv",
+            constants: &constants,
+            ..Default::default()
+        })
+        .await?;
+    let words = QkRopeKvParams {
+        n_tokens: 1,
+        pos: 0,
+        ..shape
+    };
+    let params = gpu.uniform("qk_rope_kv params", bytemuck::bytes_of(&words))?;
+    // Without a norm the binding is never read: bind the input there.
+    let norm_w = io.norm_w.unwrap_or(io.qkv);
+    let op = gpu
+        .bound_op(
+            "qk_rope_kv",
+            &pipeline,
+            &[io.qkv, norm_w, io.q, io.k_cache, io.v_cache, &params],
+            fold_workgroups(nh + nkv),
+        )
+        .await?;
+    Ok(QkRopeKv {
+        op,
+        params,
+        words,
+        max_tokens,
+    })
+}
+
+impl QkRopeKv {
+    /// The op for `n` tokens at positions pos..pos+n (the caller checks they fit the cache).
+    pub fn set(&mut self, gpu: &Gpu, pos: u32, n: u32) -> Result<&Op, Error> {
+        if n == 0 || n > self.max_tokens {
+            return Err(Error::Unsupported(format!(
+                "qk_rope_kv of {n} tokens (bound for {})",
+                self.max_tokens
+            )));
+        }
+        if self.words.pos != pos || self.words.n_tokens != n {
+            self.words.pos = pos;
+            self.words.n_tokens = n;
+            gpu.write(&self.params, 0, bytemuck::bytes_of(&self.words))?;
+        }
+        let w = &self.words;
+        self.op.workgroups = fold_workgroups(n * (w.n_heads + w.n_kv_heads));
+        Ok(&self.op)
+    }
+}
+
+/// `out = gelu_tanh(gate) * up` from `gu` rows of (gate | up), `n_tokens` rows of `ffn`.
+pub async fn glu(
+    gpu: &Gpu,
+    gu: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    n_tokens: u32,
+    ffn: u32,
+) -> Result<Op, Error> {
+    let n = u64::from(n_tokens) * u64::from(ffn);
+    need_floats("glu gu", gu, 2 * n)?;
+    need_floats("glu out", out, n)?;
+    let n = u32::try_from(n).map_err(|_| Error::Unsupported("glu: too large".into()))?;
+    let pipeline = gpu.pipeline(&PipelineDesc::kernel("glu")).await?;
+    let params = gpu.uniform_u32("glu params", &words(&[n_tokens, ffn]))?;
+    gpu.bound_op(
+        "glu",
+        &pipeline,
+        &[gu, out, &params],
+        fold_workgroups(n.div_ceil(256)),
+    )
+    .await
+}

@@ -37,20 +37,16 @@ impl MatvecShape {
         row_threads: 32,
     };
 
-    /// The shape for this device: CPU adapters (lavapipe/llvmpipe, SwiftShader, WARP; in the
-    /// browser wgpu names a CPU device "webgpu Cpu adapter") get
-    /// [`MatvecShape::CPU`], everything else [`MatvecShape::GPU`].
+    /// The shape for this device: [`MatvecShape::CPU`] on CPU adapters (wgpu's
+    /// `DeviceType::Cpu`: lavapipe, SwiftShader, WARP natively, and in the browser the fallback
+    /// adapter, which wgpu reports from `GPUAdapterInfo.isFallbackAdapter`),
+    /// [`MatvecShape::GPU`] everywhere else. The adapter's name plays no part: browsers may
+    /// leave it empty.
     pub fn for_gpu(gpu: &Gpu) -> MatvecShape {
-        let name = gpu.caps.adapter_name.to_ascii_lowercase();
-        let cpu = [
-            "llvmpipe",
-            "lavapipe",
-            "swiftshader",
-            "basic render",
-            "warp",
-        ]
-        .iter()
-        .any(|n| name.contains(n));
+        MatvecShape::for_cpu_adapter(gpu.caps.cpu)
+    }
+
+    pub fn for_cpu_adapter(cpu: bool) -> MatvecShape {
         if cpu {
             MatvecShape::CPU
         } else {
@@ -123,6 +119,56 @@ pub async fn matvec(
     y_offset: u32,
 ) -> Result<Vec<Op>, Error> {
     matvec_shaped(gpu, w, x, y, y_offset, MatvecShape::for_gpu(gpu)).await
+}
+
+/// The fused MLP input in one dispatch: `w` holds the gate rows then as many up rows (one
+/// piece, see [`Gpu::concat_rows`]); `y[r] = gelu_tanh(gate_r . x) * (up_r . x)`.
+pub async fn matvec_glu(
+    gpu: &Gpu,
+    w: &WeightTensor,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    shape: MatvecShape,
+) -> Result<Op, Error> {
+    check_cols("matvec_glu", w)?;
+    shape.check()?;
+    let [piece] = w.pieces.as_slice() else {
+        return Err(Error::Unsupported(format!(
+            "matvec_glu {}: {} pieces",
+            w.name,
+            w.pieces.len()
+        )));
+    };
+    if w.rows % 2 != 0 {
+        return Err(Error::Unsupported(format!(
+            "matvec_glu {}: odd rows",
+            w.name
+        )));
+    }
+    let half = w.rows / 2;
+    need_floats("matvec_glu x", x, u64::from(w.cols))?;
+    need_floats("matvec_glu y", y, u64::from(half))?;
+    let pipeline = gpu
+        .pipeline(&PipelineDesc {
+            kernel: "matvec",
+            libs: &["weights", dequant_shader(w.ty)],
+            constants: &[
+                ("WG", f64::from(shape.workgroup)),
+                ("ROW_THREADS", f64::from(shape.row_threads)),
+                ("GLU", 1.0),
+            ],
+            ..Default::default()
+        })
+        .await?;
+    let params = gpu.uniform_u32("matvec_glu params", &[half, w.cols, w.row_stride_bytes, 0])?;
+    let groups = fold_workgroups(half.div_ceil(shape.rows_per_group()));
+    gpu.bound_op(
+        "matvec_glu",
+        &pipeline,
+        &[&piece.buffer, x, y, &params],
+        groups,
+    )
+    .await
 }
 
 /// [`matvec`] with an explicit thread layout (benchmarks and tests of both layouts).

@@ -12,6 +12,8 @@ pub mod kernels;
 pub mod matvec;
 mod op;
 mod pipeline;
+pub mod profile;
+pub mod sample;
 mod weights;
 
 pub use buffer::{Readback, MAX_UPLOAD_CHUNK};
@@ -21,6 +23,7 @@ pub use weights::{dequant_shader, WeightPiece, WeightTensor, WeightUpload};
 
 use crate::Error;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// How to set the device up.
@@ -36,6 +39,8 @@ pub struct GpuOptions {
     pub allow_subgroups: bool,
     /// Prefer a discrete GPU when several adapters exist.
     pub high_performance: bool,
+    /// Enable timestamp queries when the adapter has them (`--profile`).
+    pub timestamps: bool,
 }
 
 impl Default for GpuOptions {
@@ -45,6 +50,7 @@ impl Default for GpuOptions {
             allow_f16: true,
             allow_subgroups: true,
             high_performance: true,
+            timestamps: false,
         }
     }
 }
@@ -57,6 +63,7 @@ impl GpuOptions {
             allow_f16: false,
             allow_subgroups: false,
             high_performance: false,
+            timestamps: false,
         }
     }
 }
@@ -67,6 +74,12 @@ pub struct Caps {
     pub adapter_name: String,
     /// "vulkan", "metal", "dx12", "gl", "webgpu", ...
     pub backend: String,
+    /// The adapter runs on the CPU (lavapipe, SwiftShader, WARP; in the browser the fallback
+    /// adapter, `isFallbackAdapter`): wgpu's `DeviceType::Cpu`. Picks the kernel layouts.
+    pub cpu: bool,
+    /// wgpu's device type: "cpu", "integrated", "discrete", "virtual" or "other" (a browser
+    /// says only whether it is the fallback adapter, so its GPUs are "other").
+    pub device_type: String,
     /// `shader-f16` enabled on the device.
     pub f16: bool,
     /// Subgroup operations enabled on the device.
@@ -83,6 +96,35 @@ pub struct Caps {
     pub max_invocations: u32,
     /// "f16+subgroups", "f16", "subgroups" or "baseline".
     pub tier: String,
+    /// Timestamp queries enabled (GPU time per kernel in `bench --profile`).
+    pub timestamps: bool,
+}
+
+/// What the engine asked of the device so far (cumulative; subtract two snapshots).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub submits: AtomicU64,
+    pub dispatches: AtomicU64,
+    pub readback_bytes: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CounterSnapshot {
+    pub submits: u64,
+    pub dispatches: u64,
+    pub readback_bytes: u64,
+}
+
+impl CounterSnapshot {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            submits: self.submits - earlier.submits,
+            dispatches: self.dispatches - earlier.dispatches,
+            readback_bytes: self.readback_bytes - earlier.readback_bytes,
+        }
+    }
 }
 
 /// The device, its queue, what it can do and the pipelines built so far.
@@ -90,6 +132,8 @@ pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub caps: Caps,
+    /// Submits, dispatches and read-back bytes, for the benchmarks.
+    pub counters: Counters,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
@@ -101,6 +145,16 @@ pub struct Gpu {
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gpu").field("caps", &self.caps).finish()
+    }
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Other => "other",
     }
 }
 
@@ -162,6 +216,10 @@ impl Gpu {
         let subgroups = opts.allow_subgroups && features.contains(wgpu::Features::SUBGROUP);
         if subgroups {
             required_features |= wgpu::Features::SUBGROUP;
+        }
+        let timestamps = opts.timestamps && features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        if timestamps {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
         }
 
         let mut limits = wgpu::Limits::default();
@@ -231,6 +289,8 @@ impl Gpu {
         let caps = Caps {
             adapter_name,
             backend: backend_name(info.backend).to_string(),
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
+            device_type: device_type_name(info.device_type).to_string(),
             f16,
             subgroups,
             max_binding: limits.max_storage_buffer_binding_size,
@@ -239,12 +299,14 @@ impl Gpu {
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
             tier: tier.to_string(),
+            timestamps,
         };
         log::info!("GPU: {caps:?}");
         Ok(Gpu {
             device,
             queue,
             caps,
+            counters: Counters::default(),
             lost,
             uncaptured,
             pipelines: Mutex::new(HashMap::new()),
@@ -298,9 +360,19 @@ impl Gpu {
         Ok(value)
     }
 
+    /// A snapshot of [`Gpu::counters`].
+    pub fn counted(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            submits: self.counters.submits.load(Relaxed),
+            dispatches: self.counters.dispatches.load(Relaxed),
+            readback_bytes: self.counters.readback_bytes.load(Relaxed),
+        }
+    }
+
     /// Submits one command buffer; checks device loss first.
     pub fn submit(&self, commands: wgpu::CommandBuffer) -> Result<(), Error> {
         self.check()?;
+        self.counters.submits.fetch_add(1, Relaxed);
         self.queue.submit(std::iter::once(commands));
         Ok(())
     }

@@ -159,6 +159,58 @@ impl Gpu {
         })
     }
 
+    /// The rows of `parts` stacked, in order, into one weight in one buffer (copied on the
+    /// GPU), so that Q, K and V, or gate and up, run as one dispatch. `None` when they differ
+    /// in type or columns, are split in pieces, or together exceed one binding.
+    pub async fn concat_rows(
+        &self,
+        name: &str,
+        parts: &[&WeightTensor],
+    ) -> Result<Option<WeightTensor>, Error> {
+        let Some(first) = parts.first() else {
+            return Ok(None);
+        };
+        let same = parts.iter().all(|w| {
+            w.ty == first.ty
+                && w.cols == first.cols
+                && w.row_stride_bytes == first.row_stride_bytes
+                && w.pieces.len() == 1
+        });
+        let rows: u64 = parts.iter().map(|w| u64::from(w.rows)).sum();
+        let bytes = rows * u64::from(first.row_stride_bytes);
+        if !same || bytes > self.caps.max_binding.min(self.caps.max_buffer) {
+            return Ok(None);
+        }
+        let buffer = self
+            .scoped(&format!("allocating {name}"), || self.storage(name, bytes))
+            .await??;
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("concat rows"),
+            });
+        let mut at = 0u64;
+        for w in parts {
+            let len = u64::from(w.rows) * u64::from(w.row_stride_bytes);
+            encoder.copy_buffer_to_buffer(&w.pieces[0].buffer, 0, &buffer, at, len);
+            at += len;
+        }
+        self.submit(encoder.finish())?;
+        Ok(Some(WeightTensor {
+            name: name.to_string(),
+            ty: first.ty,
+            rows: rows as u32,
+            cols: first.cols,
+            row_bytes: first.row_bytes,
+            row_stride_bytes: first.row_stride_bytes,
+            pieces: vec![WeightPiece {
+                buffer,
+                first_row: 0,
+                rows: rows as u32,
+            }],
+        }))
+    }
+
     /// A whole weight from bytes already in memory (tests, small tensors).
     pub async fn upload_weight(
         &self,

@@ -13,13 +13,17 @@ use crate::gguf::GgufHeader;
 use crate::gpu::attention::{
     AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, LayerCache,
 };
-use crate::gpu::kernels::{self, TopK};
-use crate::gpu::matvec::{MatvecShape, MATMUL_TILE_TOKENS};
+use crate::gpu::kernels::{self, QkRopeKv, QkRopeKvIo, QkRopeKvParams, TopK};
+use crate::gpu::matvec::{matvec_glu, MatvecShape, MATMUL_TILE_TOKENS};
+use crate::gpu::profile::{record_ops, ClassTime, Profiler};
+use crate::gpu::sample::{Draw, GpuSampling, SampleOps, PENALTY_IDS};
 use crate::gpu::{Gpu, Op, Readback, WeightTensor};
-use crate::model::config::{Arch, GemmaConfig};
+use crate::model::config::GemmaConfig;
+use crate::model::generate::PENALTY_WINDOW;
 use crate::model::linear::Linear;
 use crate::model::loader::{load_tensors, ByteSource, LoadOptions, Loaded};
 use crate::Error;
+use std::collections::BTreeMap;
 
 /// Context asked for when the caller does not say (capped by the model's own).
 pub const DEFAULT_CONTEXT: u32 = 4096;
@@ -57,7 +61,7 @@ impl Default for ModelOptions {
 }
 
 /// What a forward pass hands back from the last token's logits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Head {
     /// Nothing: an early prefill block, whose logits nobody reads (the LM head is skipped).
     None,
@@ -67,6 +71,10 @@ pub enum Head {
     TopK,
     /// The whole logit vector.
     Logits,
+    /// One token drawn on the GPU (penalty, top-k, temperature, top-p): 16 bytes read back.
+    /// The penalty window is the last tokens the model was fed; the draw's random number
+    /// depends on the seed and the position of the token drawn.
+    Sample(GpuSampling),
 }
 
 /// The answer to a [`Head`].
@@ -77,14 +85,20 @@ pub enum Output {
     /// (id, logit), best first.
     TopK(Vec<(u32, f32)>),
     Logits(Vec<f32>),
+    /// The drawn token, its logit (after penalty and soft-cap) and its probability.
+    Sampled {
+        id: u32,
+        logit: f32,
+        prob: f32,
+    },
 }
 
 /// The weights of one layer that are not bound into a [`Linear`] (norm vectors).
 #[derive(Debug)]
 struct LayerNorms {
     attn: wgpu::Buffer,
-    q: Option<wgpu::Buffer>,
-    k: Option<wgpu::Buffer>,
+    /// Gemma 3: the q-norm then the k-norm weights, (2, head_dim).
+    qk: Option<wgpu::Buffer>,
     post_attn: Option<wgpu::Buffer>,
     ffn: wgpu::Buffer,
     post_ffn: Option<wgpu::Buffer>,
@@ -95,34 +109,38 @@ struct LayerNorms {
 #[derive(Debug)]
 pub struct RunState {
     pub max_tokens: u32,
-    /// (tokens) u32 token ids and positions.
+    /// (tokens) u32 token ids.
     ids: wgpu::Buffer,
-    positions: wgpu::Buffer,
     /// The residual stream h, (tokens, d_model).
     h: wgpu::Buffer,
     /// norm(h), (tokens, d_model).
     xn: wgpu::Buffer,
-    /// Projections before Gemma 3's per-head norm, (tokens, q_dim) and (tokens, kv_dim).
-    q_raw: Option<wgpu::Buffer>,
-    k_raw: Option<wgpu::Buffer>,
-    /// Rotated queries and keys, values: (tokens, heads, head_dim).
+    /// The Q, K and V projections, (tokens, q_dim + 2 kv_dim): q | k | v of each token.
+    qkv: wgpu::Buffer,
+    /// Normed (Gemma 3) and rotated queries, (tokens, heads, head_dim).
     q: wgpu::Buffer,
+    /// New keys and values, (tokens, kv_heads, head_dim): bound by the attention layer's own
+    /// cache write, which the fused step does not use (qk_rope_kv writes the cache).
     k: wgpu::Buffer,
     v: wgpu::Buffer,
     /// Attention output, (tokens, q_dim).
     att: wgpu::Buffer,
     /// Output of attention's or the MLP's last projection, (tokens, d_model).
     out: wgpu::Buffer,
-    /// MLP gate and up projections, (tokens, ffn).
+    /// MLP gate and up projections, (tokens, 2 ffn): gate | up of each token.
+    gu: wgpu::Buffer,
+    /// gelu_tanh(gate) * up, (tokens, ffn).
     gate: wgpu::Buffer,
-    up: wgpu::Buffer,
-    /// The last token's hidden state, normed, and its logits.
-    last: wgpu::Buffer,
+    /// The last token's hidden state after the final norm, and its logits.
     last_n: wgpu::Buffer,
     logits: wgpu::Buffer,
     logits_readback: Readback,
-    /// Host copy of the positions of the current block (capacity `max_tokens`, reused).
-    positions_host: Vec<u32>,
+    /// The head's answer (argmax, top-k ids and logits), copied by the forward pass's submit.
+    head_readback: Readback,
+    /// The token fed at each position (for the repetition penalty of [`Head::Sample`]).
+    fed: Vec<u32>,
+    /// The distinct tokens of the penalty window (reused).
+    recent: Vec<u32>,
 }
 
 /// Ops whose shape depends on how many tokens a step runs: bound once for 1 token (decode)
@@ -130,43 +148,45 @@ pub struct RunState {
 #[derive(Debug)]
 struct StepOps {
     embed: Vec<Op>,
+    /// The first layer's pre-attention norm (later ones come with the residual before them).
+    first_norm: Op,
     layers: Vec<LayerStepOps>,
 }
 
 #[derive(Debug)]
 struct LayerStepOps {
-    attn_norm: Op,
-    q_norm: Option<Op>,
-    k_norm: Option<Op>,
-    rope_q: Op,
-    rope_k: Op,
-    /// h += out (Gemma 1) or h += post_attention_norm(out) (Gemma 2, 3).
-    attn_residual: Op,
-    ffn_norm: Op,
-    gelu: Op,
-    /// h += out (Gemma 1) or h += post_ffw_norm(out) (Gemma 2, 3).
-    ffn_residual: Op,
+    /// h += out (Gemma 1) or h += post_attention_norm(out) (Gemma 2, 3), then xn = ffn_norm(h).
+    attn_residual_norm: Op,
+    /// gelu_tanh(gate) * up from gu, where gate and up are not one fused matvec.
+    glu: Op,
+    /// h += out (Gemma 1) or h += post_ffw_norm(out) (Gemma 2, 3), then xn = the next
+    /// layer's attn_norm(h), or after the last layer output_norm(h).
+    ffn_residual_norm: Op,
 }
 
 /// The ops of one layer shared by both steps.
 struct LayerOps {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Q, K and V into qkv: one projection when their weights share a type (stacked at
+    /// load), else one per run of equal types.
+    qkv: Vec<Linear>,
+    /// Per-head norm, RoPE and the KV-cache write.
+    qk_rope_kv: QkRopeKv,
     o: Linear,
-    gate: Linear,
-    up: Linear,
+    /// Gate and up into gu (one projection when stacked, else two).
+    gate_up: Vec<Linear>,
+    /// The decode step's gate, up and GELU in one matvec, when gate and up are stacked.
+    glu_matvec: Option<Op>,
     down: Linear,
     attn: AttentionLayer,
 }
 
-/// The head on the last token: final norm, tied LM head, soft-cap, argmax / top-k.
+/// The head on the last token: tied LM head, soft-cap, argmax / top-k / a draw.
 struct HeadOps {
-    final_norm: Op,
     lm_head: Linear,
     softcap: Option<Op>,
     argmax: TopK,
     topk: TopK,
+    sample: SampleOps,
 }
 
 /// The head on every position of a block, for [`Model::score`]; built on its first use.
@@ -202,6 +222,8 @@ pub struct Model {
     pub decode_weight_bytes: u64,
     /// See [`ModelOptions::min_matmul_block`].
     pub min_matmul_block: u32,
+    /// Dispatches recorded for the layers (embedding included, head excluded) so far.
+    pub layer_dispatches: u64,
     token_embd: WeightTensor,
     output_norm: wgpu::Buffer,
     _norms: Vec<LayerNorms>,
@@ -211,6 +233,7 @@ pub struct Model {
     layers: Vec<LayerOps>,
     head: HeadOps,
     score_ops: Option<ScoreOps>,
+    profiler: Option<Profiler>,
     // Kept alive: bound into the attention ops.
     _caches: Vec<LayerCache>,
     _scratch: AttentionScratch,
@@ -257,7 +280,6 @@ impl Model {
             .max(1);
         let chunk = opts.prefill_chunk.clamp(1, context_len.max(1));
         let (d, qd, kvd, hd) = (c.d_model, c.q_dim(), c.kv_dim(), c.head_dim);
-        let is3 = c.arch == Arch::Gemma3;
 
         // Weights.
         let token_embd = w.matrix("token_embd.weight")?;
@@ -273,17 +295,16 @@ impl Model {
                     Ok(None)
                 }
             };
-            let qk = |w: &mut Loaded, t: &str| -> Result<Option<wgpu::Buffer>, Error> {
-                if c.arch.has_qk_norm() {
-                    Ok(Some(w.vector(&name(t), hd)?))
-                } else {
-                    Ok(None)
-                }
+            let qk = if c.arch.has_qk_norm() {
+                let q = w.vector(&name("attn_q_norm"), hd)?;
+                let k = w.vector(&name("attn_k_norm"), hd)?;
+                Some(stack_vectors(&gpu, &format!("blk.{l}.qk_norm"), &[&q, &k])?)
+            } else {
+                None
             };
             norms.push(LayerNorms {
                 attn: w.vector(&name("attn_norm"), d)?,
-                q: qk(&mut w, "attn_q_norm")?,
-                k: qk(&mut w, "attn_k_norm")?,
+                qk,
                 post_attn: post(&mut w, "post_attention_norm", d)?,
                 ffn: w.vector(&name("ffn_norm"), d)?,
                 post_ffn: post(&mut w, "post_ffw_norm", d)?,
@@ -311,31 +332,22 @@ impl Model {
         let state = RunState {
             max_tokens: chunk,
             ids: gpu.storage("ids", u64::from(chunk) * 4)?,
-            positions: gpu.storage("positions", u64::from(chunk) * 4)?,
             h: f32s(&gpu, "h", chunk, d)?,
             xn: f32s(&gpu, "xn", chunk, d)?,
-            q_raw: if is3 {
-                Some(f32s(&gpu, "q_raw", chunk, qd)?)
-            } else {
-                None
-            },
-            k_raw: if is3 {
-                Some(f32s(&gpu, "k_raw", chunk, kvd)?)
-            } else {
-                None
-            },
+            qkv: f32s(&gpu, "qkv", chunk, qd + 2 * kvd)?,
             q: f32s(&gpu, "q", chunk, qd)?,
             k: f32s(&gpu, "k", chunk, kvd)?,
             v: f32s(&gpu, "v", chunk, kvd)?,
             att: f32s(&gpu, "att", chunk, qd)?,
             out: f32s(&gpu, "out", chunk, d)?,
+            gu: f32s(&gpu, "gu", chunk, 2 * c.ffn)?,
             gate: f32s(&gpu, "gate", chunk, c.ffn)?,
-            up: f32s(&gpu, "up", chunk, c.ffn)?,
-            last: f32s(&gpu, "last", 1, d)?,
             last_n: f32s(&gpu, "last_n", 1, d)?,
             logits: f32s(&gpu, "logits", 1, c.vocab)?,
             logits_readback: gpu.readback("logits readback", u64::from(c.vocab) * 4)?,
-            positions_host: Vec::with_capacity(chunk as usize),
+            head_readback: gpu.readback("head readback", u64::from(SAMPLE_TOP_K) * 8)?,
+            fed: vec![0; context_len as usize],
+            recent: Vec::with_capacity(PENALTY_IDS as usize),
         };
         let s = &state;
 
@@ -364,10 +376,9 @@ impl Model {
         let kv_cache_bytes = caches.iter().map(|x| x.k.size() + x.v.size()).sum();
 
         // Projections and attention, bound once for both steps.
-        let q_out = s.q_raw.as_ref().unwrap_or(&s.q);
-        let k_out = s.k_raw.as_ref().unwrap_or(&s.k);
+        let shape_kind = MatvecShape::for_gpu(&gpu);
         let mut layers = Vec::with_capacity(c.n_layers as usize);
-        for (l, (m, cache)) in (0u32..).zip(mats.iter().zip(&caches)) {
+        for (l, ((m, cache), norm)) in (0u32..).zip(mats.into_iter().zip(&caches).zip(&norms)) {
             let [wq, wk, wv, wo, wg, wu, wd] = m;
             let io = AttentionIo {
                 q: &s.q,
@@ -381,33 +392,79 @@ impl Model {
                     AttentionLayer::new(&gpu, &kernels, shape(l), io, cache, &scratch, &label)
                 })
                 .await??;
+            // Q, K and V stacked into one weight when they share a type (else Q and K).
+            let qkv_stride = qd + 2 * kvd;
+            let label = format!("blk.{l}.attn_qkv");
+            let qkv = if let Some(w) = gpu.concat_rows(&label, &[&wq, &wk, &wv]).await? {
+                vec![Linear::new_at(&gpu, &w, &s.xn, &s.qkv, chunk, 0, qkv_stride).await?]
+            } else if let Some(w) = gpu.concat_rows(&label, &[&wq, &wk]).await? {
+                vec![
+                    Linear::new_at(&gpu, &w, &s.xn, &s.qkv, chunk, 0, qkv_stride).await?,
+                    Linear::new_at(&gpu, &wv, &s.xn, &s.qkv, chunk, qd + kvd, qkv_stride).await?,
+                ]
+            } else {
+                let mut v = Vec::with_capacity(3);
+                for (w, at) in [(&wq, 0), (&wk, qd), (&wv, qd + kvd)] {
+                    v.push(Linear::new_at(&gpu, w, &s.xn, &s.qkv, chunk, at, qkv_stride).await?);
+                }
+                v
+            };
+            let qk_rope_kv = kernels::qk_rope_kv(
+                &gpu,
+                &QkRopeKvIo {
+                    qkv: &s.qkv,
+                    norm_w: norm.qk.as_ref(),
+                    q: &s.q,
+                    k_cache: &cache.k,
+                    v_cache: &cache.v,
+                },
+                QkRopeKvParams {
+                    n_tokens: 1,
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                    head_dim: hd,
+                    cache_len: shape(l).cache_len,
+                    pos: 0,
+                    base: c.rope_base(l),
+                    eps: c.eps,
+                    pos_scale: c.rope_scale(l),
+                    ..Default::default()
+                },
+                chunk,
+            )
+            .await?;
+            // Gate and up stacked: the decode step runs them and GELU as one matvec.
+            let ffn = c.ffn;
+            let label = format!("blk.{l}.ffn_gate_up");
+            let (gate_up, glu_matvec) =
+                if let Some(w) = gpu.concat_rows(&label, &[&wg, &wu]).await? {
+                    let op = matvec_glu(&gpu, &w, &s.xn, &s.gate, shape_kind).await?;
+                    let many = Linear::new_at(&gpu, &w, &s.xn, &s.gu, chunk, 0, 2 * ffn).await?;
+                    (vec![many], Some(op))
+                } else {
+                    (
+                        vec![
+                            Linear::new_at(&gpu, &wg, &s.xn, &s.gu, chunk, 0, 2 * ffn).await?,
+                            Linear::new_at(&gpu, &wu, &s.xn, &s.gu, chunk, ffn, 2 * ffn).await?,
+                        ],
+                        None,
+                    )
+                };
             layers.push(LayerOps {
-                q: Linear::new(&gpu, wq, &s.xn, q_out, chunk).await?,
-                k: Linear::new(&gpu, wk, &s.xn, k_out, chunk).await?,
-                v: Linear::new(&gpu, wv, &s.xn, &s.v, chunk).await?,
-                o: Linear::new(&gpu, wo, &s.att, &s.out, chunk).await?,
-                gate: Linear::new(&gpu, wg, &s.xn, &s.gate, chunk).await?,
-                up: Linear::new(&gpu, wu, &s.xn, &s.up, chunk).await?,
-                down: Linear::new(&gpu, wd, &s.gate, &s.out, chunk).await?,
+                qkv,
+                qk_rope_kv,
+                o: Linear::new(&gpu, &wo, &s.att, &s.out, chunk).await?,
+                gate_up,
+                glu_matvec,
+                down: Linear::new(&gpu, &wd, &s.gate, &s.out, chunk).await?,
                 attn,
             });
         }
 
-        let decode = step_ops(&gpu, &c, &token_embd, &norms, s, 1).await?;
-        let prefill = step_ops(&gpu, &c, &token_embd, &norms, s, chunk).await?;
+        let decode = step_ops(&gpu, &c, &token_embd, &norms, &output_norm, s, 1).await?;
+        let prefill = step_ops(&gpu, &c, &token_embd, &norms, &output_norm, s, chunk).await?;
 
         let head = HeadOps {
-            final_norm: kernels::rmsnorm(
-                &gpu,
-                &s.last,
-                &output_norm,
-                &s.last_n,
-                1,
-                d,
-                c.eps,
-                false,
-            )
-            .await?,
             lm_head: Linear::new(&gpu, &token_embd, &s.last_n, &s.logits, 1).await?,
             softcap: match c.final_softcap {
                 Some(cap) => Some(kernels::softcap(&gpu, &s.logits, c.vocab, cap).await?),
@@ -415,6 +472,7 @@ impl Model {
             },
             argmax: kernels::argmax(&gpu, &s.logits, c.vocab).await?,
             topk: kernels::topk(&gpu, &s.logits, c.vocab, SAMPLE_TOP_K.min(c.vocab)).await?,
+            sample: SampleOps::new(&gpu, &s.logits, c.vocab, 1).await?,
         };
         gpu.check()?;
 
@@ -446,6 +504,8 @@ impl Model {
             layers,
             head,
             score_ops: None,
+            profiler: None,
+            layer_dispatches: 0,
             _caches: caches,
             _scratch: scratch,
             gpu,
@@ -458,7 +518,8 @@ impl Model {
     }
 
     /// Runs `tokens` (1 ..= max_chunk of them) at positions `pos..` through every layer, storing
-    /// their keys and values in the cache, then the head on the last token. One submit.
+    /// their keys and values in the cache, then the head on the last token, and copies what
+    /// `head` asks for into its read-back buffer. One submit.
     fn forward(&mut self, tokens: &[u32], pos: u32, head: Head) -> Result<(), Error> {
         let n = self.check_block(tokens, pos, self.state.max_tokens)?;
         let Model {
@@ -469,93 +530,132 @@ impl Model {
             prefill,
             layers,
             head: h,
+            profiler,
+            layer_dispatches,
             ..
         } = self;
         let step = if n == 1 { &*decode } else { &*prefill };
-        s.positions_host.clear();
-        s.positions_host.extend(pos..pos + n);
         gpu.write_u32(&s.ids, 0, tokens)?;
-        gpu.write_u32(&s.positions, 0, &s.positions_host)?;
+        let end = (pos + n) as usize;
+        if let Some(slot) = s.fed.get_mut(pos as usize..end) {
+            slot.copy_from_slice(tokens);
+        }
 
+        // The whole model, one line per dispatch (with its kernel class for `--profile`).
+        let mut ops: Vec<(&'static str, &Op)> = Vec::with_capacity(12 * layers.len() + 8);
+        let mm = if n == 1 { "matvec" } else { "matmul" };
+        // Embedding: the token's row of token_embd, times sqrt(d_model).
+        ops.extend(step.embed.iter().map(|op| ("embedding", op)));
+        // The first layer's pre-attention RMSNorm.
+        ops.push(("norm", &step.first_norm));
+        for (layer, e) in layers.iter_mut().zip(&step.layers) {
+            let LayerOps {
+                qkv,
+                qk_rope_kv,
+                o,
+                gate_up,
+                glu_matvec,
+                down,
+                attn,
+            } = layer;
+            // --- Attention block (its input xn = attn_norm(h) is ready) ---
+            // Query, key and value projections.
+            for w in qkv.iter_mut() {
+                ops.extend(w.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            }
+            // Gemma 3: RMSNorm over each query and key head; rotary position embedding of
+            // queries and keys (per-layer base on Gemma 3); keys and values into the cache.
+            ops.push(("qk_rope_kv", qk_rope_kv.set(gpu, pos, n)?));
+            // Attend: causal, within the window on sliding layers, scores soft-capped on
+            // Gemma 2.
+            if n == 1 {
+                ops.extend(
+                    attn.attend_decode_ops(gpu, pos)?
+                        .into_iter()
+                        .map(|op| ("attention", op)),
+                );
+            } else {
+                ops.extend(
+                    attn.attend_prefill_ops(gpu, pos, n)?
+                        .into_iter()
+                        .map(|op| ("attention", op)),
+                );
+            }
+            // Output projection.
+            ops.extend(o.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm); then
+            // the pre-MLP RMSNorm.
+            ops.push(("residual_norm", &e.attn_residual_norm));
+            // --- MLP block: down(gelu_tanh(gate(x)) * up(x)) ---
+            match glu_matvec {
+                Some(op) if n == 1 => ops.push(("matvec_glu", &*op)),
+                _ => {
+                    for w in gate_up.iter_mut() {
+                        ops.extend(w.ops(gpu, n)?.iter().map(|op| (mm, op)));
+                    }
+                    ops.push(("glu", &e.glu));
+                }
+            }
+            ops.extend(down.ops(gpu, n)?.iter().map(|op| (mm, op)));
+            // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm); then the next
+            // layer's pre-attention RMSNorm, or after the last layer the final RMSNorm.
+            ops.push(("residual_norm", &e.ffn_residual_norm));
+        }
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("forward"),
             });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("layers"),
-                timestamp_writes: None,
-            });
-            let p = &mut pass;
-            // Embedding: the token's row of token_embd, times sqrt(d_model).
-            for op in &step.embed {
-                op.record(p);
-            }
-            for (layer, e) in layers.iter_mut().zip(&step.layers) {
-                // --- Attention block ---
-                // Pre-attention RMSNorm.
-                e.attn_norm.record(p);
-                // Query, key and value projections.
-                layer.q.record(gpu, p, n)?;
-                layer.k.record(gpu, p, n)?;
-                layer.v.record(gpu, p, n)?;
-                // Gemma 3: RMSNorm over each query and key head.
-                if let (Some(qn), Some(kn)) = (&e.q_norm, &e.k_norm) {
-                    qn.record(p);
-                    kn.record(p);
-                }
-                // Rotary position embedding of queries and keys (per-layer base on Gemma 3).
-                e.rope_q.record(p);
-                e.rope_k.record(p);
-                // Store this block's keys and values, then attend: causal, within the window
-                // on sliding layers, scores soft-capped on Gemma 2.
-                if n == 1 {
-                    for op in layer.attn.decode_ops(gpu, pos)? {
-                        op.record(p);
-                    }
-                } else {
-                    for op in layer.attn.prefill_ops(gpu, pos, n)? {
-                        op.record(p);
-                    }
-                }
-                // Output projection.
-                layer.o.record(gpu, p, n)?;
-                // Residual: h += attention (Gemma 2, 3: after a post-attention RMSNorm).
-                e.attn_residual.record(p);
-                // --- MLP block ---
-                // Pre-MLP RMSNorm.
-                e.ffn_norm.record(p);
-                // down(gelu_tanh(gate(x)) * up(x)).
-                layer.gate.record(gpu, p, n)?;
-                layer.up.record(gpu, p, n)?;
-                e.gelu.record(p);
-                layer.down.record(gpu, p, n)?;
-                // Residual: h += MLP (Gemma 2, 3: after a post-MLP RMSNorm).
-                e.ffn_residual.record(p);
-            }
-        }
+        *layer_dispatches += ops.len() as u64;
+        record_ops(gpu, &mut encoder, "layers", &ops, profiler.as_mut());
         if head != Head::None {
-            // The last token's hidden state feeds the head.
+            // The last token's hidden state, after the final RMSNorm, feeds the head.
             let row = u64::from(c.d_model) * 4;
-            encoder.copy_buffer_to_buffer(&s.h, u64::from(n - 1) * row, &s.last, 0, row);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("head"),
-                timestamp_writes: None,
-            });
-            let p = &mut pass;
-            // Final RMSNorm, then logits through the tied embedding.
-            h.final_norm.record(p);
-            h.lm_head.record(gpu, p, 1)?;
+            encoder.copy_buffer_to_buffer(&s.xn, u64::from(n - 1) * row, &s.last_n, 0, row);
+            let mut ops: Vec<(&'static str, &Op)> = Vec::with_capacity(8);
+            // Logits through the tied embedding.
+            ops.extend(h.lm_head.ops(gpu, 1)?.iter().map(|op| ("lm_head", op)));
             // Gemma 2: final logit soft-cap.
             if let Some(op) = &h.softcap {
-                op.record(p);
+                ops.push(("head", op));
             }
             match head {
-                Head::Argmax => h.argmax.record(p),
-                Head::TopK => h.topk.record(p),
+                Head::Argmax => ops.extend([("head", &h.argmax.stage1), ("head", &h.argmax.merge)]),
+                Head::TopK => ops.extend([("head", &h.topk.stage1), ("head", &h.topk.merge)]),
+                Head::Sample(sp) => {
+                    // The penalty window: the distinct tokens of the last PENALTY_WINDOW
+                    // positions, the one just fed included.
+                    s.recent.clear();
+                    s.recent
+                        .extend_from_slice(&s.fed[end.saturating_sub(PENALTY_WINDOW)..end]);
+                    s.recent.sort_unstable();
+                    s.recent.dedup();
+                    let counter = u64::from(pos + n);
+                    let sample = h.sample.set(gpu, &sp, &s.recent, counter, 1)?;
+                    ops.extend(sample.into_iter().map(|op| ("sample", op)));
+                }
                 Head::None | Head::Logits => {}
             }
+            record_ops(gpu, &mut encoder, "head", &ops, profiler.as_mut());
+            // What the CPU reads, copied in the same submit.
+            let rb = &s.head_readback.buffer;
+            let k = u64::from(h.topk.k) * 4;
+            match head {
+                Head::Argmax => encoder.copy_buffer_to_buffer(&h.argmax.idx, 0, rb, 0, 4),
+                Head::TopK => {
+                    encoder.copy_buffer_to_buffer(&h.topk.idx, 0, rb, 0, k);
+                    encoder.copy_buffer_to_buffer(&h.topk.val, 0, rb, k, k);
+                }
+                Head::Sample(_) => encoder.copy_buffer_to_buffer(&h.sample.out, 0, rb, 0, 16),
+                Head::Logits => {
+                    let len = u64::from(c.vocab) * 4;
+                    encoder.copy_buffer_to_buffer(&s.logits, 0, &s.logits_readback.buffer, 0, len);
+                }
+                Head::None => {}
+            }
+        }
+        if let Some(p) = profiler.as_ref() {
+            p.resolve(&mut encoder);
         }
         gpu.submit(encoder.finish())
     }
@@ -583,22 +683,69 @@ impl Model {
         Ok(n)
     }
 
+    /// What the last [`Model::forward`] copied for `head`: one read-back.
     async fn read_head(&mut self, head: Head) -> Result<Output, Error> {
         let gpu = &self.gpu;
-        match head {
+        let s = &self.state;
+        let out = match head {
             Head::None => {
                 gpu.check()?;
-                Ok(Output::None)
+                Output::None
             }
-            Head::Argmax => Ok(Output::Argmax(self.head.argmax.read_argmax(gpu).await?)),
-            Head::TopK => Ok(Output::TopK(self.head.topk.read(gpu).await?)),
+            Head::Argmax => {
+                let b = gpu.map_read(&s.head_readback, 4).await?;
+                Output::Argmax(to_u32(&b).first().copied().unwrap_or(0))
+            }
+            Head::TopK => {
+                let k = self.head.topk.k as usize;
+                let b = gpu.map_read(&s.head_readback, k as u64 * 8).await?;
+                let ids = to_u32(&b[..(k * 4).min(b.len())]);
+                let vals = to_f32(b.get(k * 4..).unwrap_or(&[]));
+                Output::TopK(
+                    ids.into_iter()
+                        .zip(vals)
+                        .filter(|(i, _)| *i != u32::MAX)
+                        .collect(),
+                )
+            }
             Head::Logits => {
-                let s = &self.state;
                 let n = u64::from(self.config.vocab) * 4;
-                let bytes = gpu.read_with(&s.logits_readback, &s.logits, 0, n).await?;
-                Ok(Output::Logits(to_f32(&bytes)))
+                Output::Logits(to_f32(&gpu.map_read(&s.logits_readback, n).await?))
             }
+            Head::Sample(_) => {
+                let b = gpu.map_read(&s.head_readback, 16).await?;
+                let d: Draw = bytemuck::pod_read_unaligned(
+                    b.get(..16)
+                        .ok_or_else(|| Error::DeviceLost("short read-back".into()))?,
+                );
+                if d.id == u32::MAX {
+                    return Err(Error::Unsupported("no finite logits to sample from".into()));
+                }
+                Output::Sampled {
+                    id: d.id,
+                    logit: d.logit,
+                    prob: d.prob,
+                }
+            }
+        };
+        if let Some(p) = self.profiler.as_mut() {
+            if head == Head::None {
+                gpu.wait_idle()?;
+            }
+            p.collect(gpu).await?;
         }
+        Ok(out)
+    }
+
+    /// Times every dispatch from now on (`bench --profile`); needs timestamp queries.
+    pub fn start_profiling(&mut self) -> Result<(), Error> {
+        self.profiler = Some(Profiler::new(&self.gpu)?);
+        Ok(())
+    }
+
+    /// GPU time per kernel class since [`Model::start_profiling`], and stops profiling.
+    pub fn stop_profiling(&mut self) -> Option<BTreeMap<&'static str, ClassTime>> {
+        self.profiler.take().map(|p| p.totals)
     }
 
     /// One token at position `pos` (the cache must hold 0..pos): stores its keys and values and
@@ -788,6 +935,13 @@ impl Model {
     }
 }
 
+fn to_u32(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 fn to_f32(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
@@ -801,66 +955,66 @@ async fn step_ops(
     c: &GemmaConfig,
     token_embd: &WeightTensor,
     norms: &[LayerNorms],
+    output_norm: &wgpu::Buffer,
     s: &RunState,
     n: u32,
 ) -> Result<StepOps, Error> {
-    let (d, hd, eps) = (c.d_model, c.head_dim, c.eps);
+    let (d, eps) = (c.d_model, c.eps);
     let embed = kernels::embedding(gpu, token_embd, &s.ids, &s.h, n, (d as f32).sqrt()).await?;
+    let first = norms
+        .first()
+        .ok_or_else(|| Error::BadModel("a model without layers".into()))?;
+    let first_norm = kernels::rmsnorm(gpu, &s.h, &first.attn, &s.xn, n, d, eps, false).await?;
     let mut layers = Vec::with_capacity(norms.len());
-    for (l, w) in (0u32..).zip(norms) {
-        let q_norm = match (&w.q, &s.q_raw) {
-            (Some(wq), Some(q_raw)) => {
-                Some(kernels::rmsnorm(gpu, q_raw, wq, &s.q, n * c.n_heads, hd, eps, false).await?)
-            }
-            _ => None,
-        };
-        let k_norm = match (&w.k, &s.k_raw) {
-            (Some(wk), Some(k_raw)) => Some(
-                kernels::rmsnorm(gpu, k_raw, wk, &s.k, n * c.n_kv_heads, hd, eps, false).await?,
-            ),
-            _ => None,
-        };
-        let residual = |post: &Option<wgpu::Buffer>| {
-            let post = post.clone();
-            async move {
-                match post {
-                    Some(wp) => kernels::rmsnorm(gpu, &s.out, &wp, &s.h, n, d, eps, true).await,
-                    None => kernels::add(gpu, &s.h, &s.out, n * d).await,
-                }
-            }
-        };
-        let (base, pos_scale) = (c.rope_base(l), c.rope_scale(l));
+    for (l, w) in norms.iter().enumerate() {
+        let next = norms.get(l + 1).map_or(output_norm, |x| &x.attn);
         layers.push(LayerStepOps {
-            attn_norm: kernels::rmsnorm(gpu, &s.h, &w.attn, &s.xn, n, d, eps, false).await?,
-            q_norm,
-            k_norm,
-            rope_q: kernels::rope_scaled(
+            attn_residual_norm: kernels::residual_norm(
                 gpu,
-                &s.q,
-                &s.positions,
+                &s.out,
+                w.post_attn.as_ref(),
+                &w.ffn,
+                &s.h,
+                &s.xn,
                 n,
-                c.n_heads,
-                hd,
-                base,
-                pos_scale,
+                d,
+                eps,
             )
             .await?,
-            rope_k: kernels::rope_scaled(
+            glu: kernels::glu(gpu, &s.gu, &s.gate, n, c.ffn).await?,
+            ffn_residual_norm: kernels::residual_norm(
                 gpu,
-                &s.k,
-                &s.positions,
+                &s.out,
+                w.post_ffn.as_ref(),
+                next,
+                &s.h,
+                &s.xn,
                 n,
-                c.n_kv_heads,
-                hd,
-                base,
-                pos_scale,
+                d,
+                eps,
             )
             .await?,
-            attn_residual: residual(&w.post_attn).await?,
-            ffn_norm: kernels::rmsnorm(gpu, &s.h, &w.ffn, &s.xn, n, d, eps, false).await?,
-            gelu: kernels::gelu_mul(gpu, &s.gate, &s.up, n * c.ffn).await?,
-            ffn_residual: residual(&w.post_ffn).await?,
         });
     }
-    Ok(StepOps { embed, layers })
+    Ok(StepOps {
+        embed,
+        first_norm,
+        layers,
+    })
+}
+
+/// `parts` (f32 vectors) one after the other in one buffer, copied on the GPU.
+fn stack_vectors(gpu: &Gpu, label: &str, parts: &[&wgpu::Buffer]) -> Result<wgpu::Buffer, Error> {
+    let total = parts.iter().map(|b| b.size()).sum();
+    let out = gpu.storage(label, total)?;
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    let mut at = 0;
+    for b in parts {
+        encoder.copy_buffer_to_buffer(b, 0, &out, at, b.size());
+        at += b.size();
+    }
+    gpu.submit(encoder.finish())?;
+    Ok(out)
 }

@@ -2,11 +2,13 @@
 //! decode loop with its stop conditions, and a [`Session`] that keeps the KV cache of earlier
 //! turns so a chat never re-runs them.
 //!
-//! The sampler asks the GPU for as little as it needs: the argmax (4 bytes) when greedy, the
-//! top [`SAMPLE_TOP_K`] logits when top-k is at most that and no penalty applies, the whole
-//! logit vector otherwise.
+//! The sampler asks the GPU for as little as it needs: the argmax (4 bytes) when greedy, a
+//! token drawn on the GPU (16 bytes) when top-k keeps at most [`SAMPLE_K`] tokens, the whole
+//! logit vector for a wider top-k. The CPU [`Sampler`] samples from logits (and is the
+//! reference the GPU draw is tested against).
 
-use crate::model::gemma::{Head, Model, Output, SAMPLE_TOP_K};
+use crate::gpu::sample::{GpuSampling, SAMPLE_K};
+use crate::model::gemma::{Head, Model, Output};
 use crate::rng::SplitMix64;
 use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role};
 use crate::Error;
@@ -77,14 +79,21 @@ impl SamplingParams {
         Ok(())
     }
 
-    /// What the GPU must hand back for this sampler.
+    /// What the GPU must hand back for this sampler: the argmax when greedy, else a token
+    /// drawn on the GPU ([`Head::Sample`], 16 bytes) when top-k keeps at most [`SAMPLE_K`]
+    /// tokens; the whole logit vector only for a wider top-k (0 or more than [`SAMPLE_K`]).
     pub fn head(&self) -> Head {
-        if self.has_penalty() {
-            Head::Logits
-        } else if self.is_greedy() {
+        let greedy = self.is_greedy();
+        if greedy && !self.has_penalty() {
             Head::Argmax
-        } else if (1..=SAMPLE_TOP_K).contains(&self.top_k) {
-            Head::TopK
+        } else if greedy || (1..=SAMPLE_K).contains(&self.top_k) {
+            Head::Sample(GpuSampling {
+                temperature: if greedy { 0.0 } else { self.temperature },
+                top_k: if greedy { 1 } else { self.top_k },
+                top_p: self.top_p,
+                penalty: self.repetition_penalty,
+                seed: self.seed,
+            })
         } else {
             Head::Logits
         }
@@ -98,6 +107,8 @@ pub struct Sampler {
     rng: SplitMix64,
     candidates: Vec<(u32, f32)>,
     probs: Vec<f64>,
+    /// The distinct tokens of the penalty window.
+    seen: Vec<u32>,
 }
 
 impl Sampler {
@@ -108,6 +119,7 @@ impl Sampler {
             params,
             candidates: Vec::new(),
             probs: Vec::new(),
+            seen: Vec::new(),
         })
     }
 
@@ -117,7 +129,7 @@ impl Sampler {
         let p = &self.params;
         self.candidates.clear();
         match out {
-            Output::Argmax(id) => return Ok(*id),
+            Output::Argmax(id) | Output::Sampled { id, .. } => return Ok(*id),
             Output::TopK(pairs) => self.candidates.extend_from_slice(pairs),
             Output::Logits(logits) => {
                 self.candidates
@@ -128,8 +140,14 @@ impl Sampler {
             }
         }
         if p.has_penalty() {
-            let window = &recent[recent.len().saturating_sub(PENALTY_WINDOW)..];
-            for &id in window {
+            // Once per distinct token of the window, as llama.cpp and Hugging Face apply it: a
+            // token seen five times is divided by the penalty once, not five times.
+            self.seen.clear();
+            self.seen
+                .extend_from_slice(&recent[recent.len().saturating_sub(PENALTY_WINDOW)..]);
+            self.seen.sort_unstable();
+            self.seen.dedup();
+            for &id in &self.seen {
                 // Candidates from full logits are indexed by id.
                 if let Some(c) = self.candidates.get_mut(id as usize).filter(|c| c.0 == id) {
                     c.1 = if c.1 > 0.0 {
@@ -441,7 +459,9 @@ impl Session {
     /// the cache holds the conversation again, and only the rest of `opts.max_tokens` is
     /// sampled. `on_token` sees only the new tokens; the result reads as one generation of
     /// `prompt` (its `generated_ids` start with `sampled`). Greedy decoding continues exactly
-    /// where it stopped; a sampled one continues with a fresh random stream.
+    /// where it stopped; so does a sampled one drawn on the GPU (each draw depends only on the
+    /// seed and its position), while one sampled on the CPU (a top-k wider than
+    /// [`SAMPLE_K`]) continues with a fresh random stream.
     pub async fn resume(
         &mut self,
         prompt: &[u32],
@@ -532,12 +552,29 @@ mod tests {
             repetition_penalty: 2.0,
             ..SamplingParams::greedy()
         };
-        assert_eq!(p.head(), Head::Logits);
+        assert!(matches!(p.head(), Head::Sample(g) if g.top_k == 1 && g.temperature == 0.0));
         let mut s = Sampler::new(p).unwrap();
         // 4.0 / 2 = 2.0 < 3.0: token 0 loses to token 1.
         assert_eq!(s.sample(&logits(&[4.0, 3.0, -1.0]), &[0]).unwrap(), 1);
         // Negative logits are multiplied: -1 * 2 = -2 < -1.5.
         assert_eq!(s.sample(&logits(&[-1.0, -1.5]), &[0]).unwrap(), 1);
+    }
+
+    /// A token repeated in the window is penalised once (llama.cpp, Hugging Face), not once
+    /// per occurrence: 4 / 2 = 2 still beats 1.5, where 4 / 2^3 = 0.5 would not.
+    #[test]
+    fn penalty_applies_once_per_distinct_token() {
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            ..SamplingParams::greedy()
+        })
+        .unwrap();
+        assert_eq!(s.sample(&logits(&[4.0, 1.5]), &[0, 0, 0]).unwrap(), 0);
+        assert_eq!(s.sample(&logits(&[-1.0, -1.5]), &[0, 5, 0]).unwrap(), 1);
+        // Only the last PENALTY_WINDOW tokens count.
+        let mut old = vec![0u32; 3];
+        old.extend(std::iter::repeat_n(7, PENALTY_WINDOW));
+        assert_eq!(s.sample(&logits(&[4.0, 3.0]), &old).unwrap(), 0);
     }
 
     /// Sampling frequencies follow softmax(logits / T) restricted by top-k and top-p.

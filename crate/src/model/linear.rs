@@ -22,13 +22,36 @@ impl Linear {
         y: &wgpu::Buffer,
         max_tokens: u32,
     ) -> Result<Self, Error> {
-        let one = matvec(gpu, w, x, y, 0).await?;
+        Linear::new_at(gpu, w, x, y, max_tokens, 0, w.rows).await
+    }
+
+    /// [`Linear::new`] writing W's rows at columns `y_offset..` of y's rows of `y_stride`
+    /// (several projections into one buffer, such as q | k | v).
+    pub async fn new_at(
+        gpu: &Gpu,
+        w: &WeightTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        max_tokens: u32,
+        y_offset: u32,
+        y_stride: u32,
+    ) -> Result<Self, Error> {
+        let one = matvec(gpu, w, x, y, y_offset).await?;
         let many = if max_tokens > 1 {
-            Some(Matmul::new(gpu, w, x, y, max_tokens, 0, w.rows).await?)
+            Some(Matmul::new(gpu, w, x, y, max_tokens, y_offset, y_stride).await?)
         } else {
             None
         };
         Ok(Linear { one, many })
+    }
+
+    /// The ops of y = W x for the first `n` rows (record all, in order). A block rewrites the
+    /// matmul's uniform, so use at most one block per submit.
+    pub fn ops(&mut self, gpu: &Gpu, n: u32) -> Result<&[crate::gpu::Op], Error> {
+        match &mut self.many {
+            Some(m) if n > 1 => m.set_n(gpu, n),
+            _ => Ok(&self.one),
+        }
     }
 
     /// Records y = W x for the first `n` rows. A block rewrites the matmul's uniform, so record

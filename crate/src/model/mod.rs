@@ -8,7 +8,7 @@ pub mod loader;
 pub mod random;
 
 pub use gemma::{Head, Model, ModelOptions, Output};
-pub use generate::{GenerateOptions, Generation, SamplingParams, Session, StopReason};
+pub use generate::{GenerateOptions, Generation, Sampler, SamplingParams, Session, StopReason};
 pub use loader::ByteSource;
 #[cfg(not(target_arch = "wasm32"))]
 pub use loader::FileSource;
