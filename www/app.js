@@ -339,9 +339,12 @@ async function loadChoice() {
         bar.value = p.total ? p.loaded / p.total : 0;
         const speed = p.bytesPerSecond > 0 ? ` · ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s` : "";
         const left = p.secondsLeft != null ? ` · ${seconds(p.secondsLeft)} left` : "";
-        const what = { download: "Downloading", verify: "Checking the stored copy", load: "Moving the weights to the GPU" }[p.phase] ?? "Loading";
+        const what = { download: "Downloading", waiting: "Downloading", verify: "Checking the stored copy",
+          load: "Moving the weights to the GPU" }[p.phase] ?? "Loading";
         const info = $("load-info");
-        info.textContent = `${what}: ${mb(p.loaded)} of ${mb(p.total)}${speed}${left}`;
+        info.textContent = p.phase === "waiting"
+          ? `${what}: ${mb(p.loaded)} of ${mb(p.total)}; retrying in ${seconds(p.retryInSeconds)} (${p.reason})`
+          : `${what}: ${mb(p.loaded)} of ${mb(p.total)}${speed}${left}`;
         info.dataset.phase = p.phase;
       },
     });

@@ -686,6 +686,8 @@ export class GemmaChatElement extends HTMLElement {
     const rate = p.bytesPerSecond > 0 ? `, ${bytesText(p.bytesPerSecond)}/s` : "";
     const left = p.secondsLeft !== null && p.secondsLeft > 0 ? `, about ${secondsText(p.secondsLeft)} left` : "";
     ui.progressText.textContent = p.phase === "download" ? `Downloading: ${amount}${rate}${left}`
+      : p.phase === "waiting"
+        ? `Downloading: ${amount}; retrying in ${secondsText(p.retryInSeconds ?? 0)} (${p.reason ?? "the server is busy"})`
       : p.phase === "verify" ? `Checking the stored copy: ${amount}`
       : `Moving the weights to the GPU: ${amount}${left}`;
   }
