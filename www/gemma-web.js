@@ -100,7 +100,7 @@ export async function describeModel(model, { hfEndpoint = HF_ENDPOINT, signal } 
     const base = typeof location !== "undefined" ? location.href : import.meta.url;
     const hubRef = isName ? null : parseHubRef(model, hfEndpoint);
     const url = isName || model.startsWith("hf:") ? null : new URL(model, base).href;
-    let entry = await catalogEntry(model, isName ? null : url ?? (hubRef && resolveUrl(hubRef, hubRef.revision)));
+    const entry = await catalogEntry(model, isName ? null : url ?? (hubRef && resolveUrl(hubRef, hubRef.revision)));
     const ref = entry?.hf
       ? { endpoint: hfEndpoint.replace(/\/+$/, ""), repo: entry.hf.repo, file: entry.hf.file, revision: entry.hf.revision ?? "main" }
       : hubRef;
