@@ -3,8 +3,9 @@
 // to the GPU. Instruction-tuned models get a chat; base models (like the local Gemma 3 270M) continue the user's text.
 
 import {
-  createEngine, deleteStoredModel, hasStorage, hasWebGpu, listStoredModels, loadCatalog,
+  createEngine, deleteStoredModel, describeModel, hasStorage, hasWebGpu, listStoredModels, loadCatalog,
 } from "./gemma-web.js";
+import { HF_ENDPOINT } from "./hub.js";
 
 // The header of a Gemma 3 file is several MB (a 262k-token vocabulary): start with 1 MiB and grow.
 const FIRST_READ = 1 << 20;
@@ -22,6 +23,9 @@ const mb = (bytes) => (bytes < 1e6 ? `${count(bytes)} bytes`
   : bytes < 1e9 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e9).toFixed(1)} GB`);
 const rate = (r) => (r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toPrecision(2));
 const seconds = (s) => (s < 90 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
+
+// Where hf: names resolve: Hugging Face, or a mirror given as ?hf-endpoint=https://... (the page says which).
+const hfEndpoint = new URLSearchParams(location.search).get("hf-endpoint") || HF_ENDPOINT;
 
 const state = {
   choices: [],
@@ -250,12 +254,19 @@ async function showChoice(choice, readGgufHeader) {
   updateButtons();
   const about = [];
   if (choice.entry && choice.entry.verified === false) {
-    about.push("This model is downloaded from the internet (Hugging Face); its address and size come from the " +
-      "catalog and could not be checked when this page was made.");
+    about.push("This model is downloaded from Hugging Face; the download is checked against the sha256 in the " +
+      "catalog.");
   }
+  const d = choice.described;
+  if (d?.repo) {
+    about.push(`${d.repo}, file ${d.file}, commit ${d.revision.slice(0, 10)} on ${new URL(d.fetchUrl).host}; ` +
+      `sha256 ${d.sha256.slice(0, 16)}…, checked after the download.`);
+  }
+  const license = d?.license ?? choice.entry?.license;
+  if (license) about.push(`License: ${license}; by downloading it you accept the model's terms of use.`);
   $("model-about").textContent = about.join(" ");
   setStatus(`Reading the header of ${choice.label}…`);
-  const reader = choice.file ? fileRangeReader(choice.file) : urlRangeReader(choice.url);
+  const reader = choice.file ? fileRangeReader(choice.file) : urlRangeReader(choice.fetchUrl ?? choice.url);
   let header;
   try {
     header = await readHeader(reader, readGgufHeader, (have, all, n) => {
@@ -270,6 +281,9 @@ async function showChoice(choice, readGgufHeader) {
   }
   if (state.choice !== choice) return;
   const { summary, bytesRead, total, requests } = header;
+  if (d?.size && d.size !== total) {
+    throw codedError("Integrity", `${choice.label}: the hub says ${d.size} bytes, the file has ${total}`);
+  }
   choice.size = total;
   choice.mode = choice.entry?.mode || guessMode(summary);
   if (!state.engine) $("mode-select").value = choice.mode;
@@ -334,15 +348,20 @@ async function loadChoice() {
   const started = performance.now();
   try {
     const engine = await createEngine({
-      model: choice.file || choice.url,
+      // A catalog id or a pasted name keeps its sha256 and pinned revision; a local file is the File itself.
+      model: choice.file || choice.ref || choice.entry?.id || choice.url,
+      hfEndpoint,
       contextLength: 2048,
       onProgress: (p) => {
         bar.value = p.total ? p.loaded / p.total : 0;
         const speed = p.bytesPerSecond > 0 ? ` · ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s` : "";
         const left = p.secondsLeft != null ? ` · ${seconds(p.secondsLeft)} left` : "";
-        const what = { download: "Downloading", verify: "Checking the stored copy", load: "Moving the weights to the GPU" }[p.phase] ?? "Loading";
+        const what = { download: "Downloading", waiting: "Downloading", verify: "Checking the stored copy",
+          load: "Moving the weights to the GPU" }[p.phase] ?? "Loading";
         const info = $("load-info");
-        info.textContent = `${what}: ${mb(p.loaded)} of ${mb(p.total)}${speed}${left}`;
+        info.textContent = p.phase === "waiting"
+          ? `${what}: ${mb(p.loaded)} of ${mb(p.total)}; retrying in ${seconds(p.retryInSeconds)} (${p.reason})`
+          : `${what}: ${mb(p.loaded)} of ${mb(p.total)}${speed}${left}`;
         info.dataset.phase = p.phase;
       },
     });
@@ -643,6 +662,30 @@ async function main() {
     e.preventDefault();
     if (state.loading || state.generating) return;
     chooseFile(file);
+  });
+  // A Gemma GGUF by name or link: resolved through the hub's API (commit, size, sha256), then only its header is read.
+  $("hub-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = $("model-ref").value.trim();
+    if (!text || state.loading) return;
+    clearError();
+    setStatus(`Looking up ${text}…`);
+    try {
+      const d = await describeModel(text, { hfEndpoint });
+      const key = `ref:${d.url}`;
+      let choice = choices.find((c) => c.key === key);
+      if (!choice) {
+        choice = { key, label: d.entry?.name ?? d.name, url: d.url, fetchUrl: d.fetchUrl, ref: d.entry ? d.entry.id : text,
+          entry: d.entry, described: d, local: false };
+        choices.push(choice);
+        select.add(new Option(choice.label, key), select.options.length - 1);
+      }
+      select.value = key;
+      previous = key;
+      await showChoice(choice, wasm.readGgufHeader);
+    } catch (err) {
+      showError(err);
+    }
   });
   if (!preferred) {
     throw codedError("BadModel", "no model to offer: the server's models folder is empty and the catalog is missing " +

@@ -14,7 +14,9 @@
 // is never needed. Only a browser without adoptedStyleSheets falls back to a <style> element, which style-src
 // governs.
 
-import { createEngine, GemmaWebError, hasStorage, hasWebGpu, listStoredModels, loadCatalog } from "./gemma-web.js";
+import {
+  createEngine, describeModel, GemmaWebError, hasStorage, hasWebGpu, listStoredModels, loadCatalog,
+} from "./gemma-web.js";
 
 const LIGHT = `
   --_bg: var(--gemma-chat-background, #ffffff);
@@ -506,6 +508,14 @@ export class GemmaChatElement extends HTMLElement {
   /** The model's name, URL, size and mode, from the catalog or (for a plain URL) one HEAD request: no weights. */
   async #describe() {
     const model = this.model;
+    if (model.startsWith("hf:") || /^https:\/\/(www\.)?(huggingface\.co|hf\.co)\//.test(model)) {
+      // A Hugging Face file: the hub's API gives its commit, size and sha256 (no weights are fetched).
+      const d = await describeModel(model);
+      const stored = hasStorage()
+        ? (await listStoredModels().catch(() => [])).find((m) => m.url === d.url && m.usable) ?? null
+        : null;
+      return { url: d.url, name: d.entry?.name ?? d.name, bytes: d.size, approximate: false, stored, mode: d.entry?.mode ?? null };
+    }
     const catalog = await loadCatalog().catch((e) => {
       if (isCatalogId(model)) throw e;
       return { models: [] };
@@ -676,6 +686,8 @@ export class GemmaChatElement extends HTMLElement {
     const rate = p.bytesPerSecond > 0 ? `, ${bytesText(p.bytesPerSecond)}/s` : "";
     const left = p.secondsLeft !== null && p.secondsLeft > 0 ? `, about ${secondsText(p.secondsLeft)} left` : "";
     ui.progressText.textContent = p.phase === "download" ? `Downloading: ${amount}${rate}${left}`
+      : p.phase === "waiting"
+        ? `Downloading: ${amount}; retrying in ${secondsText(p.retryInSeconds ?? 0)} (${p.reason ?? "the server is busy"})`
       : p.phase === "verify" ? `Checking the stored copy: ${amount}`
       : `Moving the weights to the GPU: ${amount}${left}`;
   }

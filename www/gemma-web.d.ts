@@ -43,6 +43,8 @@ export interface CatalogModel {
   approxBytes?: number;
   /** Lowercase hex; the download is verified against it. */
   sha256?: string;
+  /** Where the file lives on Hugging Face; without a 40-hex `revision` the hub's API pins the commit at load. */
+  hf?: { repo: string; file: string; revision?: string };
   verified?: boolean;
   license?: string;
 }
@@ -86,19 +88,26 @@ export function deleteStoredModel(modelId: string): Promise<void>;
 
 /** Loading progress. */
 export interface LoadProgress {
-  /** "download": into the browser's storage; "verify": a stored copy is hashed again; "load": weights to the GPU. */
-  phase: "download" | "verify" | "load";
+  /** "download": into the browser's storage; "waiting": before a retry (the server asked to wait, or the connection
+   * broke); "verify": a stored copy is hashed again; "load": weights to the GPU. */
+  phase: "download" | "waiting" | "verify" | "load";
   loaded: number;
   total: number;
   /** Bytes that crossed the network so far. */
   fetched: number;
   bytesPerSecond: number;
   secondsLeft: number | null;
+  /** "waiting" only: seconds until the retry, and why. */
+  retryInSeconds?: number;
+  reason?: string;
 }
 
 export interface CreateEngineOptions {
-  /** A URL of a .gguf file, an id from catalog.json, or a File/Blob the user picked. */
+  /** A URL of a .gguf file, an id from catalog.json, `hf:org/repo/file.gguf` (optionally `@revision`), a
+   * huggingface.co `blob/` or `resolve/` URL, or a File/Blob the user picked. */
   model: string | Blob;
+  /** The hub `hf:` names resolve on (default https://huggingface.co). */
+  hfEndpoint?: string;
   onProgress?: (progress: LoadProgress) => void;
   /** Aborting it stops the download or load; createEngine then rejects with "Aborted". */
   signal?: AbortSignal;
@@ -108,6 +117,28 @@ export interface CreateEngineOptions {
    * them with Range requests on every load. */
   store?: boolean;
 }
+
+/** What a model string names, found before anything is downloaded. */
+export interface ModelDescription {
+  /** The catalog id, `org/repo/file.gguf`, or the file name. */
+  name: string;
+  /** The model's name in the browser's storage (StoredModel.url). */
+  url: string;
+  /** What is requested: for a hub file, its `/resolve/` URL at `revision`. */
+  fetchUrl: string;
+  /** Known for catalog and hub models; null for a plain URL (the download learns it). */
+  size: number | null;
+  sha256: string | null;
+  /** The hub commit the file is read at. */
+  revision: string | null;
+  license: string | null;
+  repo: string | null;
+  file: string | null;
+  entry: CatalogModel | null;
+}
+
+/** Resolves a catalog id, `hf:` name or URL (a hub's through its API: commit, size, sha256); downloads no weights. */
+export function describeModel(model: string, options?: { hfEndpoint?: string; signal?: AbortSignal }): Promise<ModelDescription>;
 
 /** Loads a model into a new engine, which runs in its own worker. */
 export function createEngine(options: CreateEngineOptions): Promise<Engine>;

@@ -6,9 +6,12 @@
 //   for await (const chunk of chunks) out.textContent += chunk.choices[0]?.delta?.content ?? "";
 //
 // The engine runs in a dedicated worker (www/worker.js); this module only sends it messages. `model` is a URL of a
-// .gguf file, an id from catalog.json, or a File/Blob the user picked. A URL's weights are downloaded once into the
+// .gguf file, an id from catalog.json, `hf:org/repo/file.gguf[@revision]` or a huggingface.co URL (www/hub.js), or a
+// File/Blob the user picked. A URL's weights are downloaded once into the
 // browser's storage (OPFS, www/store.js: resumable, verified) and loaded from there afterwards; `store: false` streams
 // them from the server with Range requests on every load instead.
+
+import { HF_ENDPOINT, parseHubRef, resolveHub, resolveUrl } from "./hub.js";
 
 /** The stable error codes; every error this module throws or rejects with is a GemmaWebError with one of them. */
 export const ERROR_CODES = Object.freeze([
@@ -61,25 +64,84 @@ export function hasWebGpu() {
   return typeof navigator !== "undefined" && "gpu" in navigator;
 }
 
-async function resolveSource(model) {
-  if (typeof Blob !== "undefined" && model instanceof Blob) {
-    return { source: { kind: "file", file: model }, name: model.name || "local file", entry: null };
+/** The catalog entry for a model string: its id, or its URL. */
+async function catalogEntry(model, url) {
+  let models;
+  try {
+    ({ models } = await loadCatalog());
+  } catch (e) {
+    if (url) return null; // a URL does not need the catalog
+    throw e;
   }
-  if (typeof model !== "string" || model === "") {
-    throw new GemmaWebError("Unsupported", "model must be a URL, a catalog id or a File");
-  }
-  const looksLikeUrl = model.includes("/") || model.endsWith(".gguf");
-  if (!looksLikeUrl) {
-    const { models } = await loadCatalog();
+  if (!url) {
     const entry = models.find((m) => m.id === model);
     if (!entry) {
       throw new GemmaWebError("Unsupported", `no model ${JSON.stringify(model)} in the catalog (${models.map((m) => m.id).join(", ")})`);
     }
-    return { source: { kind: "url", url: entry.url, sha256: entry.sha256 }, name: entry.id, entry };
+    return entry;
   }
-  const base = typeof location !== "undefined" ? location.href : import.meta.url;
-  const url = new URL(model, base).href;
-  return { source: { kind: "url", url }, name: url.split("/").pop(), entry: null };
+  return models.find((m) => m.url === url) ?? null;
+}
+
+const asError = (e) => (e instanceof GemmaWebError ? e : new GemmaWebError(e?.code || "Unsupported", e?.message ?? String(e)));
+
+/**
+ * What a model string names, before anything is downloaded: `{ name, url, fetchUrl, size, sha256, revision, license,
+ * repo, file, entry }`. `model` is a catalog id, `hf:org/repo/file.gguf[@revision]`, a huggingface.co `blob/` or
+ * `resolve/` URL (resolved through the hub's API to a pinned commit, size and sha256) or the URL of a .gguf file
+ * anywhere (size and sha256 then unknown until the download). `hfEndpoint` is the hub that `hf:` names resolve on.
+ */
+export async function describeModel(model, { hfEndpoint = HF_ENDPOINT, signal } = {}) {
+  try {
+    if (typeof model !== "string" || model === "") {
+      throw new GemmaWebError("Unsupported", "model must be a URL, an hf: name, a catalog id or a File");
+    }
+    const isName = !model.startsWith("hf:") && !model.includes("/") && !model.endsWith(".gguf");
+    const base = typeof location !== "undefined" ? location.href : import.meta.url;
+    const hubRef = isName ? null : parseHubRef(model, hfEndpoint);
+    const url = isName || model.startsWith("hf:") ? null : new URL(model, base).href;
+    const entry = await catalogEntry(model, isName ? null : url ?? (hubRef && resolveUrl(hubRef, hubRef.revision)));
+    const ref = entry?.hf
+      ? { endpoint: hfEndpoint.replace(/\/+$/, ""), repo: entry.hf.repo, file: entry.hf.file, revision: entry.hf.revision ?? "main" }
+      : hubRef;
+    const name = entry?.id ?? (ref ? `${ref.repo}/${ref.file}` : decodeURIComponent(url.split("/").pop() || url));
+    if (!ref) {
+      const u = entry ? entry.url : url;
+      return { name, url: u, fetchUrl: u, size: entry?.bytes ?? null, sha256: entry?.sha256 ?? null,
+        revision: null, license: entry?.license ?? null, repo: null, file: null, entry };
+    }
+    // A catalog entry pinned to a commit, with its size and sha256, needs no request to the hub.
+    if (entry?.hf && /^[0-9a-f]{40}$/.test(ref.revision) && entry.bytes && entry.sha256 && ref.endpoint === HF_ENDPOINT) {
+      return { name, url: entry.url, fetchUrl: resolveUrl(ref, ref.revision), size: entry.bytes, sha256: entry.sha256,
+        revision: ref.revision, license: entry.license ?? null, repo: ref.repo, file: ref.file, entry };
+    }
+    const hub = await resolveHub(ref, { signal });
+    // The catalog's values, checked against the hub's.
+    if (entry?.sha256 && entry.sha256.toLowerCase() !== hub.sha256) {
+      throw new GemmaWebError("Integrity", `${hub.repo}/${hub.file} at ${hub.commit}: the hub says sha256 ${hub.sha256}, ` +
+        `the catalog ${entry.sha256}`);
+    }
+    if (entry?.bytes && entry.bytes !== hub.size) {
+      throw new GemmaWebError("Integrity", `${hub.repo}/${hub.file} at ${hub.commit}: the hub says ${hub.size} bytes, ` +
+        `the catalog ${entry.bytes}`);
+    }
+    return { name, url: entry?.url ?? hub.url, fetchUrl: hub.fetchUrl, size: hub.size, sha256: hub.sha256,
+      revision: hub.commit, license: hub.license ?? entry?.license ?? null, repo: hub.repo, file: hub.file, entry };
+  } catch (e) {
+    throw asError(e);
+  }
+}
+
+async function resolveSource(model, options) {
+  if (typeof Blob !== "undefined" && model instanceof Blob) {
+    return { source: { kind: "file", file: model }, name: model.name || "local file", entry: null };
+  }
+  const d = await describeModel(model, options);
+  const source = { kind: "url", url: d.url, fetchUrl: d.fetchUrl };
+  if (d.sha256) source.sha256 = d.sha256;
+  if (d.size && (d.sha256 || d.revision)) source.size = d.size;
+  if (d.revision) source.revision = d.revision;
+  return { source, name: d.name, entry: d.entry };
 }
 
 /** The worker and its calls: each call is a promise, with optional handlers for its streamed messages. */
@@ -180,13 +242,15 @@ export async function deleteStoredModel(modelId) {
  *   bytesPerSecond: number, secondsLeft: number | null }) => void, signal?: AbortSignal, contextLength?: number,
  *   store?: boolean }} options
  */
-export async function createEngine({ model, onProgress, signal, contextLength, store = hasStorage() } = {}) {
+export async function createEngine({
+  model, onProgress, signal, contextLength, store = hasStorage(), hfEndpoint = HF_ENDPOINT,
+} = {}) {
   if (!hasWebGpu()) {
     throw new GemmaWebError("WebGPUUnavailable",
       "this browser does not offer WebGPU; use a recent Chrome, Edge or another browser with WebGPU enabled");
   }
   if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before loading");
-  const { source, name, entry } = await resolveSource(model);
+  const { source, name, entry } = await resolveSource(model, { hfEndpoint, signal });
   if (source.kind === "url") source.store = store;
   const link = new WorkerLink();
   let started = performance.now();
@@ -202,9 +266,11 @@ export async function createEngine({ model, onProgress, signal, contextLength, s
         fetched = msg.bytesFetched;
         const bytesPerSecond = msg.mbPerS * 1e6;
         const left = msg.bytesTotal - msg.bytesDone;
+        const wait = msg.phase === "waiting" ? { retryInSeconds: msg.retryInSeconds, reason: msg.reason } : {};
         onProgress?.({
-          phase: msg.phase === "verifying" ? "verify" : "download", loaded: msg.bytesDone, total: msg.bytesTotal, fetched,
-          bytesPerSecond, secondsLeft: bytesPerSecond > 0 ? left / bytesPerSecond : null,
+          phase: { verifying: "verify", waiting: "waiting" }[msg.phase] ?? "download", loaded: msg.bytesDone,
+          total: msg.bytesTotal, fetched, bytesPerSecond, secondsLeft: bytesPerSecond > 0 ? left / bytesPerSecond : null,
+          ...wait,
         });
         return;
       }

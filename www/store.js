@@ -3,7 +3,8 @@
 // bytes; the wasm `StoreDownload` (crate/src/storage.rs) decides what to fetch, hashes the bytes as
 // they arrive and says when a model is complete.
 //
-//   ensureModel(url, { sha256, onProgress, signal, verify }) -> { id, url, size, sha256, fetchedBytes, fromStorage }
+//   ensureModel(url, { sha256, size, revision, fetchUrl, onProgress, signal, verify, retries })
+//     -> { id, url, size, sha256, fetchedBytes, fromStorage }
 //   openModel(id) -> { id, handle, size, close() }  (handle: FileSystemSyncAccessHandle, read-only use;
 //                                                    wasm `new OpfsFile(handle)` is a loader ByteSource)
 //   storedReader(id), ensureReader(url, options) -> { size, read(offset, length), close() }  (the engine's ByteReader)
@@ -18,6 +19,10 @@ const DIR = "gemma-web-models";
 export const CHUNK_BYTES = 16 << 20;
 /** The manifest is saved after about this many new bytes, so a closed tab loses little. */
 const SAVE_EVERY = 2 << 20;
+/** Failed attempts in a row (no byte arriving in between) before a download gives up. */
+export const RETRIES = 6;
+/** The longest wait before a retry, in seconds, whatever Retry-After says. */
+const MAX_WAIT_S = 60;
 
 export function storeError(code, message, cause) {
   const e = new Error(message, cause ? { cause } : undefined);
@@ -159,18 +164,29 @@ function progress(onProgress, phase, total) {
 /**
  * Makes the model at `url` complete and verified in storage, downloading only what is missing.
  * Another tab downloading the same model holds its lock: this one waits, then uses the finished file.
+ *
+ * `url` names the model in storage; `fetchUrl` (default `url`) is what is requested, e.g. a hub's `/resolve/` URL at
+ * a pinned commit (`revision`). `size` and `sha256`, when the catalog or a hub's API gave them, are known before the
+ * first byte, and a cross-origin download then needs no request but its Range reads. Transient failures (a dropped
+ * connection, 429, 5xx) are retried up to `retries` times in a row with a bounded back-off, shown as a "waiting"
+ * progress event.
  */
-export async function ensureModel(url, { sha256, onProgress, signal, chunkBytes = CHUNK_BYTES, verify } = {}) {
+export async function ensureModel(url, {
+  sha256, size, revision, fetchUrl, onProgress, signal, chunkBytes = CHUNK_BYTES, verify, retries = RETRIES,
+} = {}) {
   await wasm();
   const abs = new URL(url, self.location.href).href;
   const id = modelId(abs);
   const want = sha256 ? String(sha256).toLowerCase() : undefined;
+  const src = {
+    url: abs,
+    fetchUrl: new URL(fetchUrl ?? url, self.location.href).href,
+    size: Number.isSafeInteger(size) && size >= 0 ? size : undefined,
+    revision: revision || undefined,
+  };
   try {
     signal?.throwIfAborted();
-    // A catalog hash was checked when the download completed; without one, the hash recorded then
-    // is checked on every load.
-    const check = verify ?? !want;
-    const run = () => ensureLocked(abs, id, want, check, onProgress, signal, chunkBytes);
+    const run = () => ensureLocked(src, id, want, verify, onProgress, signal, chunkBytes, retries);
     if (!navigator.locks) return await run();
     return await navigator.locks.request(lockName(id), signal ? { signal } : {}, run);
   } catch (e) {
@@ -178,15 +194,26 @@ export async function ensureModel(url, { sha256, onProgress, signal, chunkBytes 
   }
 }
 
-async function ensureLocked(url, id, sha256, verify, onProgress, signal, chunkBytes) {
+async function ensureLocked(src, id, sha256, verify, onProgress, signal, chunkBytes, retries) {
   const dir = await modelsDir();
-  const stored = await readManifest(dir, id);
+  let stored = await readManifest(dir, id);
   if (stored && manifestUsable(stored, sha256)) {
     const manifest = JSON.parse(stored);
-    if (verify) await verifyStored(dir, id, stored, onProgress, signal);
-    return { id, url, size: manifest.size, sha256: manifest.sha256, fetchedBytes: 0, fromStorage: true };
+    // Hash once: a model whose hash matched an expected one (the catalog's or the hub's) when it was downloaded is
+    // trusted (its size is checked); one whose hash was only recorded then is hashed again on every load.
+    const trusted = Boolean(sha256 || manifest.expectedSha256);
+    const result = { id, url: src.url, size: manifest.size, sha256: manifest.sha256, fetchedBytes: 0, fromStorage: true };
+    if (verify ?? !trusted) {
+      await verifyStored(dir, id, stored, onProgress, signal);
+      return result;
+    }
+    const fh = await fileIfExists(dir, `${id}.gguf`);
+    if (fh && (await fh.getFile()).size === manifest.size) return result;
+    // Storage lost the file or changed its length behind our back: it is not the model any more.
+    await deleteLocked(dir, id);
+    stored = null;
   }
-  return download(dir, url, id, stored, sha256, onProgress, signal, chunkBytes);
+  return download(dir, src, id, stored, sha256, onProgress, signal, chunkBytes, retries);
 }
 
 /** Hashes a stored model again; a mismatch deletes it (it is not the model any more). */
@@ -228,15 +255,118 @@ async function rehashAll(plan, h, report, signal) {
   }
 }
 
-async function download(dir, url, id, stored, sha256, onProgress, signal, chunkBytes) {
-  const head = await fetch(url, { method: "HEAD", cache: "no-store", signal });
-  if (!head.ok) throw storeError("Network", `${url}: HTTP ${head.status} ${head.statusText}`);
-  const size = Number(head.headers.get("content-length"));
-  if (!Number.isSafeInteger(size) || size < 0) {
-    throw storeError("Network", `${url}: the server sent no usable Content-Length`);
+/** Waits out a transient failure, or gives up after too many in a row. */
+function retrier(retries, signal, onWait) {
+  let failures = 0;
+  return {
+    progress() {
+      failures = 0;
+    },
+    async wait(reason, retryAfter) {
+      failures += 1;
+      if (failures > retries) {
+        throw storeError("Network", `${reason} (gave up after ${failures} attempts in a row)`);
+      }
+      const backoff = Math.min(MAX_WAIT_S, 2 ** (failures - 1));
+      const seconds = Math.min(MAX_WAIT_S, Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : backoff);
+      onWait({ reason, retryInSeconds: seconds, attempt: failures });
+      await new Promise((resolve, reject) => {
+        const t = setTimeout(resolve, seconds * 1000);
+        signal?.addEventListener("abort", () => {
+          clearTimeout(t);
+          reject(storeError("Aborted", "aborted"));
+        }, { once: true });
+      });
+    },
+  };
+}
+
+/** Retry-After in seconds (a number or an HTTP date), where the server let this page read it. */
+function retryAfter(res) {
+  const v = res.headers.get("retry-after");
+  if (!v) return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v);
+  const t = Date.parse(v);
+  return Number.isFinite(t) ? Math.max(0, (t - Date.now()) / 1000) : undefined;
+}
+
+const transient = (status) => status === 408 || status === 429 || status >= 500;
+
+/** `bytes a-b/total` of a 206, or null (missing or unreadable: a cross-origin server must expose it). */
+function contentRange(res) {
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec((res.headers.get("content-range") ?? "").trim());
+  return m ? { first: Number(m[1]), last: Number(m[2]), total: Number(m[3]) } : null;
+}
+
+function noContentRange(url) {
+  return storeError("Network", `${url}: a 206 without a readable Content-Range; a server on another origin must send ` +
+    "Access-Control-Expose-Headers: Content-Range (and Access-Control-Allow-Origin)");
+}
+
+/**
+ * The size (and, from a same-origin server, the ETag) when nothing gave them: a HEAD to this page's own server, a
+ * `Range: bytes=0-0` probe elsewhere (it also shows whether the server honours ranges).
+ */
+async function probe(src, sameOrigin, tries, signal) {
+  const url = src.fetchUrl;
+  for (;;) {
+    let res;
+    try {
+      res = sameOrigin
+        ? await fetch(url, { method: "HEAD", cache: "no-store", signal })
+        : await fetch(url, { headers: { Range: "bytes=0-0" }, cache: "no-store", signal });
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      await tries.wait(`could not reach ${new URL(url).host}: ${e.message}`);
+      continue;
+    }
+    if (transient(res.status)) {
+      await res.body?.cancel();
+      await tries.wait(`${new URL(url).host} answered HTTP ${res.status}`, retryAfter(res));
+      continue;
+    }
+    if (res.status === 206) {
+      await res.body?.cancel();
+      const cr = contentRange(res);
+      if (!cr) throw noContentRange(url);
+      return { size: cr.total, etag: undefined, signedUrl: res.url };
+    }
+    if (!res.ok) throw storeError("Network", `${url}: HTTP ${res.status} ${res.statusText}`);
+    await res.body?.cancel();
+    const size = Number(res.headers.get("content-length"));
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw storeError("Network", `${url}: the server sent no usable Content-Length`);
+    }
+    const tag = sameOrigin ? res.headers.get("etag") : null;
+    // Only a strong ETag identifies the bytes (and may go in If-Range); a weak one never matches there.
+    return { size, etag: tag && !tag.startsWith("W/") ? tag : undefined, signedUrl: undefined };
   }
-  const etag = head.headers.get("etag") ?? undefined;
-  let plan = new StoreDownload(url, stored, size, etag, sha256, chunkBytes);
+}
+
+async function download(dir, src, id, stored, sha256, onProgress, signal, chunkBytes, retries) {
+  const url = src.url;
+  const host = new URL(src.fetchUrl).host;
+  const sameOrigin = new URL(src.fetchUrl).origin === self.location.origin;
+  let fetched = 0;
+  let bytesDone = 0;
+  let size = src.size;
+  const tries = retrier(retries, signal, (wait) => {
+    onProgress?.({ phase: "waiting", bytesDone, bytesTotal: size ?? 0, bytesFetched: fetched, mbPerS: 0, ...wait });
+  });
+  // The URL the bytes come from: a hub's redirect target (a signed CDN URL) is reused while it works.
+  let target = src.fetchUrl;
+  let etag;
+  if (sameOrigin || size === undefined) {
+    const remote = await probe(src, sameOrigin, tries, signal);
+    if (size !== undefined && remote.size !== size) {
+      throw storeError("Integrity", `${src.fetchUrl} is ${remote.size} bytes, but ${size} were expected: not this model`);
+    }
+    size = remote.size;
+    etag = remote.etag;
+    if (remote.signedUrl) target = remote.signedUrl;
+  }
+  const newPlan = (manifest) => new StoreDownload(url, manifest, size, etag, src.revision, sha256, chunkBytes);
+  let plan = newPlan(stored);
 
   // Before anything is written: does the rest fit? Bytes about to be discarded count as free.
   let freed = 0;
@@ -273,7 +403,6 @@ async function download(dir, url, id, stored, sha256, onProgress, signal, chunkB
     }
     throw e;
   }
-  let fetched = 0;
   let unsaved = 0;
   let deleted = false;
   const report = progress(onProgress, "downloading", size);
@@ -282,6 +411,43 @@ async function download(dir, url, id, stored, sha256, onProgress, signal, chunkB
     await writeManifest(dir, id, plan.manifest);
     unsaved = 0;
   };
+  /** Writes a response body at `from`, up to `limit`; false when the connection broke (what arrived is kept). */
+  const receive = async (res, from, limit) => {
+    const reader = res.body.getReader();
+    let at = from;
+    try {
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          if (signal?.aborted) throw e;
+          return { at, broke: `the connection to ${host} broke at byte ${at}: ${e.message}` };
+        }
+        const { done, value } = chunk;
+        if (done) break;
+        if (at + value.length > limit) {
+          await reader.cancel().catch(() => {});
+          throw storeError("Network", `${host}: more bytes than requested`);
+        }
+        const n = h.write(value, { at });
+        if (n !== value.length) throw storeError("Io", `short write to storage (${n} of ${value.length} bytes)`);
+        plan.received(at, value);
+        at += value.length;
+        fetched += value.length;
+        unsaved += value.length;
+        bytesDone = plan.bytesStored;
+        tries.progress();
+        if (unsaved >= SAVE_EVERY) await save();
+        report(plan.bytesStored, fetched);
+      }
+    } finally {
+      reader.releaseLock?.();
+    }
+    return { at, broke: at === limit ? null : `the connection to ${host} closed at byte ${at} of ${limit}` };
+  };
+  // Whole-file answers to Range requests so far (a server that ignores ranges).
+  let streams = 0;
   try {
     // From here on the manifest says "partial" until the hash matched.
     await writeManifest(dir, id, plan.manifest);
@@ -289,41 +455,86 @@ async function download(dir, url, id, stored, sha256, onProgress, signal, chunkB
       const step = await rehashAll(plan, h, () => {}, signal);
       if (step.kind === "finish") break;
       // step.kind === "fetch"
+      bytesDone = plan.bytesStored;
       const end = step.offset + step.length; // exclusive
-      const res = await fetch(url, {
-        headers: { Range: `bytes=${step.offset}-${end - 1}`, ...(etag ? { "If-Range": etag } : {}) },
-        cache: "no-store",
-        signal,
-      });
+      // Only a single Range crosses origins: it is CORS-safelisted, If-Range is not (a CDN refuses its preflight).
+      const headers = { Range: `bytes=${step.offset}-${end - 1}` };
+      if (etag && sameOrigin) headers["If-Range"] = etag;
+      let res;
+      try {
+        res = await fetch(target, { headers, cache: "no-store", signal });
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        await save();
+        // A signed URL that stopped working this way is re-resolved through the original one.
+        target = src.fetchUrl;
+        await tries.wait(`could not reach ${new URL(target).host}: ${e.message}`);
+        continue;
+      }
+      if ((res.status === 403 || res.status === 401 || res.status === 410) && target !== src.fetchUrl) {
+        // The signed URL expired: ask the original URL for a new one.
+        await res.body?.cancel();
+        target = src.fetchUrl;
+        await tries.wait(`the signed download URL expired (HTTP ${res.status})`, 0);
+        continue;
+      }
+      if (transient(res.status)) {
+        await res.body?.cancel();
+        await save();
+        await tries.wait(`${new URL(res.url || target).host} answered HTTP ${res.status}`, retryAfter(res));
+        continue;
+      }
       if (res.status === 200) {
-        // If-Range did not hold: the file changed on the server. Forget the stored bytes.
+        if (headers["If-Range"]) {
+          // If-Range did not hold: the file changed on the server. Forget the stored bytes.
+          await res.body?.cancel();
+          plan = newPlan(null);
+          throw storeError("Network", `${url} changed on the server during the download; load it again to start over`);
+        }
+        // The server ignores ranges: the body is the whole file. Nothing can be resumed from such a server, so a
+        // download from it starts over as one stream, a bounded number of times.
+        if (++streams > 3) {
+          await res.body?.cancel();
+          throw storeError("Network", `${host} ignores Range requests and the download broke off ${streams - 1} times`);
+        }
+        if (step.offset > 0 || plan.bytesStored > 0) {
+          await res.body?.cancel();
+          plan = newPlan(null);
+          await save();
+          continue;
+        }
+        const length = res.headers.get("content-length");
+        if (length !== null && Number(length) !== size) {
+          await res.body?.cancel();
+          throw storeError("Integrity", `${src.fetchUrl} is ${length} bytes, but ${size} were expected: not this model`);
+        }
+        const got = await receive(res, 0, size);
+        if (got.broke) {
+          plan = newPlan(null);
+          await save();
+          await tries.wait(`${host} ignores Range requests, so the download starts over: ${got.broke}`);
+        }
+        continue;
+      }
+      if (res.status !== 206) {
+        const why = res.status === 401 || res.status === 403 ? " (access denied: a private or gated file?)" : "";
+        throw storeError("Network", `${src.fetchUrl}: HTTP ${res.status}${why} for bytes ${step.offset}-${end - 1}`);
+      }
+      const cr = contentRange(res);
+      if (!cr) {
         await res.body?.cancel();
-        plan = new StoreDownload(url, null, size, undefined, sha256, chunkBytes);
-        throw storeError("Network", `${url} changed on the server during the download; load it again to start over`);
+        throw noContentRange(src.fetchUrl);
       }
-      if (res.status !== 206) throw storeError("Network", `${url}: HTTP ${res.status} for bytes ${step.offset}-${end - 1}`);
-      const cr = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
-      if (!cr || Number(cr[1]) !== step.offset || Number(cr[2]) !== end - 1 || Number(cr[3]) !== size) {
+      if (cr.first !== step.offset || cr.last !== end - 1 || cr.total !== size) {
         await res.body?.cancel();
-        throw storeError("Network", `${url}: unexpected Content-Range ${res.headers.get("content-range")}`);
+        throw storeError("Network", `${src.fetchUrl}: asked for bytes ${step.offset}-${end - 1} of ${size}, got ` +
+          `Content-Range ${res.headers.get("content-range")}`);
       }
-      const reader = res.body.getReader();
-      let at = step.offset;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (at + value.length > end) throw storeError("Network", `${url}: more bytes than requested`);
-        const n = h.write(value, { at });
-        if (n !== value.length) throw storeError("Io", `short write to storage (${n} of ${value.length} bytes)`);
-        plan.received(at, value);
-        at += value.length;
-        fetched += value.length;
-        unsaved += value.length;
-        if (unsaved >= SAVE_EVERY) await save();
-        report(plan.bytesStored, fetched);
-      }
-      if (at !== end) throw storeError("Network", `${url}: the connection closed at byte ${at} of ${end}`);
+      // Reuse where the redirect led (a signed URL), sparing the hub one request per chunk.
+      if (res.url) target = res.url;
+      const got = await receive(res, step.offset, end);
       await save();
+      if (got.broke) await tries.wait(got.broke);
     }
     report(size, fetched, true);
     try {

@@ -2,7 +2,8 @@
 // responsive while a model loads or generates. www/gemma-web.js starts it and is the only code that talks to it.
 //
 // Messages from the page, each with an `id` the answers repeat (ids grow: a later call has a larger one):
-//   { type: "load", id, source, options }   source: { kind: "url", url, sha256?, store? } | { kind: "file", file: Blob }
+//   { type: "load", id, source, options }   source: { kind: "url", url, fetchUrl?, sha256?, size?, revision?, store? }
+//                                           | { kind: "file", file: Blob }
 //                                           (a URL goes through the OPFS weight store unless store is false)
 //   { type: "generate", id, request }       request: the wasm GenerateRequest (messages or prompt, sampling);
 //                                           one at a time (the page queues them)
@@ -71,7 +72,8 @@ async function httpReader(url, onFetched) {
 
   async function get(start, end) {
     const headers = { Range: `bytes=${start}-${end - 1}` };
-    if (etag) headers["If-Range"] = etag;
+    // If-Range only to this page's own server: elsewhere it is not CORS-safelisted, and a CDN refuses its preflight.
+    if (etag && new URL(url, self.location.href).origin === self.location.origin) headers["If-Range"] = etag;
     let res;
     try {
       res = await fetch(url, { headers, cache: "no-store" });
@@ -141,9 +143,14 @@ function blobReader(blob) {
 async function openReader(source, post) {
   switch (source?.kind) {
     case "url":
-      if (source.store === false) return httpReader(source.url, (bytes) => post({ type: "fetched", bytes }));
+      if (source.store === false) {
+        return httpReader(source.fetchUrl ?? source.url, (bytes) => post({ type: "fetched", bytes }));
+      }
       return ensureReader(source.url, {
         sha256: source.sha256,
+        size: source.size,
+        revision: source.revision,
+        fetchUrl: source.fetchUrl,
         onProgress: (p) => post({ type: "download", ...p }),
       });
     case "file":

@@ -47,6 +47,10 @@ pub struct Manifest {
     pub size: u64,
     /// The server's strong ETag when the download started; resuming sends it as `If-Range`.
     pub etag: Option<String>,
+    /// The repository commit the file was resolved at (a model hub's revision), when there is one:
+    /// bytes of two commits are never mixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// The catalog's sha256 (lowercase hex), if it has one.
     pub expected_sha256: Option<String>,
     /// The sha256 of the complete file, recorded once it was verified.
@@ -63,6 +67,7 @@ impl Manifest {
             url: url.to_string(),
             size,
             etag: etag.map(str::to_string),
+            revision: None,
             expected_sha256: expected_sha256.map(str::to_string),
             sha256: None,
             done: Vec::new(),
@@ -170,11 +175,14 @@ impl Manifest {
     }
 }
 
-/// What the server says about the file now (from a HEAD request).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the server says about the file now (a HEAD or Range probe, or a catalog or hub API).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Remote {
     pub size: u64,
+    /// The ETag, where it identifies the file (a same-origin server's); a CDN's ETag does not.
     pub etag: Option<String>,
+    /// The repository commit the file was resolved at, for files from a model hub.
+    pub revision: Option<String>,
 }
 
 /// The next thing the glue has to do.
@@ -229,12 +237,14 @@ impl Download {
             }
         }
         let fresh = || {
-            Manifest::new(
+            let mut m = Manifest::new(
                 url,
                 remote.size,
                 remote.etag.as_deref(),
                 expected.as_deref(),
-            )
+            );
+            m.revision = remote.revision.clone();
+            m
         };
         let (manifest, restart) = match stored.map(Manifest::from_json) {
             None => (fresh(), Some(Restart::Fresh)),
@@ -398,16 +408,20 @@ impl Download {
 }
 
 /// Why a stored partial download cannot be continued against the server's current file.
+///
+/// The stored bytes are kept when the server's strong ETag is the recorded one, or, where there is
+/// no ETag to trust (a CDN's changes from one response to the next), when the expected sha256 is
+/// the one recorded: then the file is pinned by its hash, the size and revision are checked here,
+/// and bytes of another file could only end in an `Integrity` error, never in a usable model.
 fn resume_refusal(m: &Manifest, remote: &Remote, expected: Option<&str>) -> Option<String> {
     if m.size != remote.size {
         return Some(format!("size changed from {} to {}", m.size, remote.size));
     }
-    match (&m.etag, &remote.etag) {
-        (Some(a), Some(b)) if a == b && !a.starts_with("W/") => {}
-        (Some(a), Some(b)) if a == b => {
-            return Some(format!("weak ETag {a} cannot guard a resume"));
-        }
-        (a, b) => return Some(format!("ETag changed from {a:?} to {b:?}")),
+    if m.revision != remote.revision {
+        return Some(format!(
+            "revision changed from {:?} to {:?}",
+            m.revision, remote.revision
+        ));
     }
     let recorded = m.expected_sha256.as_deref().or(m.sha256.as_deref());
     if let (Some(want), Some(had)) = (expected, recorded) {
@@ -415,7 +429,17 @@ fn resume_refusal(m: &Manifest, remote: &Remote, expected: Option<&str>) -> Opti
             return Some(format!("catalog sha256 changed from {had} to {want}"));
         }
     }
-    None
+    let hash_pinned = matches!((expected, m.expected_sha256.as_deref()),
+        (Some(want), Some(had)) if want.eq_ignore_ascii_case(had));
+    match (&m.etag, &remote.etag) {
+        (Some(a), Some(b)) if a == b && !a.starts_with("W/") => None,
+        (Some(a), Some(b)) if a != b => Some(format!("ETag changed from {a} to {b}")),
+        _ if hash_pinned => None,
+        (Some(a), Some(_)) => Some(format!("weak ETag {a} cannot guard a resume")),
+        (a, b) => Some(format!(
+            "no strong ETag or expected sha256 guards a resume (ETag {a:?}, now {b:?})"
+        )),
+    }
 }
 
 /// Refuses a download that does not fit before anything is written: `needed` more bytes against

@@ -38,14 +38,16 @@ pub struct StoreDownload {
 
 #[wasm_bindgen]
 impl StoreDownload {
-    /// Plans the download of `url` (`size` bytes, `etag` as the server sent it) given the stored
-    /// manifest's JSON, if any. When `discard` is set afterwards, the stored file must be emptied.
+    /// Plans the download of `url` (`size` bytes, `etag` where it identifies the file, `revision`
+    /// the hub commit it was resolved at) given the stored manifest's JSON, if any. When `discard` is
+    /// set afterwards, the stored file must be emptied.
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: &str,
         stored_manifest: Option<String>,
         size: f64,
         etag: Option<String>,
+        revision: Option<String>,
         sha256: Option<String>,
         chunk_bytes: f64,
     ) -> Result<StoreDownload, js_sys::Error> {
@@ -53,6 +55,7 @@ impl StoreDownload {
             let remote = storage::Remote {
                 size: js_u64(size, "model size")?,
                 etag,
+                revision,
             };
             let (inner, restart) = Download::plan(
                 url,
@@ -201,11 +204,7 @@ impl OpfsFile {
     pub async fn read_header(&mut self) -> Result<JsValue, js_sys::Error> {
         let summary = async {
             let header = crate::model::loader::read_header(self).await?;
-            let json =
-                serde_json::to_string(&crate::summary::HeaderSummary::new(&header, self.len)?)
-                    .map_err(|e| Error::BadModel(format!("header summary: {e}")))?;
-            js_sys::JSON::parse(&json)
-                .map_err(|_| Error::BadModel("header summary is not valid JSON".into()))
+            crate::web::to_js(&crate::summary::HeaderSummary::new(&header, self.len)?)
         };
         summary.await.map_err(|e| js_error(&e))
     }

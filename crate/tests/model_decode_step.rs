@@ -4,10 +4,10 @@
 //! seed, and a GPU draw at temperature 0 identical to the argmax.
 #![cfg(not(target_arch = "wasm32"))]
 
-use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::gpu::sample::GpuSampling;
 use gemma_web::gpu::{CounterSnapshot, Gpu, GpuOptions};
 use gemma_web::model::config::Arch;
+use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::model::{
     GenerateOptions, Head, Model, ModelOptions, Output, SamplingParams, Session,
 };

@@ -2,16 +2,26 @@
 // { id, op, args } -> { id, result } | { id, error: { code, message } }, plus { progress } events.
 import { ensureModel, ensureReader, openModel, listModels, deleteModel } from "../store.js";
 import { OpfsFile } from "../pkg/gemma_web.js";
+import { parseHubRef, resolveHub } from "../hub.js";
 
 let abort = null;
 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
 const ops = {
-  async ensure({ url, sha256, chunkBytes, verify }) {
+  async ensure({ url, sha256, chunkBytes, verify, retries }) {
     abort = new AbortController();
     const onProgress = (p) => postMessage({ progress: p });
-    return ensureModel(url, { sha256, chunkBytes, verify, onProgress, signal: abort.signal });
+    return ensureModel(url, { sha256, chunkBytes, verify, retries, onProgress, signal: abort.signal });
+  },
+  // A Hugging Face name (hf:org/repo/file.gguf) resolved through the hub at `endpoint`, then stored.
+  async ensureHf({ name, endpoint, chunkBytes, retries }) {
+    abort = new AbortController();
+    const onProgress = (p) => postMessage({ progress: p });
+    const d = await resolveHub(parseHubRef(name, endpoint), { signal: abort.signal });
+    const { url, fetchUrl, size, sha256, commit: revision } = d;
+    const got = await ensureModel(url, { fetchUrl, size, sha256, revision, chunkBytes, retries, onProgress, signal: abort.signal });
+    return { ...got, commit: d.commit, license: d.license };
   },
   // Test only: damages one stored byte behind the store's back (a bad disk, a stray write).
   async corrupt({ id, offset }) {

@@ -26,6 +26,7 @@ fn sha_hex(b: &[u8]) -> String {
 struct Sim {
     server: Vec<u8>,
     etag: Option<String>,
+    revision: Option<String>,
     disk: Vec<u8>,
     manifest: Option<String>,
     /// Ranges requested from the server in the last run.
@@ -40,6 +41,7 @@ impl Sim {
         Sim {
             server,
             etag: Some("\"v1\"".into()),
+            revision: None,
             disk: Vec::new(),
             manifest: None,
             fetched: Vec::new(),
@@ -52,6 +54,7 @@ impl Sim {
         Remote {
             size: self.server.len() as u64,
             etag: self.etag.clone(),
+            revision: self.revision.clone(),
         }
     }
 
@@ -269,6 +272,57 @@ fn without_a_strong_etag_nothing_is_resumed() {
 }
 
 #[test]
+fn with_the_hash_known_a_download_without_a_usable_etag_resumes() {
+    // A CDN: no ETag, a weak one, or one that differs per response (not recorded then).
+    for etag in [None, Some("W/\"v1\"")] {
+        let data = pattern(100_003);
+        let want = sha_hex(&data);
+        let mut sim = Sim::new(data.clone());
+        sim.etag = etag.map(str::to_string);
+        sim.run(Some(&want), 10_000, 999, Some(45_678)).unwrap_err();
+        let kept = sim.stored().stored_bytes();
+        assert_eq!(kept, 45_678, "{etag:?}");
+        assert_eq!(sim.run(Some(&want), 10_000, 999, None).unwrap(), want);
+        assert_eq!(sim.restart, None, "{etag:?}");
+        assert_eq!(
+            sim.sent,
+            data.len() as u64 - kept,
+            "{etag:?}: only the missing bytes"
+        );
+        assert_eq!(sim.fetched[0].0, kept);
+    }
+    // Two different strong ETags still mean two files, hash or not.
+    let data = pattern(50_000);
+    let want = sha_hex(&data);
+    let mut sim = Sim::new(data.clone());
+    sim.run(Some(&want), 10_000, 999, Some(25_000)).unwrap_err();
+    sim.etag = Some("\"v2\"".into());
+    sim.run(Some(&want), 10_000, 999, None).unwrap();
+    assert!(matches!(sim.restart, Some(Restart::Discard(ref why)) if why.contains("ETag")));
+    assert_eq!(sim.sent, data.len() as u64);
+}
+
+#[test]
+fn a_changed_revision_starts_over() {
+    let data = pattern(60_001);
+    let want = sha_hex(&data);
+    let mut sim = Sim::new(data.clone());
+    sim.etag = None;
+    sim.revision = Some("a".repeat(40));
+    sim.run(Some(&want), 10_000, 999, Some(30_000)).unwrap_err();
+    assert_eq!(sim.stored().revision, sim.revision);
+    sim.revision = Some("b".repeat(40));
+    assert_eq!(sim.run(Some(&want), 10_000, 999, None).unwrap(), want);
+    assert!(matches!(sim.restart, Some(Restart::Discard(ref why)) if why.contains("revision")));
+    assert_eq!(
+        sim.sent,
+        data.len() as u64,
+        "nothing of the old commit is reused"
+    );
+    assert_eq!(sim.stored().revision, Some("b".repeat(40)));
+}
+
+#[test]
 fn a_changed_catalog_hash_starts_over() {
     let data = pattern(100_000);
     let mut sim = Sim::new(data.clone());
@@ -409,6 +463,7 @@ fn broken_manifests_are_not_trusted() {
         let remote = Remote {
             size: 1000,
             etag: Some("\"e\"".into()),
+            ..Remote::default()
         };
         let (d, restart) = Download::plan(URL, Some(&m.to_json()), &remote, None, 100).unwrap();
         assert!(matches!(restart, Some(Restart::Discard(_))), "{why}");
@@ -431,6 +486,7 @@ fn out_of_order_or_oversized_bytes_are_errors_not_panics() {
     let remote = Remote {
         size: 100,
         etag: Some("\"e\"".into()),
+        ..Remote::default()
     };
     let (mut d, _) = Download::plan(URL, None, &remote, None, 1 << 40).unwrap();
     assert_eq!(
@@ -456,7 +512,7 @@ fn out_of_order_or_oversized_bytes_are_errors_not_panics() {
     assert_eq!(d.next_step(), Step::Fetch { offset: 0, len: 1 });
     let empty = Remote {
         size: 0,
-        etag: None,
+        ..Remote::default()
     };
     let (mut d, _) = Download::plan(URL, None, &empty, None, 10).unwrap();
     assert_eq!(d.next_step(), Step::Finish);
