@@ -6,7 +6,8 @@
 //! top [`SAMPLE_TOP_K`] logits when top-k is at most that and no penalty applies, the whole
 //! logit vector otherwise.
 
-use crate::model::gemma::{Head, Model, Output, SAMPLE_TOP_K};
+use crate::model::engine::Engine;
+use crate::model::gemma::{Head, Output, SAMPLE_TOP_K};
 use crate::rng::SplitMix64;
 use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role};
 use crate::Error;
@@ -284,7 +285,8 @@ pub fn now_secs() -> f64 {
 /// last sampled token, which is fed at the start of the next call.
 #[derive(Debug)]
 pub struct Session {
-    pub model: Model,
+    /// The GPU or CPU forward pass.
+    pub engine: Engine,
     /// Tokens at positions 0.. of the KV cache.
     history: Vec<u32>,
     /// Sampled but not yet run through the model.
@@ -293,9 +295,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(model: Model) -> Self {
+    pub fn new(engine: impl Into<Engine>) -> Self {
         Session {
-            model,
+            engine: engine.into(),
             history: Vec::new(),
             pending: None,
             sampler: None,
@@ -323,7 +325,7 @@ impl Session {
     /// Positions still free after `pending` and `extra` more tokens; an error when they don't fit.
     fn reserve(&self, extra: usize) -> Result<(), Error> {
         let tokens = self.history.len() + usize::from(self.pending.is_some()) + extra;
-        let context = self.model.context_len;
+        let context = self.engine.context_len();
         if tokens > context as usize {
             return Err(Error::PromptTooLong {
                 tokens: tokens as u64,
@@ -360,11 +362,11 @@ impl Session {
             return Err(Error::Unsupported("no sampler".into()));
         };
         let head = opts.sampling.head();
-        let context = self.model.context_len as usize;
+        let context = self.engine.context_len() as usize;
 
         let t0 = now_secs();
         let pos = self.history.len() as u32;
-        let out = self.model.prefill(&fed, pos, head).await;
+        let out = self.engine.prefill(&fed, pos, head).await;
         let out = match out {
             Ok(o) => o,
             Err(e) => {
@@ -400,7 +402,7 @@ impl Session {
                 break StopReason::ContextFull;
             }
             let pos = self.history.len() as u32;
-            out = match self.model.forward_decode(next, pos, head).await {
+            out = match self.engine.forward_decode(next, pos, head).await {
                 Ok(o) => o,
                 Err(e) => {
                     self.reset();
