@@ -1,8 +1,7 @@
 //! The CPU engine (`CpuModel`) against the GPU engine (lavapipe) and the independent references:
 //! on tiny random Gemma 1, 2 and 3 models the same greedy tokens as the GPU engine through the
 //! shared `Session`, and logits close to candle's full-precision models at every position; on
-//! the real Gemma 3 270M llama.cpp's greedy tokens and top-5, the GPU engine's greedy tokens,
-//! and the GPU engine's top-1 at >= 99% of the positions of a text past the 512 window.
+//! the real Gemma 3 270M llama.cpp's greedy tokens and top-5 and the GPU engine's greedy tokens.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod reference;
@@ -16,7 +15,7 @@ use gemma_web::model::{
     SamplingParams, Session,
 };
 use gemma_web::Error;
-use reference::{HAIKU_PROMPT, LLAMA_CPP_GREEDY, LLAMA_CPP_TOP5, LONG_TEXT};
+use reference::{HAIKU_PROMPT, LLAMA_CPP_GREEDY, LLAMA_CPP_TOP5};
 
 fn nmse(reference: &[f32], ours: &[f32]) -> f64 {
     assert_eq!(reference.len(), ours.len());
@@ -183,8 +182,8 @@ fn bad_input_is_a_typed_error() {
 }
 
 /// The real Gemma 3 270M: llama.cpp's top-5 at the first generated position (logits within
-/// 0.7, GEMMA.md), llama.cpp's greedy tokens through the session, the same tokens as the GPU
-/// engine, and a second chat turn that reuses the cache like a fresh run of the whole
+/// 0.7, GEMMA.md), llama.cpp's greedy tokens through the session and the same tokens as the
+/// GPU engine, and a second chat turn that reuses the cache like a fresh run of the whole
 /// conversation.
 #[test]
 fn gemma3_270m_cpu_matches_llama_cpp_and_gpu() {
@@ -240,50 +239,8 @@ fn gemma3_270m_cpu_matches_llama_cpp_and_gpu() {
         "cached turn vs whole conversation"
     );
 
+    // The GPU engine, fed the same prompt, gives the same tokens.
     let mut gpu = Session::new(load_gpu(&mut FileSource::open(&path).unwrap(), &opts));
-    let c = pollster::block_on(gpu.generate(&all, &opts8, &mut |_| true)).unwrap();
-    assert_eq!(b.generated_ids, c.generated_ids, "CPU vs GPU engine");
-}
-
-/// Teacher-forced on a text of more than 560 tokens (the 512 window of the sliding layers and
-/// their ring caches well exercised): the CPU engine's top-1 equals the GPU engine's at >= 99%
-/// of the positions compared (from 256 on; the positions before are fed to both).
-#[test]
-fn gemma3_270m_cpu_agrees_with_gpu_past_the_window() {
-    let Some(path) = reference::real_model() else {
-        return;
-    };
-    let opts = ModelOptions {
-        context_len: Some(1024),
-        ..ModelOptions::default()
-    };
-    let cpu = load_cpu(&mut FileSource::open(&path).unwrap(), &opts);
-    let tokenizer = gemma_web::tokenizer::GemmaTokenizer::from_gguf(&cpu.header).unwrap();
-    let ids = tokenizer.encode(LONG_TEXT, true).unwrap();
-    assert!(ids.len() > 560, "the long text has {} tokens", ids.len());
-    let start = 256;
-    let top1 = |engine: &mut Engine| {
-        let t = std::time::Instant::now();
-        pollster::block_on(engine.prefill(&ids[..start], 0, Head::None)).unwrap();
-        let mut best = Vec::new();
-        pollster::block_on(engine.score(&ids[start..], start as u32, &mut |_, l| {
-            best.push(reference::argmax(l));
-        }))
-        .unwrap();
-        eprintln!("{:?}: {:.1}s", engine.backend(), t.elapsed().as_secs_f64());
-        best
-    };
-    let mut e = Engine::Cpu(cpu);
-    let on_cpu = top1(&mut e);
-    drop(e);
-    let mut e = Engine::Gpu(load_gpu(&mut FileSource::open(&path).unwrap(), &opts));
-    let on_gpu = top1(&mut e);
-    let same = on_cpu.iter().zip(&on_gpu).filter(|(a, b)| a == b).count();
-    let agreement = same as f64 / on_cpu.len() as f64;
-    eprintln!(
-        "top-1 agreement {same} of {} ({agreement:.4})",
-        on_cpu.len()
-    );
-    assert_eq!(on_cpu.len(), ids.len() - start);
-    assert!(agreement >= 0.99, "top-1 agreement {agreement}");
+    let c = pollster::block_on(gpu.generate(&HAIKU_PROMPT, &opts10, &mut |_| true)).unwrap();
+    assert_eq!(g.generated_ids, c.generated_ids, "CPU vs GPU engine");
 }

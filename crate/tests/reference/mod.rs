@@ -653,39 +653,6 @@ pub const LLAMA_CPP_TOP5: [(u32, f32); 5] = [
     (3048, 5.182),
 ];
 
-/// Several paragraphs on unrelated topics: more than 512 tokens, so the sliding layers' window
-/// (and their ring caches) is exercised well past its length.
-pub const LONG_TEXT: &str = "The lighthouse keeper climbed the spiral stairs every evening at dusk, \
-carrying a can of oil and a rag for the great lens. For forty years the light had never failed, \
-not in the storms of the winter of 1953, nor on the night the harbour froze and the fishing boats \
-were trapped until spring. He kept a logbook of every ship that passed, its name, its flag and \
-the hour, and in the margins he drew the birds that rested on the gallery rail.\n\n\
-Photosynthesis converts light energy into chemical energy. In the thylakoid membranes of the \
-chloroplast, photons excite electrons in chlorophyll; the electrons pass along a transport chain \
-that pumps protons across the membrane, and the resulting gradient drives ATP synthase. The Calvin \
-cycle then uses ATP and NADPH to fix carbon dioxide into three-carbon sugars, which the plant \
-assembles into glucose, sucrose and starch.\n\n\
-def merge_sorted(a, b):\n    result = []\n    i = j = 0\n    while i < len(a) and j < len(b):\n\
-        if a[i] <= b[j]:\n            result.append(a[i])\n            i += 1\n        else:\n\
-            result.append(b[j])\n            j += 1\n    result.extend(a[i:])\n    result.extend(b[j:])\n\
-    return result\n\n\
-In the spring of 1848 revolutions spread across Europe with astonishing speed. Within weeks of the \
-February uprising in Paris, crowds gathered in Vienna, Berlin, Milan and Budapest, demanding \
-constitutions, a free press and an end to the old feudal obligations. Most of these movements were \
-defeated within two years, yet many of their demands were quietly adopted by the governments that \
-had suppressed them.\n\n\
-To bake a simple loaf, mix five hundred grams of strong flour with ten grams of salt, seven grams \
-of dried yeast and three hundred and fifty millilitres of warm water. Knead for ten minutes until \
-the dough is smooth and elastic, leave it to rise for an hour, shape it, let it prove again, and \
-bake at two hundred and twenty degrees for about thirty minutes, until the base sounds hollow.\n\n\
-The committee will meet on Thursday at half past nine in the small conference room. Please read \
-the attached budget before the meeting and send any questions to the treasurer by Wednesday noon. \
-Items on the agenda include the new cycle shelter, the repair of the roof over the east wing, the \
-summer fair and the proposal to open the library on Sunday afternoons.\n\n\
-The lighthouse keeper climbed the spiral stairs every evening at dusk, carrying a can of oil and a \
-rag for the great lens, and when he reached the top he looked out over the dark water and counted \
-the lights of the ships.";
-
 /// Where `make model` puts the real Gemma 3 270M.
 pub fn real_model_path() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gemma-3-270m-q4_k_m.gguf")
