@@ -3,6 +3,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench_kernels;
+pub mod cpu;
 pub mod error;
 pub mod gguf;
 pub mod gpu;

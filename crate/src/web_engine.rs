@@ -304,7 +304,11 @@ impl WebEngine {
     pub fn info(&self) -> Result<JsValue, js_sys::Error> {
         let guard = self.inner.loaded.borrow();
         let l = guard.as_ref().ok_or_else(|| js_error(&self.not_ready()))?;
-        let m = &l.session.model;
+        let m = l
+            .session
+            .engine
+            .gpu()
+            .ok_or_else(|| js_error(&Error::Unsupported("a CPU engine in the page".into())))?;
         to_js(&JsModelInfo {
             header: &l.summary,
             capabilities: JsCaps::from(&m.gpu.caps),

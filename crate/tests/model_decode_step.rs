@@ -33,9 +33,9 @@ fn generate(s: &mut Session, sampling: &SamplingParams, n: u32) -> (Vec<u32>, Co
     };
     // A prompt that repeats a token, so the penalty has something to do.
     let prompt = [2u32, 17, 17, 300, 17, 41];
-    let before = s.model.gpu.counted();
+    let before = gpu_of(s).counted();
     let g = block_on(s.generate(&prompt, &opts, &mut |_| true)).unwrap();
-    (g.generated_ids, s.model.gpu.counted().since(&before))
+    (g.generated_ids, gpu_of(s).counted().since(&before))
 }
 
 /// The generated ids, and submits and read-back bytes per decode step: the difference of two
@@ -114,7 +114,7 @@ fn a_draw_at_temperature_0_is_the_argmax() {
         seed: 0,
     });
     let prompt = [2u32, 99, 7, 300];
-    let m = &mut s.model;
+    let m = s.engine.gpu_mut().expect("a GPU engine");
     let mut a = match block_on(m.prefill(&prompt, 0, Head::Argmax)).unwrap() {
         Output::Argmax(id) => id,
         o => panic!("{o:?}"),
@@ -138,4 +138,8 @@ fn a_draw_at_temperature_0_is_the_argmax() {
             o => panic!("{o:?}"),
         };
     }
+}
+
+fn gpu_of(s: &Session) -> &Gpu {
+    &s.engine.gpu().expect("a GPU engine").gpu
 }

@@ -51,7 +51,7 @@ fn lost_device_mid_generation_is_typed_and_resume_on_a_new_device_continues_exac
     drop(whole);
 
     let mut session = load(&bytes);
-    let device = session.model.gpu.device.clone();
+    let device = session.engine.gpu().expect("gpu engine").gpu.device.clone();
     let mut sampled = Vec::new();
     let lost = pollster::block_on(session.generate(&prompt, &opts, &mut |id| {
         sampled.push(id);

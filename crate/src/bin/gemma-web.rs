@@ -21,7 +21,8 @@ mod native {
     use gemma_web::gpu::{Gpu, GpuOptions};
     use gemma_web::model::generate::chat_turn_ids;
     use gemma_web::model::{
-        FileSource, GenerateOptions, Head, Model, ModelOptions, Sampler, SamplingParams, Session,
+        Backend, CpuModel, Engine, FileSource, GenerateOptions, Head, Model, ModelOptions, Output,
+        Sampler, SamplingParams, Session,
     };
     use gemma_web::tokenizer::{GemmaTokenizer, StreamDecoder};
     use gemma_web::Error;
@@ -73,6 +74,18 @@ mod native {
         /// Open the device at WebGPU's default limits (as a browser would) instead of the adapter's.
         #[arg(long)]
         default_limits: bool,
+        /// Where the forward pass runs: the GPU (WebGPU kernels) or the host CPU.
+        #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
+        backend: BackendArg,
+        /// CPU backend: threads of the matrix products (default: the physical cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+    enum BackendArg {
+        Gpu,
+        Cpu,
     }
 
     #[derive(Args)]
@@ -393,6 +406,27 @@ mod native {
         Model::load(gpu, &mut src, &opts, &mut |_, _| {}).await
     }
 
+    /// The model on the backend `args` asks for.
+    async fn load_engine(args: &ModelArgs) -> Result<Engine, Error> {
+        match args.backend {
+            BackendArg::Gpu => Ok(Engine::Gpu(load_model(args).await?)),
+            BackendArg::Cpu => Ok(Engine::Cpu(load_cpu_model(args).await?)),
+        }
+    }
+
+    async fn load_cpu_model(args: &ModelArgs) -> Result<CpuModel, Error> {
+        if let Some(n) = args.threads {
+            gemma_web::cpu::set_threads(n);
+        }
+        let mut src = FileSource::open(&args.model)?;
+        let opts = ModelOptions {
+            context_len: Some(args.context),
+            prefill_chunk: args.prefill_chunk,
+            ..Default::default()
+        };
+        CpuModel::load(&mut src, &opts, &mut |_, _| {}).await
+    }
+
     fn json_line(v: &serde_json::Value) -> Result<(), Error> {
         let text = serde_json::to_string(v).map_err(|e| Error::Io(format!("json: {e}")))?;
         println!("{text}");
@@ -400,9 +434,9 @@ mod native {
     }
 
     async fn generate(args: GenerateArgs) -> Result<(), Error> {
-        let model = load_model(&args.model).await?;
-        let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
-        let mut session = Session::new(model);
+        let engine = load_engine(&args.model).await?;
+        let tokenizer = GemmaTokenizer::from_gguf(engine.header())?;
+        let mut session = Session::new(engine);
         let opts = GenerateOptions {
             max_tokens: args.max_tokens,
             sampling: SamplingParams {
@@ -509,8 +543,8 @@ mod native {
 
     async fn score(args: ScoreArgs) -> Result<(), Error> {
         let _ = args.json;
-        let mut model = load_model(&args.model).await?;
-        let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+        let mut model = load_engine(&args.model).await?;
+        let tokenizer = GemmaTokenizer::from_gguf(model.header())?;
         let ids = tokenizer.encode(&args.text, true)?;
         let mut nll = Vec::with_capacity(ids.len());
         let mut top = Vec::with_capacity(ids.len());
@@ -545,7 +579,97 @@ mod native {
         (field("VmHWM:"), field("VmRSS:"))
     }
 
+    /// A prompt of exactly `n` tokens: English text, repeated as needed.
+    fn bench_prompt(tokenizer: &GemmaTokenizer, n: u32) -> Result<Vec<u32>, Error> {
+        let text = "The history of the sea is the history of trade, of empires and of the people \
+                    who sailed between them, reading the stars and the winds. ";
+        let mut ids = tokenizer.encode(text, true)?;
+        let unit = tokenizer.encode(text, false)?;
+        while ids.len() < n as usize && !unit.is_empty() {
+            ids.extend_from_slice(&unit);
+        }
+        ids.truncate(n.max(1) as usize);
+        Ok(ids)
+    }
+
+    /// `bench --backend cpu`: the same measurements as the GPU bench, on the host.
+    async fn bench_cpu(args: BenchArgs) -> Result<(), Error> {
+        let (_, rss_before) = host_memory();
+        let t = Instant::now();
+        let mut model = load_cpu_model(&args.model).await?;
+        let load_s = t.elapsed().as_secs_f64();
+        let (peak_after_load, rss_after_load) = host_memory();
+        let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
+        let ids = bench_prompt(&tokenizer, args.prompt_tokens)?;
+        let needed = ids.len() as u64 + u64::from(args.gen_tokens);
+        if needed > u64::from(model.context_len) {
+            return Err(Error::PromptTooLong {
+                tokens: needed,
+                context: u64::from(model.context_len),
+            });
+        }
+        // Warm-up: one short block and one decode step (thread pools, page faults).
+        model
+            .prefill(&ids[..ids.len().min(4)], 0, Head::Argmax)
+            .await?;
+        let t = Instant::now();
+        let mut next = match model.prefill(&ids, 0, Head::Argmax).await? {
+            Output::Argmax(id) => id,
+            _ => 0,
+        };
+        let prefill_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for i in 0..args.gen_tokens {
+            let pos = ids.len() as u32 + i;
+            next = match model.forward_decode(next, pos, Head::Argmax).await? {
+                Output::Argmax(id) => id,
+                _ => 0,
+            };
+        }
+        let decode_s = t.elapsed().as_secs_f64();
+        let (peak, _) = host_memory();
+        let prefill_tok_s = ids.len() as f64 / prefill_s.max(1e-9);
+        let decode_tok_s = f64::from(args.gen_tokens) / decode_s.max(1e-9);
+        let bytes = model.stats.weight_bytes;
+        let c = &model.config;
+        let report = serde_json::json!({
+            "model": args.model.model.display().to_string(),
+            "arch": c.arch.name(),
+            "engine": Backend::Cpu.name(),
+            "threads": model.threads(),
+            "context": model.context_len,
+            "prefill_chunk": model.max_chunk(),
+            "load_s": load_s,
+            "prompt_tokens": ids.len(),
+            "gen_tokens": args.gen_tokens,
+            "prefill_tok_s": prefill_tok_s,
+            "decode_tok_s": decode_tok_s,
+            "decode_ms_per_token": 1e3 / decode_tok_s.max(1e-9),
+            "weight_bytes_per_token": bytes,
+            "effective_gb_s": bytes as f64 * decode_tok_s / 1e9,
+            "file_bytes": model.stats.file_bytes,
+            "weight_bytes": model.stats.weight_bytes,
+            "kv_cache_bytes": model.stats.kv_cache_bytes,
+            "activation_bytes": model.stats.activation_bytes,
+            "host_rss_before_load_bytes": rss_before,
+            "host_peak_after_load_bytes": peak_after_load,
+            "host_rss_after_load_bytes": rss_after_load,
+            "host_peak_bytes": peak,
+        });
+        if args.json {
+            json_line(&report)
+        } else {
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::Io(format!("json: {e}")))?;
+            println!("{text}");
+            Ok(())
+        }
+    }
+
     async fn bench(args: BenchArgs) -> Result<(), Error> {
+        if args.model.backend == BackendArg::Cpu {
+            return bench_cpu(args).await;
+        }
         let (_, rss_before) = host_memory();
         let t = Instant::now();
         let gpu = Gpu::new(GpuOptions {
@@ -657,6 +781,7 @@ mod native {
         let report = serde_json::json!({
             "model": args.model.model.display().to_string(),
             "arch": c.arch.name(),
+            "engine": Backend::Gpu.name(),
             "adapter": model.gpu.caps.adapter_name,
             "backend": model.gpu.caps.backend,
             "tier": model.gpu.caps.tier,

@@ -8,7 +8,8 @@
 //! reference the GPU draw is tested against).
 
 use crate::gpu::sample::{GpuSampling, SAMPLE_K};
-use crate::model::gemma::{Head, Model, Output};
+use crate::model::engine::Engine;
+use crate::model::gemma::{Head, Output};
 use crate::rng::SplitMix64;
 use crate::tokenizer::{format_chat, ChatTurn, GemmaTokenizer, Role};
 use crate::Error;
@@ -296,7 +297,8 @@ pub fn now_secs() -> f64 {
 /// last sampled token, which is fed at the start of the next call.
 #[derive(Debug)]
 pub struct Session {
-    pub model: Model,
+    /// The GPU or CPU forward pass.
+    pub engine: Engine,
     /// Tokens at positions 0.. of the KV cache.
     history: Vec<u32>,
     /// Sampled but not yet run through the model.
@@ -305,9 +307,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(model: Model) -> Self {
+    pub fn new(engine: impl Into<Engine>) -> Self {
         Session {
-            model,
+            engine: engine.into(),
             history: Vec::new(),
             pending: None,
             sampler: None,
@@ -335,7 +337,7 @@ impl Session {
     /// Positions still free after `pending` and `extra` more tokens; an error when they don't fit.
     fn reserve(&self, extra: usize) -> Result<(), Error> {
         let tokens = self.history.len() + usize::from(self.pending.is_some()) + extra;
-        let context = self.model.context_len;
+        let context = self.engine.context_len();
         if tokens > context as usize {
             return Err(Error::PromptTooLong {
                 tokens: tokens as u64,
@@ -385,11 +387,11 @@ impl Session {
             return Err(Error::Unsupported("no sampler".into()));
         };
         let head = opts.sampling.head();
-        let context = self.model.context_len as usize;
+        let context = self.engine.context_len() as usize;
 
         let t0 = now_secs();
         let pos = self.history.len() as u32;
-        let out = self.model.prefill_until(&fed, pos, head, stop).await;
+        let out = self.engine.prefill_until(&fed, pos, head, stop).await;
         let out = match out {
             Ok(o) => o,
             // Nothing of this call reached the history: the next call overwrites what it wrote.
@@ -435,7 +437,7 @@ impl Session {
                 break StopReason::ContextFull;
             }
             let pos = self.history.len() as u32;
-            out = match self.model.forward_decode(next, pos, head).await {
+            out = match self.engine.forward_decode(next, pos, head).await {
                 Ok(o) => o,
                 Err(e) => {
                     self.reset();

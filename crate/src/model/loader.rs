@@ -1,6 +1,7 @@
 //! One loader for every byte source: the GGUF header is parsed from a prefix, then each tensor
-//! the model needs is streamed in bounded slices straight into its GPU buffer(s). The whole file
-//! is never in host memory; at most one slice plus the weight upload's staging is.
+//! the model needs is streamed in bounded slices straight into its GPU buffer(s) (or, for the CPU
+//! engine, its host matrix). Apart from the CPU engine's weights, the whole file is never in
+//! host memory; at most one slice plus the weight upload's staging is.
 //!
 //! A byte source is anything that can read a range: a native file now, browser storage (OPFS,
 //! a `Blob`, HTTP ranges) later. Reads are `async` so the browser never blocks.
@@ -8,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::gguf::{parse_header, GgmlType, GgufHeader, HeaderParse, TensorInfo};
-use crate::gpu::{Gpu, WeightTensor};
+use crate::gpu::{Gpu, WeightTensor, WeightUpload};
 use crate::model::config::{check_inventory, GemmaConfig, TensorRole};
 use crate::Error;
 
@@ -147,36 +148,43 @@ pub enum GpuTensor {
     Vector { buffer: wgpu::Buffer, len: u32 },
 }
 
-/// What [`load_tensors`] produced.
+/// What [`load_tensors`] (or [`load_into`] another sink) produced.
 #[derive(Debug)]
-pub struct Loaded {
+pub struct Loaded<T = GpuTensor> {
     pub header: GgufHeader,
     pub config: GemmaConfig,
-    pub tensors: HashMap<String, GpuTensor>,
+    pub tensors: HashMap<String, T>,
     /// Bytes of tensor data read from the source.
     pub bytes_read: u64,
 }
 
-impl Loaded {
+impl<T> Loaded<T> {
+    /// Takes the tensor `name` out (each tensor is taken once, by the model that uses it).
+    pub fn take(&mut self, name: &str) -> Result<T, Error> {
+        self.tensors
+            .remove(name)
+            .ok_or_else(|| Error::BadModel(format!("tensor {name} is missing")))
+    }
+}
+
+impl Loaded<GpuTensor> {
     /// Takes the matrix `name` out (each tensor is taken once, by the model that binds it).
     pub fn matrix(&mut self, name: &str) -> Result<WeightTensor, Error> {
-        match self.tensors.remove(name) {
-            Some(GpuTensor::Matrix(w)) => Ok(w),
-            Some(GpuTensor::Vector { .. }) => Err(Error::BadModel(format!(
+        match self.take(name)? {
+            GpuTensor::Matrix(w) => Ok(w),
+            GpuTensor::Vector { .. } => Err(Error::BadModel(format!(
                 "{name} is a vector, expected a matrix"
             ))),
-            None => Err(Error::BadModel(format!("tensor {name} is missing"))),
         }
     }
 
     /// Takes the f32 vector `name` out, checking its length.
     pub fn vector(&mut self, name: &str, len: u32) -> Result<wgpu::Buffer, Error> {
-        match self.tensors.remove(name) {
-            Some(GpuTensor::Vector { buffer, len: l }) if l == len => Ok(buffer),
-            Some(_) => Err(Error::BadModel(format!(
+        match self.take(name)? {
+            GpuTensor::Vector { buffer, len: l } if l == len => Ok(buffer),
+            _ => Err(Error::BadModel(format!(
                 "{name} is not an f32 vector of {len} values"
             ))),
-            None => Err(Error::BadModel(format!("tensor {name} is missing"))),
         }
     }
 }
@@ -189,14 +197,26 @@ pub struct LoadOptions {
     pub max_piece_bytes: Option<u64>,
 }
 
+/// Where the loader puts the tensors it streams: GPU buffers ([`load_tensors`]) or host memory
+/// (the CPU engine). For each tensor, in file order: `begin`, its bytes in `push`es of at most
+/// [`SLICE_BYTES`], then `finish`.
+#[allow(async_fn_in_trait)]
+pub trait TensorSink {
+    type Tensor;
+    /// A tensor starts; a matrix is (cols, rows) = GGUF's (dims[0], dims[1]) (see
+    /// [`matrix_shape`]), a [`TensorRole::Norm`] an f32 vector ([`vector_len`]).
+    async fn begin(&mut self, info: &TensorInfo, role: TensorRole) -> Result<(), Error>;
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Error>;
+    async fn finish(&mut self) -> Result<Self::Tensor, Error>;
+}
+
 /// Reads the header, checks it describes a Gemma model we can run, and streams every tensor the
-/// model needs to the GPU, in file order. `progress(done, total)` is called after each slice.
-pub async fn load_tensors<S: ByteSource>(
-    gpu: &Gpu,
+/// model needs into `sink`, in file order. `progress(done, total)` is called after each slice.
+pub async fn load_into<S: ByteSource, K: TensorSink>(
     src: &mut S,
-    opts: &LoadOptions,
+    sink: &mut K,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Loaded, Error> {
+) -> Result<Loaded<K::Tensor>, Error> {
     let header = read_header(src).await?;
     let config = GemmaConfig::from_header(&header)?;
     check_inventory(&header, &config)?;
@@ -223,30 +243,22 @@ pub async fn load_tensors<S: ByteSource>(
                 info.name
             )));
         }
-        let tensor = if *role == TensorRole::Norm {
-            load_vector(gpu, src, info).await?
-        } else {
-            let (cols, rows) = matrix_shape(info)?;
-            let mut up = gpu
-                .begin_weight(&info.name, info.ty, rows, cols, opts.max_piece_bytes)
-                .await?;
-            let mut at = 0u64;
-            while at < info.bytes {
-                let n = usize::try_from((info.bytes - at).min(SLICE_BYTES as u64))
-                    .unwrap_or(SLICE_BYTES);
-                let buf = &mut slice[..n];
-                src.read_at(info.offset + at, buf).await?;
-                up.push(buf)?;
-                at += n as u64;
-                progress(done + at, total);
-            }
-            GpuTensor::Matrix(up.finish().await?)
-        };
+        sink.begin(info, *role).await?;
+        let mut at = 0u64;
+        while at < info.bytes {
+            let n =
+                usize::try_from((info.bytes - at).min(SLICE_BYTES as u64)).unwrap_or(SLICE_BYTES);
+            let buf = &mut slice[..n];
+            src.read_at(info.offset + at, buf).await?;
+            sink.push(buf)?;
+            at += n as u64;
+            progress(done + at, total);
+        }
+        let tensor = sink.finish().await?;
         done += info.bytes;
         progress(done, total);
         tensors.insert(info.name.clone(), tensor);
     }
-    gpu.check()?;
     Ok(Loaded {
         header,
         config,
@@ -255,8 +267,87 @@ pub async fn load_tensors<S: ByteSource>(
     })
 }
 
+/// Reads the header, checks it describes a Gemma model we can run, and streams every tensor the
+/// model needs to the GPU, in file order. `progress(done, total)` is called after each slice.
+pub async fn load_tensors<S: ByteSource>(
+    gpu: &Gpu,
+    src: &mut S,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Loaded, Error> {
+    let mut sink = GpuSink {
+        gpu,
+        opts,
+        current: None,
+    };
+    let loaded = load_into(src, &mut sink, progress).await?;
+    gpu.check()?;
+    Ok(loaded)
+}
+
+/// Streams matrices into weight buffers, norm vectors into storage buffers (uploaded as is).
+struct GpuSink<'g> {
+    gpu: &'g Gpu,
+    opts: &'g LoadOptions,
+    current: Option<GpuWriting<'g>>,
+}
+
+enum GpuWriting<'g> {
+    Matrix(WeightUpload<'g>),
+    Vector {
+        name: String,
+        len: u32,
+        bytes: Vec<u8>,
+    },
+}
+
+impl<'g> TensorSink for GpuSink<'g> {
+    type Tensor = GpuTensor;
+
+    async fn begin(&mut self, info: &TensorInfo, role: TensorRole) -> Result<(), Error> {
+        self.current = Some(if role == TensorRole::Norm {
+            let len = vector_len(info)?;
+            GpuWriting::Vector {
+                name: info.name.clone(),
+                len,
+                bytes: Vec::with_capacity(len as usize * 4),
+            }
+        } else {
+            let (cols, rows) = matrix_shape(info)?;
+            let gpu: &'g Gpu = self.gpu;
+            GpuWriting::Matrix(
+                gpu.begin_weight(&info.name, info.ty, rows, cols, self.opts.max_piece_bytes)
+                    .await?,
+            )
+        });
+        Ok(())
+    }
+
+    fn push(&mut self, buf: &[u8]) -> Result<(), Error> {
+        match &mut self.current {
+            Some(GpuWriting::Matrix(up)) => up.push(buf),
+            Some(GpuWriting::Vector { bytes, .. }) => {
+                bytes.extend_from_slice(buf);
+                Ok(())
+            }
+            None => Err(Error::BadModel("tensor bytes outside a tensor".into())),
+        }
+    }
+
+    async fn finish(&mut self) -> Result<GpuTensor, Error> {
+        match self.current.take() {
+            Some(GpuWriting::Matrix(up)) => Ok(GpuTensor::Matrix(up.finish().await?)),
+            Some(GpuWriting::Vector { name, len, bytes }) => {
+                let buffer = self.gpu.storage_init(&name, &bytes)?;
+                Ok(GpuTensor::Vector { buffer, len })
+            }
+            None => Err(Error::BadModel("no tensor to finish".into())),
+        }
+    }
+}
+
 /// (cols, rows) of a 2-D tensor, i.e. GGUF's (dims[0], dims[1]).
-fn matrix_shape(info: &TensorInfo) -> Result<(u32, u32), Error> {
+pub fn matrix_shape(info: &TensorInfo) -> Result<(u32, u32), Error> {
     let dims: Option<(u32, u32)> = match info.dims.as_slice() {
         [c, r] => u32::try_from(*c).ok().zip(u32::try_from(*r).ok()),
         _ => None,
@@ -269,26 +360,18 @@ fn matrix_shape(info: &TensorInfo) -> Result<(u32, u32), Error> {
     })
 }
 
-/// A norm weight: small, F32 (the inventory check insists), uploaded as is.
-async fn load_vector<S: ByteSource>(
-    gpu: &Gpu,
-    src: &mut S,
-    info: &TensorInfo,
-) -> Result<GpuTensor, Error> {
+/// The length of a norm weight: small, F32 (the inventory check insists).
+pub fn vector_len(info: &TensorInfo) -> Result<u32, Error> {
     let len = match info.dims.as_slice() {
         [n] if info.ty == GgmlType::F32 && n.checked_mul(4) == Some(info.bytes) => {
             u32::try_from(*n).ok()
         }
         _ => None,
     };
-    let Some(len) = len else {
-        return Err(Error::BadModel(format!(
+    len.ok_or_else(|| {
+        Error::BadModel(format!(
             "{} is not an f32 vector ({:?}, {})",
             info.name, info.dims, info.ty
-        )));
-    };
-    let mut bytes = vec![0u8; len as usize * 4];
-    src.read_at(info.offset, &mut bytes).await?;
-    let buffer = gpu.storage_init(&info.name, &bytes)?;
-    Ok(GpuTensor::Vector { buffer, len })
+        ))
+    })
 }

@@ -1,0 +1,32 @@
+//! Tensor math on the host CPU, for when there is no usable GPU: quantized matrix products
+//! straight from GGUF blocks, RMSNorm, RoPE, GELU, soft-caps and attention over a KV cache.
+//! It knows no Gemma; `model::gemma_cpu` is the forward pass built from it.
+//!
+//! Threads: the matrix products run on candle-core's worker pool, attention of a prompt block
+//! on rayon's. Natively both follow `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: the
+//! physical cores); in wasm without shared memory everything runs on the calling thread.
+
+pub mod attention;
+pub mod ops;
+pub mod quant;
+
+pub use attention::{attend, AttentionShape, KvCache};
+pub use quant::{QMatrix, QMatrixBuilder};
+
+/// Threads the matrix products use.
+pub fn threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(candle_core::utils::get_num_threads)
+}
+
+/// Sets the thread count of both pools; only effective before the first CPU computation of
+/// the process (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_threads(n: usize) {
+    let n = n.max(1).to_string();
+    std::env::set_var("CANDLE_NUM_THREADS", &n);
+    std::env::set_var("RAYON_NUM_THREADS", &n);
+}

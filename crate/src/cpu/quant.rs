@@ -1,0 +1,314 @@
+//! Quantized matrices on the host, computed on straight from their GGUF blocks.
+//!
+//! The blocks are candle-core's (`candle_core::quantized`): the same byte layout as ggml's, with
+//! ggml's dot products against activations quantized to Q8_0 / Q8_K (AVX2 / AVX-512 natively,
+//! simd128 in wasm) and candle's worker pool over the rows. A matrix streams in from the loader
+//! slice by slice into its block vector; nothing is dequantized but the one embedding row a token
+//! needs. Q5_0 blocks, whose candle dot product has no SIMD path, are widened losslessly to
+//! Q8_0 at load (the same scale, the 5-bit values as bytes): 55% more bytes for them, several
+//! times faster products.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use candle_core::quantized::k_quants::{
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0,
+};
+use candle_core::quantized::{GgmlType as Block, QStorage, QTensor, QuantizedType};
+use candle_core::{Device, Tensor};
+use half::{bf16, f16};
+
+use crate::gguf::GgmlType;
+use crate::Error;
+
+fn candle_error(what: &str, e: candle_core::Error) -> Error {
+    Error::Unsupported(format!("{what}: {e}"))
+}
+
+/// The bytes of a block vector, to be filled from the file.
+///
+/// Every block type candle defines here is `#[repr(C)]`, made only of `f16`, `u8` and `i8`
+/// fields with no padding (candle asserts each size equals ggml's), like `f32`, `f16` and `bf16`
+/// themselves: any byte pattern is a valid value, and the vector's bytes are exactly the file's.
+fn bytes_mut<T: Block>(v: &mut [T]) -> &mut [u8] {
+    let len = std::mem::size_of_val(v);
+    // SAFETY: see above; the slice covers exactly the vector's initialized elements.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), len) }
+}
+
+/// A block vector being filled, of one of the types a GGUF weight can have.
+enum Blocks {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    Q4_0(Vec<BlockQ4_0>),
+    Q4_1(Vec<BlockQ4_1>),
+    Q5_0(Vec<BlockQ5_0>),
+    Q5_1(Vec<BlockQ5_1>),
+    Q8_0(Vec<BlockQ8_0>),
+    Q2K(Vec<BlockQ2K>),
+    Q3K(Vec<BlockQ3K>),
+    Q4K(Vec<BlockQ4K>),
+    Q5K(Vec<BlockQ5K>),
+    Q6K(Vec<BlockQ6K>),
+}
+
+macro_rules! each_blocks {
+    ($self:expr, $v:ident => $body:expr) => {
+        match $self {
+            Blocks::F32($v) => $body,
+            Blocks::F16($v) => $body,
+            Blocks::BF16($v) => $body,
+            Blocks::Q4_0($v) => $body,
+            Blocks::Q4_1($v) => $body,
+            Blocks::Q5_0($v) => $body,
+            Blocks::Q5_1($v) => $body,
+            Blocks::Q8_0($v) => $body,
+            Blocks::Q2K($v) => $body,
+            Blocks::Q3K($v) => $body,
+            Blocks::Q4K($v) => $body,
+            Blocks::Q5K($v) => $body,
+            Blocks::Q6K($v) => $body,
+        }
+    };
+}
+
+impl Blocks {
+    fn zeros(ty: GgmlType, n: usize) -> Blocks {
+        fn z<T: Block>(n: usize) -> Vec<T> {
+            vec![T::zeros(); n]
+        }
+        match ty {
+            GgmlType::F32 => Blocks::F32(z(n)),
+            GgmlType::F16 => Blocks::F16(z(n)),
+            GgmlType::BF16 => Blocks::BF16(z(n)),
+            GgmlType::Q4_0 => Blocks::Q4_0(z(n)),
+            GgmlType::Q4_1 => Blocks::Q4_1(z(n)),
+            GgmlType::Q5_0 => Blocks::Q5_0(z(n)),
+            GgmlType::Q5_1 => Blocks::Q5_1(z(n)),
+            GgmlType::Q8_0 => Blocks::Q8_0(z(n)),
+            GgmlType::Q2K => Blocks::Q2K(z(n)),
+            GgmlType::Q3K => Blocks::Q3K(z(n)),
+            GgmlType::Q4K => Blocks::Q4K(z(n)),
+            GgmlType::Q5K => Blocks::Q5K(z(n)),
+            GgmlType::Q6K => Blocks::Q6K(z(n)),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        each_blocks!(self, v => bytes_mut(v))
+    }
+
+    fn into_storage(self) -> Box<dyn QuantizedType> {
+        each_blocks!(self, v => Box::new(v))
+    }
+}
+
+/// Dequantizes one row (`out.len()` weights) of type `ty` from its bytes.
+fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
+    fn row<T: Block>(bytes: &[u8], out: &mut [f32]) {
+        let mut blocks = vec![T::zeros(); out.len() / T::BLCK_SIZE];
+        bytes_mut(&mut blocks).copy_from_slice(bytes);
+        T::to_float(&blocks, out);
+    }
+    match ty {
+        GgmlType::F32 => row::<f32>(bytes, out),
+        GgmlType::F16 => row::<f16>(bytes, out),
+        GgmlType::BF16 => row::<bf16>(bytes, out),
+        GgmlType::Q4_0 => row::<BlockQ4_0>(bytes, out),
+        GgmlType::Q4_1 => row::<BlockQ4_1>(bytes, out),
+        GgmlType::Q5_0 => row::<BlockQ5_0>(bytes, out),
+        GgmlType::Q5_1 => row::<BlockQ5_1>(bytes, out),
+        GgmlType::Q8_0 => row::<BlockQ8_0>(bytes, out),
+        GgmlType::Q2K => row::<BlockQ2K>(bytes, out),
+        GgmlType::Q3K => row::<BlockQ3K>(bytes, out),
+        GgmlType::Q4K => row::<BlockQ4K>(bytes, out),
+        GgmlType::Q5K => row::<BlockQ5K>(bytes, out),
+        GgmlType::Q6K => row::<BlockQ6K>(bytes, out),
+    }
+}
+
+/// Q5_0 blocks as Q8_0 blocks of the same values: the f16 scale d, then weight j's 5-bit value
+/// minus 16 as a byte (low 4 bits: nibble j % 16 of the 16 bytes at 6, low nibbles first; bit 4:
+/// bit j of the u32 at 2).
+fn widen_q5_0(mut src: Vec<BlockQ5_0>) -> Vec<BlockQ8_0> {
+    let src = bytes_mut(&mut src);
+    let mut dst = vec![BlockQ8_0::zeros(); src.len() / 22];
+    for (s, d) in src
+        .chunks_exact(22)
+        .zip(bytes_mut(&mut dst).chunks_exact_mut(34))
+    {
+        d[..2].copy_from_slice(&s[..2]);
+        let qh = u32::from_le_bytes([s[2], s[3], s[4], s[5]]);
+        for j in 0..32 {
+            let byte = s[6 + j % 16];
+            let nib = if j < 16 { byte & 0x0f } else { byte >> 4 };
+            let q = (nib | (((qh >> j) & 1) as u8) << 4) as i8 - 16;
+            d[2 + j] = q as u8;
+        }
+    }
+    dst
+}
+
+/// A (rows, cols) weight matrix in its GGUF blocks; row r holds output r's weights.
+pub struct QMatrix {
+    /// The type in the file.
+    pub ty: GgmlType,
+    /// The type of the blocks held (Q8_0 for Q5_0, else `ty`).
+    held: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    tensor: Arc<QTensor>,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QMatrix[{} x {} {}]", self.rows, self.cols, self.ty)
+    }
+}
+
+/// A [`QMatrix`] being streamed in: `push` the tensor's bytes in file order, then `finish`.
+pub struct QMatrixBuilder {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    blocks: Blocks,
+    filled: usize,
+}
+
+impl QMatrixBuilder {
+    /// A matrix of `rows` rows of `cols` weights of type `ty`.
+    pub fn new(ty: GgmlType, rows: u64, cols: u64) -> Result<Self, Error> {
+        let bad = || Error::BadModel(format!("a {rows} x {cols} {ty} matrix"));
+        let row_bytes = ty.row_bytes(cols).ok_or_else(bad)?;
+        rows.checked_mul(row_bytes).ok_or_else(bad)?;
+        let (rows, cols) = (
+            usize::try_from(rows).map_err(|_| bad())?,
+            usize::try_from(cols).map_err(|_| bad())?,
+        );
+        if rows == 0 || cols == 0 {
+            return Err(bad());
+        }
+        // candle's dot products of these types take blocks in pairs (asserted in debug builds).
+        let paired = matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1);
+        if paired && (cols / ty.block_len() as usize) % 2 == 1 {
+            return Err(Error::Unsupported(format!(
+                "a {ty} matrix with an odd number of blocks per row ({cols} weights) on the CPU"
+            )));
+        }
+        let n_blocks = rows * (cols / ty.block_len() as usize);
+        let mut blocks = Blocks::zeros(ty, n_blocks);
+        if blocks.bytes_mut().len() as u64 != rows as u64 * row_bytes {
+            return Err(Error::Unsupported(format!(
+                "{ty} blocks of a different size than ggml's"
+            )));
+        }
+        Ok(QMatrixBuilder {
+            ty,
+            rows,
+            cols,
+            blocks,
+            filled: 0,
+        })
+    }
+
+    /// Bytes the whole matrix takes.
+    pub fn byte_len(&mut self) -> usize {
+        self.blocks.bytes_mut().len()
+    }
+
+    /// The next bytes of the tensor.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let dst = self.blocks.bytes_mut();
+        let end = self.filled + bytes.len();
+        let Some(dst) = dst.get_mut(self.filled..end) else {
+            return Err(Error::BadModel(format!(
+                "{} bytes pushed into a {}-byte matrix",
+                end,
+                dst.len()
+            )));
+        };
+        dst.copy_from_slice(bytes);
+        self.filled = end;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<QMatrix, Error> {
+        let len = self.byte_len();
+        if self.filled != len {
+            return Err(Error::BadModel(format!(
+                "a {len}-byte matrix got {} bytes",
+                self.filled
+            )));
+        }
+        let (held, blocks) = match self.blocks {
+            Blocks::Q5_0(b) => (GgmlType::Q8_0, Blocks::Q8_0(widen_q5_0(b))),
+            b => (self.ty, b),
+        };
+        let storage = QStorage::Cpu(blocks.into_storage());
+        let tensor = QTensor::new(storage, (self.rows, self.cols))
+            .map_err(|e| candle_error("quantized matrix", e))?;
+        Ok(QMatrix {
+            ty: self.ty,
+            held,
+            rows: self.rows,
+            cols: self.cols,
+            tensor: Arc::new(tensor),
+        })
+    }
+}
+
+impl QMatrix {
+    /// A matrix from all its bytes at once (tests, small tensors).
+    pub fn from_bytes(ty: GgmlType, rows: u64, cols: u64, bytes: &[u8]) -> Result<Self, Error> {
+        let mut b = QMatrixBuilder::new(ty, rows, cols)?;
+        b.push(bytes)?;
+        b.finish()
+    }
+
+    /// Bytes the blocks take.
+    pub fn byte_len(&self) -> u64 {
+        self.tensor.storage_size_in_bytes() as u64
+    }
+
+    /// y (m, rows) = x (m, cols) times the matrix transposed: `m` tokens at once.
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), Error> {
+        if x.len() < m * self.cols || y.len() < m * self.rows {
+            return Err(Error::Unsupported(format!(
+                "{m} rows through {self:?} with x of {} and y of {} values",
+                x.len(),
+                y.len()
+            )));
+        }
+        let err = |e| candle_error("quantized matmul", e);
+        let xs =
+            Tensor::from_slice(&x[..m * self.cols], (m, self.cols), &Device::Cpu).map_err(err)?;
+        let ys = xs.apply_op1_no_bwd(self.tensor.as_ref()).map_err(err)?;
+        let (storage, layout) = ys.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Err(Error::Unsupported("matmul output off the CPU".into()));
+        };
+        let out = cpu.as_slice::<f32>().map_err(err)?;
+        let start = layout.start_offset();
+        y[..m * self.rows].copy_from_slice(&out[start..start + m * self.rows]);
+        Ok(())
+    }
+
+    /// Row `r`, dequantized into `out` (`cols` values): an embedding lookup.
+    pub fn row(&self, r: usize, out: &mut [f32]) -> Result<(), Error> {
+        if r >= self.rows || out.len() != self.cols {
+            return Err(Error::Unsupported(format!(
+                "row {r} of {self:?} into {} values",
+                out.len()
+            )));
+        }
+        let row_bytes = self.byte_len() as usize / self.rows;
+        let data: Cow<'_, [u8]> = self
+            .tensor
+            .data()
+            .map_err(|e| candle_error("matrix bytes", e))?;
+        dequantize_row(self.held, &data[r * row_bytes..(r + 1) * row_bytes], out);
+        Ok(())
+    }
+}
