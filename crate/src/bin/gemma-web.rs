@@ -580,7 +580,13 @@ mod native {
     }
 
     /// A prompt of exactly `n` tokens: English text, repeated as needed.
-    fn bench_prompt(tokenizer: &GemmaTokenizer, n: u32) -> Result<Vec<u32>, Error> {
+    /// `gen` more tokens must fit the `context` after it.
+    fn bench_prompt(
+        tokenizer: &GemmaTokenizer,
+        n: u32,
+        gen: u32,
+        context: u32,
+    ) -> Result<Vec<u32>, Error> {
         let text = "The history of the sea is the history of trade, of empires and of the people \
                     who sailed between them, reading the stars and the winds. ";
         let mut ids = tokenizer.encode(text, true)?;
@@ -589,6 +595,13 @@ mod native {
             ids.extend_from_slice(&unit);
         }
         ids.truncate(n.max(1) as usize);
+        let needed = ids.len() as u64 + u64::from(gen);
+        if needed > u64::from(context) {
+            return Err(Error::PromptTooLong {
+                tokens: needed,
+                context: u64::from(context),
+            });
+        }
         Ok(ids)
     }
 
@@ -600,14 +613,12 @@ mod native {
         let load_s = t.elapsed().as_secs_f64();
         let (peak_after_load, rss_after_load) = host_memory();
         let tokenizer = GemmaTokenizer::from_gguf(&model.header)?;
-        let ids = bench_prompt(&tokenizer, args.prompt_tokens)?;
-        let needed = ids.len() as u64 + u64::from(args.gen_tokens);
-        if needed > u64::from(model.context_len) {
-            return Err(Error::PromptTooLong {
-                tokens: needed,
-                context: u64::from(model.context_len),
-            });
-        }
+        let ids = bench_prompt(
+            &tokenizer,
+            args.prompt_tokens,
+            args.gen_tokens,
+            model.context_len,
+        )?;
         // Warm-up: one short block and one decode step (thread pools, page faults).
         model
             .prefill(&ids[..ids.len().min(4)], 0, Head::Argmax)
@@ -692,22 +703,12 @@ mod native {
         };
         let head = sampling.head();
 
-        // A prompt of exactly --prompt-tokens: English text, repeated as needed.
-        let text = "The history of the sea is the history of trade, of empires and of the people \
-                    who sailed between them, reading the stars and the winds. ";
-        let mut ids = tokenizer.encode(text, true)?;
-        let unit = tokenizer.encode(text, false)?;
-        while ids.len() < args.prompt_tokens as usize && !unit.is_empty() {
-            ids.extend_from_slice(&unit);
-        }
-        ids.truncate(args.prompt_tokens.max(1) as usize);
-        let needed = ids.len() as u64 + u64::from(args.gen_tokens);
-        if needed > u64::from(model.context_len) {
-            return Err(Error::PromptTooLong {
-                tokens: needed,
-                context: u64::from(model.context_len),
-            });
-        }
+        let ids = bench_prompt(
+            &tokenizer,
+            args.prompt_tokens,
+            args.gen_tokens,
+            model.context_len,
+        )?;
 
         // Warm-up: one short block and one decode step (first-use costs of the driver).
         model
