@@ -8,6 +8,17 @@ SHELL := bash
 WASM_BINDGEN_VERSION := 0.2.129
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WASM := $(TARGET_DIR)/wasm32-unknown-unknown/release/gemma_web.wasm
+# The shared-memory build (www/pkg-threads): nightly Rust rebuilds std with atomics; its own target dir keeps the
+# stable builds' cache. RUSTFLAGS replaces .cargo/config.toml's, so simd128 is repeated. rustc no longer implies
+# shared memory from atomics: the linker is asked for it (imported, so the pool's workers share it, up to 4 GiB for
+# the 2B models) and for the thread-local-storage symbols wasm-bindgen sets up in each worker.
+NIGHTLY ?= nightly
+THREADS_TARGET_DIR := $(TARGET_DIR)/wasm-threads
+WASM_THREADS := $(THREADS_TARGET_DIR)/wasm32-unknown-unknown/release/gemma_web.wasm
+THREADS_RUSTFLAGS := -C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+  -C link-arg=--shared-memory -C link-arg=--max-memory=4294967296 -C link-arg=--import-memory \
+  -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align \
+  -C link-arg=--export=__tls_base
 PORT ?= 8080
 # Tools that `cargo install` puts here must be found even when the shell's profile did not add the folder.
 export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
@@ -17,12 +28,12 @@ APT_PACKAGES := chromium chromium-driver mesa-vulkan-drivers libvulkan1 fonts-li
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help demo test deps toolchain model wasm serve test-deps test-native test-wasm-build test-web-kernels test-e2e
+.PHONY: help demo test deps toolchain model wasm wasm-single wasm-threads serve test-deps test-native test-wasm-build test-web-kernels test-e2e
 
 help:
 	@echo "make demo   install what is missing, build the wasm package, serve the page on http://127.0.0.1:$(PORT)/"
 	@echo "make test   install test prerequisites (apt, npm) and run every test"
-	@echo "also: deps (toolchain + model), toolchain, model, wasm, test-native, test-wasm-build, test-web-kernels, test-e2e"
+	@echo "also: deps (toolchain + model), toolchain, model, wasm (wasm-single + wasm-threads), test-native, test-wasm-build, test-web-kernels, test-e2e"
 
 ## make demo: install what is missing, build the page's wasm package and serve the page with the default model.
 demo: deps wasm
@@ -37,6 +48,11 @@ deps: toolchain model
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@rustup toolchain list | grep -q '^$(NIGHTLY)' || rustup toolchain install $(NIGHTLY) --profile minimal
+	@rustup component list --toolchain $(NIGHTLY) --installed | grep -q '^rust-src' \
+	  || rustup component add rust-src --toolchain $(NIGHTLY)
+	@rustup target list --toolchain $(NIGHTLY) --installed | grep -qx wasm32-unknown-unknown \
+	  || rustup target add wasm32-unknown-unknown --toolchain $(NIGHTLY)
 	@if [ "$$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $(WASM_BINDGEN_VERSION)" ]; then \
 	  cargo install wasm-bindgen-cli --version =$(WASM_BINDGEN_VERSION) --locked; \
 	fi
@@ -44,10 +60,20 @@ toolchain:
 model:
 	scripts/fetch-model.sh
 
-## make wasm: the page's wasm package in www/pkg.
-wasm: toolchain
+## make wasm: the page's wasm packages: www/pkg (single-threaded, stable Rust) and www/pkg-threads (shared memory,
+## a rayon pool on Web Workers; www/wasm-loader.js picks it when the page is cross-origin isolated).
+wasm: wasm-single wasm-threads
+
+wasm-single: toolchain
 	cargo build --release --target wasm32-unknown-unknown -p gemma-web
 	wasm-bindgen --target web --out-dir www/pkg $(WASM)
+
+wasm-threads: toolchain
+	RUSTFLAGS='$(THREADS_RUSTFLAGS)' CARGO_TARGET_DIR=$(THREADS_TARGET_DIR) \
+	  cargo +$(NIGHTLY) build --release --target wasm32-unknown-unknown -p gemma-web --features threads \
+	  -Z build-std=panic_abort,std
+	rm -rf www/pkg-threads
+	wasm-bindgen --target web --out-dir www/pkg-threads $(WASM_THREADS)
 
 test-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do \

@@ -24,13 +24,17 @@
 //   { type: "done", id, value }              the call's result
 //   { type: "error", id, error: { code, message } }
 
-import init, { WebEngine } from "./pkg/gemma_web.js";
 import { deleteModel, ensureReader, listModels } from "./store.js";
+import { loadWasm } from "./wasm-loader.js";
+
+/** The wasm package's engine class: ./pkg, or ./pkg-threads for a CPU engine on several threads (wasm-loader.js). */
+let WebEngine = null;
+/** What loadWasm said for the last load: { threads, package, fallback }. */
+let wasm = null;
 
 /** Bytes per HTTP Range request; the loader reads 4 MiB slices, served from this read-ahead. */
 const HTTP_CHUNK = 16 << 20;
 
-let ready = null;
 let engine = null;
 /** What the engine was loaded from, so it can be loaded again on a new device after a device loss. */
 let loadedFrom = null;
@@ -296,8 +300,11 @@ self.onmessage = async (event) => {
   }
   const post = (m) => self.postMessage({ ...m, id: msg.id });
   try {
-    ready ??= init();
-    await ready;
+    // A load picks the package for the threads it asks for; other messages use the one there is.
+    if (msg.type === "load" || !WebEngine) {
+      wasm = await loadWasm({ threads: msg.type === "load" ? msg.options?.threads : undefined });
+      WebEngine = wasm.module.WebEngine;
+    }
     const value = await handle(msg, post);
     post({ type: "done", value });
   } catch (e) {

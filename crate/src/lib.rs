@@ -21,5 +21,7 @@ pub mod web;
 pub mod web_engine;
 #[cfg(target_arch = "wasm32")]
 pub mod web_store;
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub mod web_threads;
 
 pub use error::Error;

@@ -53,6 +53,21 @@ fn quantized_matmul_all_types() {
                 let tol = worst_row / 128.0 + 1e-5;
                 let name = format!("{} {rows}x{cols} seed {seed} tokens {n}", ty.name);
                 assert_close(&name, &want, &got, tol, 1e-3);
+                // The threaded wasm build's row split: candle's kernel unsplit is within the
+                // tolerance, and split in pieces (ragged last ones, 1-3 row tails) it gives the
+                // same bits.
+                let mut whole = vec![f32::NAN; n * rows];
+                m.matmul_split(&x, n, &mut whole, 1).unwrap();
+                assert_close(&format!("{name} unsplit"), &want, &whole, tol, 1e-3);
+                for pieces in [2, 5, 64] {
+                    let mut split = vec![f32::NAN; n * rows];
+                    m.matmul_split(&x, n, &mut split, pieces).unwrap();
+                    let same = whole
+                        .iter()
+                        .zip(&split)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{name} split in {pieces}: {split:?} vs {whole:?}");
+                }
             }
             // Rows dequantize exactly as candle does (the embedding lookup).
             let mut row = vec![f32::NAN; cols];
@@ -66,6 +81,14 @@ fn quantized_matmul_all_types() {
                 );
             }
         }
+    }
+}
+
+/// The check the threaded wasm build runs in the browser (`splitMatmulMismatches`) passes here.
+#[test]
+fn split_matmul_check_passes() {
+    for pieces in [2, 3, 8] {
+        assert_eq!(gemma_web::cpu::quant::split_mismatches(pieces).unwrap(), 0);
     }
 }
 

@@ -2,9 +2,12 @@
 //! straight from GGUF blocks, RMSNorm, RoPE, GELU, soft-caps and attention over a KV cache.
 //! It knows no Gemma; `model::gemma_cpu` is the forward pass built from it.
 //!
-//! Threads: the matrix products run on candle-core's worker pool, attention of a prompt block
-//! on rayon's. Natively both follow `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: the
-//! physical cores); in wasm without shared memory everything runs on the calling thread.
+//! Threads: natively the matrix products run on candle-core's worker pool, attention of a prompt
+//! block on rayon's; both follow `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: the
+//! physical cores). In wasm without shared memory everything runs on the calling thread. The
+//! shared-memory wasm build (feature `threads`) has rayon's pool on Web Workers, started by
+//! `initThreadPool` before anything else touches rayon; the matrix products split their rows
+//! across it ([`QMatrix::matmul_split`]), since candle's own pool cannot start threads there.
 
 pub mod attention;
 pub mod ops;
@@ -14,6 +17,16 @@ pub use attention::{attend, AttentionShape, KvCache};
 pub use quant::{QMatrix, QMatrixBuilder};
 
 /// Threads the matrix products use.
+///
+/// In the shared-memory wasm build: rayon's pool, so call it only after `initThreadPool` (a
+/// first use of rayon before that starts a one-thread pool that cannot be replaced).
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Threads the matrix products use.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
 pub fn threads() -> usize {
     std::env::var("CANDLE_NUM_THREADS")
         .ok()

@@ -2,7 +2,9 @@
 //!
 //! The blocks are candle-core's (`candle_core::quantized`): the same byte layout as ggml's, with
 //! ggml's dot products against activations quantized to Q8_0 / Q8_K (AVX2 / AVX-512 natively,
-//! simd128 in wasm) and candle's worker pool over the rows. A matrix streams in from the loader
+//! simd128 in wasm) and candle's worker pool over the rows. candle's pool is std threads, which
+//! wasm cannot start (it has no workers there): the shared-memory wasm build splits each product's
+//! rows across rayon's pool on Web Workers instead ([`QMatrix::matmul_split`]). A matrix streams in from the loader
 //! slice by slice into its block vector; nothing is dequantized but the one embedding row a token
 //! needs. Q5_0 blocks, whose candle dot product has no SIMD path, are widened losslessly to
 //! Q8_0 at load (the same scale, the 5-bit values as bytes): 55% more bytes for them, several
@@ -12,12 +14,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use candle_core::quantized::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
-    BlockQ8_0,
+    self, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
+    BlockQ6K, BlockQ8_0,
 };
 use candle_core::quantized::{GgmlType as Block, QStorage, QTensor, QuantizedType};
 use candle_core::{Device, Tensor};
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 use crate::gguf::GgmlType;
 use crate::Error;
@@ -151,6 +154,71 @@ fn widen_q5_0(mut src: Vec<BlockQ5_0>) -> Vec<BlockQ8_0> {
     dst
 }
 
+/// Rayon tasks per pool thread in a split matmul: a few more than threads, so that a worker the
+/// browser runs slower than the others does not hold the whole product back.
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+const SPLITS_PER_THREAD: usize = 4;
+
+/// The blocks of a matrix from candle's bytes of them.
+fn blocks_of<T: Block>(bytes: &[u8]) -> Result<&[T], Error> {
+    let size = std::mem::size_of::<T>();
+    if bytes.len() % size != 0 || bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
+        return Err(Error::Unsupported(format!(
+            "{} bytes of blocks of {size} bytes, not aligned for them",
+            bytes.len()
+        )));
+    }
+    // SAFETY: the bytes are those of candle's `Vec<T>` (`QuantizedType::as_ptr`), whole blocks
+    // and aligned (checked); any byte pattern is a valid block (see `bytes_mut`).
+    Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) })
+}
+
+/// y (m, n) = x (m, k) times the (n, k) blocks in `bytes` transposed, the n rows in pieces of
+/// whole 4-row groups on rayon's pool, each through candle's `k_quants::matmul` on its slice.
+fn split_matmul<T: Block>(
+    bytes: &[u8],
+    (m, k, n): (usize, usize, usize),
+    x: &[f32],
+    y: &mut [f32],
+    pieces: usize,
+) -> Result<(), Error> {
+    let blocks = blocks_of::<T>(bytes)?;
+    let row_blocks = k / T::BLCK_SIZE;
+    if blocks.len() != n * row_blocks || x.len() != m * k || y.len() != m * n {
+        return Err(Error::Unsupported(format!(
+            "a split {m} x {k} x {n} matmul over {} blocks",
+            blocks.len()
+        )));
+    }
+    let err = |e| candle_error("quantized matmul", e);
+    let chunk = n.div_ceil(pieces.max(1)).next_multiple_of(4);
+    if m == 1 {
+        // One token: each piece writes its own stretch of y.
+        return y
+            .par_chunks_mut(chunk)
+            .zip(blocks.par_chunks(chunk * row_blocks))
+            .try_for_each(|(y, w)| k_quants::matmul((1, k, y.len()), x, w, y).map_err(err));
+    }
+    // A block of tokens: each piece's columns of y are strided, so it fills its own (m, rows)
+    // buffer, copied into place after.
+    let parts = blocks
+        .par_chunks(chunk * row_blocks)
+        .map(|w| {
+            let rows = w.len() / row_blocks;
+            let mut part = vec![0f32; m * rows];
+            k_quants::matmul((m, k, rows), x, w, &mut part).map_err(err)?;
+            Ok(part)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    for (j, part) in parts.iter().enumerate() {
+        let rows = part.len() / m;
+        for (t, src) in part.chunks_exact(rows).enumerate() {
+            y[t * n + j * chunk..][..rows].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
 /// A (rows, cols) weight matrix in its GGUF blocks; row r holds output r's weights.
 pub struct QMatrix {
     /// The type in the file.
@@ -272,14 +340,29 @@ impl QMatrix {
         self.tensor.storage_size_in_bytes() as u64
     }
 
-    /// y (m, rows) = x (m, cols) times the matrix transposed: `m` tokens at once.
-    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), Error> {
+    fn check_sizes(&self, x: &[f32], m: usize, y: &[f32]) -> Result<(), Error> {
         if x.len() < m * self.cols || y.len() < m * self.rows {
             return Err(Error::Unsupported(format!(
                 "{m} rows through {self:?} with x of {} and y of {} values",
                 x.len(),
                 y.len()
             )));
+        }
+        Ok(())
+    }
+
+    /// y (m, rows) = x (m, cols) times the matrix transposed: `m` tokens at once.
+    ///
+    /// Natively and in the single-threaded wasm build on candle's pool (none in wasm); in the
+    /// shared-memory wasm build with more than one rayon thread, split across rayon's.
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), Error> {
+        self.check_sizes(x, m, y)?;
+        #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+        {
+            let threads = rayon::current_num_threads();
+            if threads > 1 {
+                return self.matmul_split(x, m, y, threads * SPLITS_PER_THREAD);
+            }
         }
         let err = |e| candle_error("quantized matmul", e);
         let xs =
@@ -293,6 +376,43 @@ impl QMatrix {
         let start = layout.start_offset();
         y[..m * self.rows].copy_from_slice(&out[start..start + m * self.rows]);
         Ok(())
+    }
+
+    /// [`matmul`](Self::matmul) with the matrix's rows cut into about `pieces` ranges (multiples
+    /// of 4 rows, so candle's 4-row groups stay the same), run as rayon tasks, each through
+    /// candle's kernel on its own slice of blocks. Each output is the same dot product as in the
+    /// unsplit kernel, so the result equals `pieces = 1` bit for bit. In wasm candle's kernel is
+    /// single-threaded, so the pieces are the only parallelism; natively each piece would also
+    /// use candle's pool (which is why native runs [`matmul`](Self::matmul) unsplit).
+    pub fn matmul_split(
+        &self,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        pieces: usize,
+    ) -> Result<(), Error> {
+        self.check_sizes(x, m, y)?;
+        let data = self
+            .tensor
+            .data()
+            .map_err(|e| candle_error("matrix bytes", e))?;
+        let (x, y) = (&x[..m * self.cols], &mut y[..m * self.rows]);
+        let shape = (m, self.cols, self.rows);
+        match self.held {
+            GgmlType::F32 => split_matmul::<f32>(&data, shape, x, y, pieces),
+            GgmlType::F16 => split_matmul::<f16>(&data, shape, x, y, pieces),
+            GgmlType::BF16 => split_matmul::<bf16>(&data, shape, x, y, pieces),
+            GgmlType::Q4_0 => split_matmul::<BlockQ4_0>(&data, shape, x, y, pieces),
+            GgmlType::Q4_1 => split_matmul::<BlockQ4_1>(&data, shape, x, y, pieces),
+            GgmlType::Q5_0 => split_matmul::<BlockQ5_0>(&data, shape, x, y, pieces),
+            GgmlType::Q5_1 => split_matmul::<BlockQ5_1>(&data, shape, x, y, pieces),
+            GgmlType::Q8_0 => split_matmul::<BlockQ8_0>(&data, shape, x, y, pieces),
+            GgmlType::Q2K => split_matmul::<BlockQ2K>(&data, shape, x, y, pieces),
+            GgmlType::Q3K => split_matmul::<BlockQ3K>(&data, shape, x, y, pieces),
+            GgmlType::Q4K => split_matmul::<BlockQ4K>(&data, shape, x, y, pieces),
+            GgmlType::Q5K => split_matmul::<BlockQ5K>(&data, shape, x, y, pieces),
+            GgmlType::Q6K => split_matmul::<BlockQ6K>(&data, shape, x, y, pieces),
+        }
     }
 
     /// Row `r`, dequantized into `out` (`cols` values): an embedding lookup.
@@ -311,4 +431,54 @@ impl QMatrix {
         dequantize_row(self.held, &data[r * row_bytes..(r + 1) * row_bytes], out);
         Ok(())
     }
+}
+
+/// Outputs of [`QMatrix::matmul_split`] in `pieces` that differ in any bit from the unsplit
+/// kernel's (`pieces = 1`), over random matrices of the types a Q4_K_M / Q8_0 model holds (Q5_0
+/// as the Q8_0 it is widened to), with row counts that leave a ragged last piece and a 1-3 row
+/// tail after candle's 4-row groups, for one token and for blocks of tokens. The native test
+/// and the threaded wasm build's `splitMatmulMismatches` both run it.
+pub fn split_mismatches(pieces: usize) -> Result<usize, Error> {
+    fn random<T: Block>(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        rng: &mut crate::rng::SplitMix64,
+    ) -> Result<QMatrix, Error> {
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|_| rng.unit_f64() as f32 * 2.0 - 1.0)
+            .collect();
+        let mut blocks = vec![T::zeros(); rows * cols / T::BLCK_SIZE];
+        T::from_float(&w, &mut blocks);
+        QMatrix::from_bytes(ty, rows as u64, cols as u64, bytes_mut(&mut blocks))
+    }
+    let mut rng = crate::rng::SplitMix64::new(12);
+    let mut mismatches = 0;
+    for (ty, rows, cols) in [
+        (GgmlType::Q4K, 1027, 512),
+        (GgmlType::Q6K, 514, 768),
+        (GgmlType::Q8_0, 301, 96),
+        (GgmlType::Q5_0, 66, 64),
+        (GgmlType::F32, 37, 40),
+    ] {
+        let w = match ty {
+            GgmlType::Q4K => random::<BlockQ4K>(ty, rows, cols, &mut rng)?,
+            GgmlType::Q6K => random::<BlockQ6K>(ty, rows, cols, &mut rng)?,
+            GgmlType::Q8_0 => random::<BlockQ8_0>(ty, rows, cols, &mut rng)?,
+            GgmlType::Q5_0 => random::<BlockQ5_0>(ty, rows, cols, &mut rng)?,
+            _ => random::<f32>(ty, rows, cols, &mut rng)?,
+        };
+        for m in [1, 3, 17] {
+            let x: Vec<f32> = (0..m * cols).map(|_| rng.unit_f64() as f32 - 0.5).collect();
+            let (mut whole, mut split) = (vec![0f32; m * rows], vec![1f32; m * rows]);
+            w.matmul_split(&x, m, &mut whole, 1)?;
+            w.matmul_split(&x, m, &mut split, pieces)?;
+            mismatches += whole
+                .iter()
+                .zip(&split)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+        }
+    }
+    Ok(mismatches)
 }

@@ -1,0 +1,68 @@
+// The shared-memory wasm package (www/pkg-threads) in headless Chromium against `gemma-web serve`: www/wasm-loader.js
+// starts it with a pool of 2 threads on nested workers when the page is cross-origin isolated, and the single-threaded
+// package, saying why, when it is not. On the running pool the CPU engine's row-split matrix products give candle's
+// unsplit results bit for bit.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, newPage, runCleanup, startServer } from "./harness.mjs";
+
+let url;
+let context;
+
+after(runCleanup);
+
+before(async () => {
+  url = await startServer("models");
+  context = await launchBrowser();
+});
+
+/** Runs `body` (module source, `loadWasm` in scope, posting one message) in a module worker of the page. */
+function inWorker(page, body) {
+  return page.evaluate((src) => {
+    const blob = new Blob([src], { type: "text/javascript" });
+    const worker = new Worker(URL.createObjectURL(blob), { type: "module" });
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (e) => resolve(e.data);
+      worker.onerror = (e) => reject(new Error(e.message));
+    });
+  }, `import { loadWasm } from "${url}wasm-loader.js";\n${body}`);
+}
+
+test("cross-origin isolated: 2 pool threads, and split matmuls equal the unsplit kernel bit for bit", async () => {
+  const { page, errors } = await newPage(context);
+  await page.goto(`${url}gemma-web.js`);
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, "the dev server isolates the page");
+  const got = await inWorker(page, `
+    const w = await loadWasm({ threads: 2 });
+    postMessage({ package: w.package, threads: w.threads, fallback: w.fallback,
+      mismatches: w.package === "pkg-threads" ? w.module.splitMatmulMismatches() : null });`);
+  console.log(`threaded package: ${JSON.stringify(got)}`);
+  assert.deepEqual(got, { package: "pkg-threads", threads: 2, fallback: null, mismatches: 0 });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("not cross-origin isolated: the single-threaded package, and the result says why", async () => {
+  const { page, errors } = await newPage(context);
+  // The same server without the isolation headers (as a host that does not send them).
+  await page.route("**/*", async (route) => {
+    const res = await route.fetch();
+    const headers = { ...res.headers() };
+    delete headers["cross-origin-opener-policy"];
+    delete headers["cross-origin-embedder-policy"];
+    await route.fulfill({ response: res, headers });
+  });
+  await page.goto(`${url}gemma-web.js`);
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), false);
+  const got = await inWorker(page, `
+    const w = await loadWasm({ threads: 2 });
+    postMessage({ package: w.package, threads: w.threads, fallback: w.fallback,
+      engine: typeof w.module.WebEngine });`);
+  console.log(`without isolation: ${JSON.stringify(got)}`);
+  assert.equal(got.package, "pkg");
+  assert.equal(got.threads, 1);
+  assert.equal(got.engine, "function");
+  assert.match(got.fallback, /not cross-origin isolated/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
