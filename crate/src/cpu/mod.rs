@@ -15,6 +15,10 @@ pub use quant::{QMatrix, QMatrixBuilder};
 
 /// Threads the matrix products use.
 pub fn threads() -> usize {
+    // In a browser: the workers of the shared-memory build's pool, or 1.
+    if cfg!(target_arch = "wasm32") {
+        return rayon::current_num_threads();
+    }
     std::env::var("CANDLE_NUM_THREADS")
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
