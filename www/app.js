@@ -35,6 +35,8 @@ const state = {
   messages: [],
   generating: false,
   webgpu: hasWebGpu(),
+  /** A software WebGPU adapter (SwiftShader, WARP): "auto" runs the CPU engine then. */
+  softwareAdapter: false,
 };
 // For the curious (and the tests): the engine in use, from the console.
 window.gemmaPage = state;
@@ -67,9 +69,9 @@ async function checkWebGpu() {
   if (!state.webgpu) {
     el.className = "warn";
     el.textContent =
-      "This browser does not offer WebGPU, which gemma-web needs to run a model on your GPU. " +
-      "Use a recent Chrome or Edge on a desktop or laptop (or another browser with WebGPU turned on). " +
-      "You can still look at a model's details below.";
+      "This browser does not offer WebGPU, so models run on the CPU here (fine for small models; a recent Chrome or " +
+      "Edge runs them on your GPU).";
+    updateButtons();
     return;
   }
   try {
@@ -78,14 +80,18 @@ async function checkWebGpu() {
       state.webgpu = false;
       el.className = "warn";
       el.textContent = "WebGPU is present but no GPU adapter is available (it may be disabled or blocklisted for " +
-        "this GPU). Try another browser, or update the graphics driver.";
+        "this GPU), so models run on the CPU. Another browser or a graphics driver update may bring the GPU back.";
+      updateButtons();
       return;
     }
     const info = adapter.info || {};
     const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unnamed adapter";
     const f16 = adapter.features.has("shader-f16") ? "with shader-f16" : "without shader-f16";
-    el.className = "ok";
-    el.textContent = `WebGPU is available: ${name}, ${f16}.`;
+    state.softwareAdapter = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter);
+    el.className = state.softwareAdapter ? "warn" : "ok";
+    el.textContent = state.softwareAdapter
+      ? `WebGPU offers only a software adapter (${name}, ${f16}): "auto" runs models on the CPU, which is faster here.`
+      : `WebGPU is available: ${name}, ${f16}.`;
   } catch (e) {
     state.webgpu = false;
     el.className = "warn";
@@ -316,8 +322,9 @@ async function showChoice(choice, readGgufHeader) {
 function updateButtons() {
   const c = state.choice;
   const load = $("load");
-  const loaded = state.engine && state.loadedChoice === c;
-  load.disabled = !state.webgpu || !c || !c.size || state.generating || state.loading || loaded;
+  const loaded = state.engine && state.loadedChoice === c && state.loadedBackend === $("backend-select").value;
+  const needsGpu = $("backend-select").value === "webgpu";
+  load.disabled = (needsGpu && !state.webgpu) || !c || !c.size || state.generating || state.loading || loaded;
   load.textContent = loaded ? "Loaded" : c && c.size ? `Load model (${mb(c.size)})` : "Load model";
   for (const b of document.querySelectorAll(".stop")) b.disabled = !state.generating;
   $("send").disabled = !state.engine || state.generating;
@@ -352,12 +359,13 @@ async function loadChoice() {
       model: choice.file || choice.ref || choice.entry?.id || choice.url,
       hfEndpoint,
       contextLength: 2048,
+      backend: $("backend-select").value,
       onProgress: (p) => {
         bar.value = p.total ? p.loaded / p.total : 0;
         const speed = p.bytesPerSecond > 0 ? ` · ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s` : "";
         const left = p.secondsLeft != null ? ` · ${seconds(p.secondsLeft)} left` : "";
         const what = { download: "Downloading", waiting: "Downloading", verify: "Checking the stored copy",
-          load: "Moving the weights to the GPU" }[p.phase] ?? "Loading";
+          load: "Loading the weights" }[p.phase] ?? "Loading";
         const info = $("load-info");
         info.textContent = p.phase === "waiting"
           ? `${what}: ${mb(p.loaded)} of ${mb(p.total)}; retrying in ${seconds(p.retryInSeconds)} (${p.reason})`
@@ -367,6 +375,7 @@ async function loadChoice() {
     });
     state.engine = engine;
     state.loadedChoice = choice;
+    state.loadedBackend = $("backend-select").value;
     // The engine reloads the model on a new device by itself; the reader should know why the text paused.
     engine.addEventListener("devicelost", () =>
       setStatus("The GPU was reset. Loading the model again from this browser's storage; the answer will go on…"));
@@ -379,9 +388,14 @@ async function loadChoice() {
     const took = (performance.now() - started) / 1000;
     $("load-info").textContent = `Loaded in ${seconds(took)}.`;
     const engineInfo = $("engine-info");
-    engineInfo.textContent = `Running on ${caps.adapterName} (${caps.backend}), capability tier ${caps.tier}` +
-      `${caps.f16 ? "" : " (no shader-f16)"}; context ${count(engine.info.contextLength)} tokens.`;
-    engineInfo.dataset.tier = caps.tier;
+    const where = caps
+      ? `the GPU: ${caps.adapterName || "an unnamed adapter"} (${caps.backend}), capability tier ${caps.tier}` +
+        `${caps.f16 ? "" : " (no shader-f16)"}`
+      : `the CPU, ${engine.info.threads} thread${engine.info.threads === 1 ? "" : "s"}`;
+    engineInfo.textContent = `Running on ${where} (${engine.info.backendReason}); ` +
+      `context ${count(engine.info.contextLength)} tokens.`;
+    engineInfo.dataset.backend = engine.backend;
+    if (caps) engineInfo.dataset.tier = caps.tier;
     showConfig(engine.info.header);
     showTensors(engine.info.header);
     state.messages = [];
@@ -604,6 +618,10 @@ async function main() {
   });
   $("continue").addEventListener("click", continueText);
   $("mode-select").addEventListener("change", showMode);
+  // ?backend=cpu (or webgpu) preselects where the model runs.
+  const backend = new URLSearchParams(location.search).get("backend");
+  if (["auto", "webgpu", "cpu"].includes(backend)) $("backend-select").value = backend;
+  $("backend-select").addEventListener("change", updateButtons);
   $("new-chat").addEventListener("click", async () => {
     state.messages = [];
     $("messages").replaceChildren();

@@ -59,6 +59,9 @@ export class GemmaChatElement extends HTMLElement {
   maxTokens: number;
   /** `temperature`: sampling temperature (0 is greedy); undefined uses gemma-web's default. */
   temperature: number | undefined;
+  /** `backend`: where the model runs, read when it loads: "auto" (default: a hardware GPU, else the CPU), "webgpu"
+   * (a browser without a usable GPU gets the "unsupported" state) or "cpu". */
+  backend: "auto" | "webgpu" | "cpu";
 
   readonly state: GemmaChatState;
   /** The loaded engine, or null. */

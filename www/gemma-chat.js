@@ -275,6 +275,12 @@ export class GemmaChatElement extends HTMLElement {
   set maxTokens(v) { this.setAttribute("max-tokens", String(v)); }
   get temperature() { return this.#number("temperature", undefined, 0); }
   set temperature(v) { this.setAttribute("temperature", String(v)); }
+  /** Where the model runs: "auto" (default: a hardware GPU, else the CPU), "webgpu" or "cpu"; read when it loads. */
+  get backend() {
+    const v = this.getAttribute("backend");
+    return v === "webgpu" || v === "cpu" ? v : "auto";
+  }
+  set backend(v) { this.setAttribute("backend", v); }
 
   /** "idle", "unsupported", "consent", "loading", "ready", "answering" or "error". */
   get state() { return this.#state; }
@@ -460,20 +466,23 @@ export class GemmaChatElement extends HTMLElement {
     // Events wait for the code that inserted the element to finish, so a listener it adds next hears them.
     await null;
     if (generation !== this.#generation) return;
-    if (!hasWebGpu()) {
-      this.#unsupported("This browser does not offer WebGPU, which this assistant needs to run a language model " +
-        `on your GPU. ${BROWSERS}`);
-      return;
-    }
-    let adapter = null;
-    try {
-      adapter = await navigator.gpu.requestAdapter();
-    } catch {}
-    if (generation !== this.#generation) return;
-    if (!adapter) {
-      this.#unsupported("This browser has WebGPU, but no GPU is available to it (WebGPU may be turned off, or this " +
-        `GPU or driver is blocked). ${BROWSERS} Updating the graphics driver can help.`);
-      return;
+    // Without a usable GPU the model runs on the CPU, unless the page insists on the GPU (backend="webgpu").
+    if (this.backend === "webgpu") {
+      if (!hasWebGpu()) {
+        this.#unsupported("This browser does not offer WebGPU, which this assistant needs to run a language model " +
+          `on your GPU. ${BROWSERS}`);
+        return;
+      }
+      let adapter = null;
+      try {
+        adapter = await navigator.gpu.requestAdapter();
+      } catch {}
+      if (generation !== this.#generation) return;
+      if (!adapter) {
+        this.#unsupported("This browser has WebGPU, but no GPU is available to it (WebGPU may be turned off, or " +
+          `this GPU or driver is blocked). ${BROWSERS} Updating the graphics driver can help.`);
+        return;
+      }
     }
     if (!this.model) {
       this.#fail(new GemmaWebError("Unsupported", "the <gemma-chat> element has no model attribute"), { fatal: true });
@@ -560,7 +569,7 @@ export class GemmaChatElement extends HTMLElement {
   async #describeOffer(d) {
     const ui = this.#ui;
     const size = d.bytes ? `${d.approximate ? "about " : ""}${bytesText(d.bytes)}` : null;
-    ui.about.textContent = `This assistant runs a language model on your own GPU: ${d.name}. Nothing you type ` +
+    ui.about.textContent = `This assistant runs a language model on your own device: ${d.name}. Nothing you type ` +
       `leaves this page. ${size ? `It needs a ${size} download first.` : "It needs a download first (the server " +
       "did not say how large)."}`;
     ui.start.textContent = d.bytes ? `Download and start (${size})` : "Download and start";
@@ -623,6 +632,7 @@ export class GemmaChatElement extends HTMLElement {
     try {
       engine = await createEngine({
         model: this.model,
+        backend: this.backend,
         signal: controller.signal,
         ...(contextLength ? { contextLength } : {}),
         onProgress: (p) => {
@@ -630,7 +640,7 @@ export class GemmaChatElement extends HTMLElement {
           if (p.phase !== phase) {
             phase = p.phase;
             this.#announce({ download: "Downloading the model…", verify: "Checking the stored model…",
-              load: "Moving the model to the GPU…" }[phase] ?? "");
+              load: "Loading the model…" }[phase] ?? "");
           }
           this.#showProgress(p);
           this.#emit("progress", p);
@@ -658,6 +668,12 @@ export class GemmaChatElement extends HTMLElement {
     this.#engine = engine;
     this.#error = null;
     this.#mode = this.#modeOf(engine);
+    if (engine.backend === "cpu") {
+      const threads = engine.info.threads;
+      this.#notes.device = `Runs on this device's CPU (${threads} thread${threads === 1 ? "" : "s"}): ` +
+        `${engine.info.backendReason}.`;
+      this.#renderNotes();
+    }
     this.#watchDevice(engine);
     this.#notes.mode = this.#mode === "text"
       ? "This is a base model, not tuned to follow instructions: it continues a question-and-answer text, so its " +
@@ -689,7 +705,7 @@ export class GemmaChatElement extends HTMLElement {
       : p.phase === "waiting"
         ? `Downloading: ${amount}; retrying in ${secondsText(p.retryInSeconds ?? 0)} (${p.reason ?? "the server is busy"})`
       : p.phase === "verify" ? `Checking the stored copy: ${amount}`
-      : `Moving the weights to the GPU: ${amount}${left}`;
+      : `Loading the weights: ${amount}${left}`;
   }
 
   /** The engine reloads itself after a lost GPU device (when it supports that): say so while it does. */

@@ -116,7 +116,15 @@ export interface CreateEngineOptions {
   /** Download a URL's weights once into the browser's storage (default where there is storage); false streams
    * them with Range requests on every load. */
   store?: boolean;
+  /** Where the model runs. "auto" (default): a hardware WebGPU adapter, else the CPU engine (no WebGPU, or only a
+   * software adapter such as SwiftShader). "webgpu" and "cpu" insist. */
+  backend?: Backend;
+  /** CPU engine threads (default: navigator.hardwareConcurrency, at most 8); more than one needs a cross-origin
+   * isolated page (COOP/COEP headers). */
+  threads?: number;
 }
+
+export type Backend = "auto" | "webgpu" | "cpu";
 
 /** What a model string names, found before anything is downloaded. */
 export interface ModelDescription {
@@ -207,6 +215,9 @@ export interface Usage {
   reused_tokens: number;
   prefill_tok_s: number;
   decode_tok_s: number;
+  /** Where the call ran, and on how many threads (1 on WebGPU). */
+  backend: "webgpu" | "cpu";
+  threads: number;
 }
 
 /** Not in OpenAI's schema: token ids and timings. */
@@ -278,13 +289,17 @@ export interface EngineEventMap {
  * `devicelost` and `recovered` events; a second loss during the same call rejects it with "DeviceLost".
  */
 export interface Engine extends EventTarget {
-  /** The model's header summary, the GPU capabilities in use, sizes, and where the weights came from. */
+  /** The model's header summary, where it runs and why, the GPU capabilities in use, sizes, and where the weights
+   * came from. */
   readonly info: EngineInfo;
   /** The catalog id, the file name of a URL, or the name of a File. */
   readonly model: string;
   /** The catalog entry the model came from, if any. */
   readonly catalogEntry: CatalogModel | null;
-  readonly capabilities: Capabilities;
+  /** The GPU capabilities in use; null on the CPU backend. */
+  readonly capabilities: Capabilities | null;
+  /** Where the model runs. */
+  readonly backend: "webgpu" | "cpu";
   readonly chat: {
     completions: {
       create(request: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;

@@ -1,4 +1,4 @@
-// gemma-web's public ES module: Gemma on your GPU through WebGPU, with an OpenAI-style API.
+// gemma-web's public ES module: Gemma in the page, on the GPU through WebGPU or on the CPU, with an OpenAI-style API.
 //
 //   import { createEngine } from "/gemma-web.js";
 //   const engine = await createEngine({ model: "gemma-3-270m", onProgress: (p) => console.log(p.loaded, p.total) });
@@ -7,7 +7,9 @@
 //
 // The engine runs in a dedicated worker (www/worker.js); this module only sends it messages. `model` is a URL of a
 // .gguf file, an id from catalog.json, `hf:org/repo/file.gguf[@revision]` or a huggingface.co URL (www/hub.js), or a
-// File/Blob the user picked. A URL's weights are downloaded once into the
+// File/Blob the user picked. `backend` says where the model runs: "auto" (the default) takes a hardware WebGPU adapter
+// and otherwise the CPU engine (no WebGPU, or only a software adapter such as SwiftShader); "webgpu" or "cpu" insist.
+// The CPU engine computes on several threads when the page is cross-origin isolated (COOP/COEP headers). A URL's weights are downloaded once into the
 // browser's storage (OPFS, www/store.js: resumable, verified) and loaded from there afterwards; `store: false` streams
 // them from the server with Range requests on every load instead.
 
@@ -235,19 +237,28 @@ export async function deleteStoredModel(modelId) {
   return once("deleteStored", { modelId });
 }
 
+const BACKENDS = ["auto", "webgpu", "cpu"];
+
 /**
  * Loads a model into a new engine. Progress comes in phases: "download" (into storage; `fetched` bytes crossed the
- * network), "verify" (a stored copy is hashed again), "load" (weights to the GPU).
+ * network), "verify" (a stored copy is hashed again), "load" (weights to the GPU, or into the CPU engine's memory).
  * @param {{ model: string | Blob, onProgress?: (p: { phase: string, loaded: number, total: number, fetched: number,
  *   bytesPerSecond: number, secondsLeft: number | null }) => void, signal?: AbortSignal, contextLength?: number,
- *   store?: boolean }} options
+ *   store?: boolean, backend?: "auto" | "webgpu" | "cpu", threads?: number }} options
  */
 export async function createEngine({
-  model, onProgress, signal, contextLength, store = hasStorage(), hfEndpoint = HF_ENDPOINT,
+  model, onProgress, signal, contextLength, store = hasStorage(), hfEndpoint = HF_ENDPOINT, backend = "auto", threads,
 } = {}) {
-  if (!hasWebGpu()) {
+  if (!BACKENDS.includes(backend)) {
+    throw new GemmaWebError("Unsupported", `backend must be one of ${BACKENDS.join(", ")}, not ${JSON.stringify(backend)}`);
+  }
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
+    throw new GemmaWebError("Unsupported", `threads must be a whole number >= 1, not ${JSON.stringify(threads)}`);
+  }
+  if (backend === "webgpu" && !hasWebGpu()) {
     throw new GemmaWebError("WebGPUUnavailable",
-      "this browser does not offer WebGPU; use a recent Chrome, Edge or another browser with WebGPU enabled");
+      "this browser does not offer WebGPU; use a recent Chrome, Edge or another browser with WebGPU enabled, " +
+      'or the CPU backend (backend: "cpu" or "auto")');
   }
   if (signal?.aborted) throw new GemmaWebError("Aborted", "aborted before loading");
   const { source, name, entry } = await resolveSource(model, { hfEndpoint, signal });
@@ -259,7 +270,7 @@ export async function createEngine({
   const onAbort = () => link.fail(new GemmaWebError("Aborted", "loading was aborted"));
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const options = contextLength ? { contextLength } : {};
+    const options = { backend, ...(contextLength ? { contextLength } : {}), ...(threads ? { threads } : {}) };
     const info = await link.call("load", { source, options }, (msg) => {
       if (msg.type === "fetched") fetched = msg.bytes;
       if (msg.type === "download") {
@@ -344,7 +355,10 @@ class Engine extends EventTarget {
   constructor(link, info, name, entry) {
     super();
     this.#link = link;
-    /** The model's header summary, the GPU capabilities in use (`info.capabilities.tier`), sizes. */
+    /**
+     * The model's header summary; where it runs (`backend`: "webgpu" or "cpu", `backendReason`, `threads`); the GPU
+     * capabilities in use (`capabilities.tier`; null on the CPU); sizes.
+     */
     this.info = info;
     this.model = name;
     /** The catalog entry the model came from, if any. */
@@ -353,8 +367,14 @@ class Engine extends EventTarget {
     this.completions = { create: (request) => this.#create("text", request) };
   }
 
+  /** The GPU capabilities in use; null on the CPU backend. */
   get capabilities() {
     return this.info.capabilities;
+  }
+
+  /** Where the model runs: "webgpu" or "cpu". */
+  get backend() {
+    return this.info.backend;
   }
 
   /**
@@ -448,6 +468,8 @@ class Engine extends EventTarget {
       reused_tokens: result.reusedTokens,
       prefill_tok_s: result.prefillTokS,
       decode_tok_s: result.decodeTokS,
+      backend: result.backend,
+      threads: result.threads,
     };
   }
 

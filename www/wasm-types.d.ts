@@ -36,6 +36,8 @@ export interface LoadOptions {
   contextLength?: number;
   /** Prompt tokens per prefill block; default 64. */
   prefillChunk?: number;
+  /** "auto" (default): a hardware WebGPU adapter, else the CPU engine; "webgpu" or "cpu" insist. */
+  backend?: "auto" | "webgpu" | "cpu";
 }
 /** Called after each slice of tensor data reaches the GPU. */
 export type LoadProgress = (loadedBytes: number, totalBytes: number) => void;
@@ -61,9 +63,19 @@ export interface WasmMemory {
 }
 export interface ModelInfo {
   header: HeaderSummary;
-  capabilities: Capabilities;
+  /** Where the model runs. */
+  backend: "webgpu" | "cpu";
+  /** Why there, in words for the reader (e.g. "WebGPU offers only a software adapter ..."). */
+  backendReason: string;
+  /** Threads the CPU engine computes on (1 on WebGPU). */
+  threads: number;
+  /** The GPU in use; null on the CPU backend. */
+  capabilities: Capabilities | null;
   /** KV-cache positions this load holds. */
   contextLength: number;
+  /** The weights' bytes where they are used: GPU buffers, or wasm memory on the CPU backend. */
+  weightBytes: number;
+  /** The weights' bytes on the GPU (0 on the CPU backend). */
   weightGpuBytes: number;
   kvCacheBytes: number;
   loadSeconds: number;
@@ -116,4 +128,7 @@ export interface GenerateResult {
   decodeTokS: number;
   /** The sampler's seed: the request's, or the one drawn for it. */
   seed: number;
+  /** Where it ran, and on how many threads (1 on WebGPU). */
+  backend: "webgpu" | "cpu";
+  threads: number;
 }

@@ -86,3 +86,37 @@ pub fn js_error(e: &Error) -> js_sys::Error {
     let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
     err
 }
+
+thread_local! {
+    /// A message channel that wakes [`yield_to_event_loop`]: a message posted to one port is
+    /// delivered as a task of its own, after whatever else is queued (no timer clamping).
+    static WAKER: Option<(web_sys::MessageChannel, Closure<dyn FnMut()>)> = {
+        let channel = web_sys::MessageChannel::new().ok()?;
+        let on_message = Closure::<dyn FnMut()>::new(|| {
+            if let Some(resolve) = RESOLVE.with(|r| r.borrow_mut().take()) {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        });
+        channel.port1().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        Some((channel, on_message))
+    };
+    static RESOLVE: std::cell::RefCell<Option<js_sys::Function>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Lets the worker's event loop run once (its queued messages: an interrupt, a tokenize call)
+/// before the caller goes on. The CPU engine computes on the worker's own thread, so without
+/// this nothing else would be handled until the generation ended.
+pub async fn yield_to_event_loop() {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let posted = WAKER.with(|w| {
+            w.as_ref()
+                .is_some_and(|(channel, _)| channel.port2().post_message(&JsValue::NULL).is_ok())
+        });
+        if posted {
+            RESOLVE.with(|r| *r.borrow_mut() = Some(resolve));
+        } else {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}

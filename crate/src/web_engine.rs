@@ -1,5 +1,6 @@
-//! The engine's wasm surface (wasm32 only): load a model from any JS byte reader, generate with
-//! streaming text, interrupt, unload, tokenize, capabilities. `www/worker.js` drives it inside a
+//! The engine's wasm surface (wasm32 only): load a model from any JS byte reader onto the GPU or
+//! the CPU engine (`backend`: auto, webgpu, cpu), generate with streaming text, interrupt, unload,
+//! tokenize, capabilities. `www/worker.js` drives it inside a
 //! dedicated worker; the page never calls it directly.
 //!
 //! Every method returns at once (a `Promise` for the slow ones) and keeps no borrow of the
@@ -19,10 +20,11 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::gpu::{Caps, Gpu, GpuOptions};
+use crate::model::gemma_cpu::CpuModel;
 use crate::model::generate::chat_turn_ids;
 use crate::model::loader::LoadOptions;
 use crate::model::{
-    ByteSource, GenerateOptions, Generation, Model, ModelOptions, SamplingParams, Session,
+    ByteSource, Engine, GenerateOptions, Generation, Model, ModelOptions, SamplingParams, Session,
     StopReason,
 };
 use crate::summary::HeaderSummary;
@@ -133,6 +135,73 @@ impl ByteSource for JsSource {
 struct JsLoadOptions {
     context_length: Option<u32>,
     prefill_chunk: Option<u32>,
+    backend: BackendChoice,
+}
+
+/// Where the page asks the model to run.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum BackendChoice {
+    /// A hardware WebGPU adapter when there is one, else the CPU.
+    #[default]
+    Auto,
+    /// WebGPU, even a software adapter; `WebGPUUnavailable` without one.
+    Webgpu,
+    /// The CPU engine, on this worker's thread and its pool's.
+    Cpu,
+}
+
+/// Where the model runs, and why there.
+struct Placement {
+    gpu: Option<Gpu>,
+    reason: String,
+}
+
+/// Opens the GPU when the choice and the adapter call for it. `auto` takes a hardware adapter
+/// and leaves a software one (SwiftShader, WARP, lavapipe: a CPU device type, or the browser's
+/// fallback adapter) to the CPU engine, which runs the same model many times faster there.
+async fn place(choice: BackendChoice) -> Result<Placement, Error> {
+    let adapter = |gpu: &Gpu| {
+        if gpu.caps.adapter_name.is_empty() {
+            "an unnamed adapter".to_string()
+        } else {
+            gpu.caps.adapter_name.clone()
+        }
+    };
+    match choice {
+        BackendChoice::Cpu => Ok(Placement {
+            gpu: None,
+            reason: "the CPU backend was asked for".into(),
+        }),
+        BackendChoice::Webgpu => {
+            let gpu = open_gpu().await?;
+            let reason = format!("WebGPU was asked for ({})", adapter(&gpu));
+            Ok(Placement {
+                gpu: Some(gpu),
+                reason,
+            })
+        }
+        BackendChoice::Auto => match open_gpu().await {
+            Ok(gpu) if !gpu.caps.cpu => {
+                let reason = format!("a hardware WebGPU adapter ({})", adapter(&gpu));
+                Ok(Placement {
+                    gpu: Some(gpu),
+                    reason,
+                })
+            }
+            Ok(gpu) => Ok(Placement {
+                reason: format!(
+                    "WebGPU offers only a software adapter ({}), slower than the CPU engine",
+                    adapter(&gpu)
+                ),
+                gpu: None,
+            }),
+            Err(e) => Ok(Placement {
+                gpu: None,
+                reason: format!("no usable WebGPU ({e})"),
+            }),
+        },
+    }
 }
 
 /// Context asked for when the page does not say: enough for a chat, small enough that the KV
@@ -188,8 +257,18 @@ fn wasm_memory_bytes() -> u64 {
 #[serde(rename_all = "camelCase")]
 struct JsModelInfo<'a> {
     header: &'a HeaderSummary,
-    capabilities: JsCaps,
+    /// "webgpu" or "cpu".
+    backend: &'static str,
+    /// Why the model runs there, in words for the reader.
+    backend_reason: &'a str,
+    /// Threads the CPU engine computes on (1 on WebGPU: the worker's).
+    threads: usize,
+    /// The GPU in use; `None` on the CPU backend.
+    capabilities: Option<JsCaps>,
     context_length: u32,
+    /// Bytes of the weights where they are used: GPU buffers, or wasm memory on the CPU.
+    weight_bytes: u64,
+    /// Bytes of the weights on the GPU (0 on the CPU backend).
     weight_gpu_bytes: u64,
     kv_cache_bytes: u64,
     load_seconds: f64,
@@ -232,6 +311,9 @@ struct JsGenerateResult {
     decode_tok_s: f64,
     /// The sampler's seed (the request's, or the one drawn for it).
     seed: u64,
+    /// Where it ran: "webgpu" or "cpu", and on how many threads.
+    backend: &'static str,
+    threads: usize,
 }
 
 /// A loaded model and what its KV cache holds.
@@ -239,6 +321,7 @@ struct Loaded {
     session: Session,
     tokenizer: Rc<GemmaTokenizer>,
     summary: HeaderSummary,
+    backend_reason: String,
     load_seconds: f64,
     wasm_memory: WasmMemory,
     /// The chat messages whose tokens are in the KV cache (replies exactly as generated), when
@@ -253,13 +336,14 @@ struct Inner {
     busy: Cell<bool>,
     interrupted: Cell<bool>,
     unloaded: Cell<bool>,
-    /// The model's device, reachable while a generation holds the model.
-    device: wgpu::Device,
+    /// The model's GPU device (none on the CPU backend), reachable while a generation holds
+    /// the model.
+    device: Option<wgpu::Device>,
     /// The model's tokenizer, reachable while a generation holds the model.
     tokenizer: Rc<GemmaTokenizer>,
 }
 
-/// A model on the GPU, ready to generate. Create with `WebEngine.load`.
+/// A model on the GPU or the CPU, ready to generate. Create with `WebEngine.load`.
 #[wasm_bindgen]
 pub struct WebEngine {
     inner: Rc<Inner>,
@@ -304,17 +388,26 @@ impl WebEngine {
     pub fn info(&self) -> Result<JsValue, js_sys::Error> {
         let guard = self.inner.loaded.borrow();
         let l = guard.as_ref().ok_or_else(|| js_error(&self.not_ready()))?;
-        let m = l
-            .session
-            .engine
-            .gpu()
-            .ok_or_else(|| js_error(&Error::Unsupported("a CPU engine in the page".into())))?;
+        let engine = &l.session.engine;
+        let (capabilities, weight_bytes, weight_gpu_bytes, kv_cache_bytes) = match engine {
+            Engine::Gpu(m) => (
+                Some(JsCaps::from(&m.gpu.caps)),
+                m.stats.weight_gpu_bytes,
+                m.stats.weight_gpu_bytes,
+                m.stats.kv_cache_bytes,
+            ),
+            Engine::Cpu(m) => (None, m.stats.weight_bytes, 0, m.stats.kv_cache_bytes),
+        };
         to_js(&JsModelInfo {
             header: &l.summary,
-            capabilities: JsCaps::from(&m.gpu.caps),
-            context_length: m.context_len,
-            weight_gpu_bytes: m.stats.weight_gpu_bytes,
-            kv_cache_bytes: m.stats.kv_cache_bytes,
+            backend: backend_name(engine),
+            backend_reason: &l.backend_reason,
+            threads: threads(engine),
+            capabilities,
+            context_length: engine.context_len(),
+            weight_bytes,
+            weight_gpu_bytes,
+            kv_cache_bytes,
             load_seconds: l.load_seconds,
             wasm_memory: l.wasm_memory,
         })
@@ -403,10 +496,12 @@ impl WebEngine {
     }
 
     /// Destroys the GPU device as a driver reset would (for tests of the recovery path): the
-    /// running generation, or the next one, fails with `DeviceLost`.
+    /// running generation, or the next one, fails with `DeviceLost`. Nothing on the CPU backend.
     #[wasm_bindgen(js_name = simulateDeviceLoss)]
     pub fn simulate_device_loss(&self) {
-        self.inner.device.destroy();
+        if let Some(device) = &self.inner.device {
+            device.destroy();
+        }
     }
 
     /// Forgets the conversation held in the KV cache (the next call starts afresh).
@@ -417,7 +512,7 @@ impl WebEngine {
         }
     }
 
-    /// Frees the model's GPU memory (a running generation is interrupted first).
+    /// Frees the model's memory (a running generation is interrupted first).
     pub fn unload(&self) {
         self.inner.unloaded.set(true);
         self.inner.interrupted.set(true);
@@ -444,7 +539,7 @@ async fn load(
     let t0 = crate::model::generate::now_secs();
     let at_start = wasm_memory_bytes();
     let mut src = JsSource::new(reader)?;
-    let gpu = open_gpu().await?;
+    let placement = place(opts.backend).await?;
     let model_opts = ModelOptions {
         context_len: Some(opts.context_length.unwrap_or(DEFAULT_WEB_CONTEXT)),
         prefill_chunk: opts
@@ -461,18 +556,26 @@ async fn load(
             &(total as f64).into(),
         );
     };
-    let model = Model::load(gpu, &mut src, &model_opts, &mut progress).await?;
+    let engine: Engine = match placement.gpu {
+        Some(gpu) => Model::load(gpu, &mut src, &model_opts, &mut progress)
+            .await?
+            .into(),
+        None => CpuModel::load(&mut src, &model_opts, &mut progress)
+            .await?
+            .into(),
+    };
     let after_weights = wasm_memory_bytes();
-    let tokenizer = Rc::new(GemmaTokenizer::from_gguf(&model.header)?);
-    let summary = HeaderSummary::new(&model.header, src.len())?;
+    let tokenizer = Rc::new(GemmaTokenizer::from_gguf(engine.header())?);
+    let summary = HeaderSummary::new(engine.header(), src.len())?;
     let load_seconds = crate::model::generate::now_secs() - t0;
-    let device = model.gpu.device.clone();
+    let device = engine.gpu().map(|m| m.gpu.device.clone());
     Ok(WebEngine {
         inner: Rc::new(Inner {
             loaded: RefCell::new(Some(Loaded {
-                session: Session::new(model),
+                session: Session::new(engine),
                 tokenizer: tokenizer.clone(),
                 summary,
+                backend_reason: placement.reason,
                 load_seconds,
                 wasm_memory: WasmMemory {
                     at_start,
@@ -488,6 +591,20 @@ async fn load(
             tokenizer,
         }),
     })
+}
+
+fn backend_name(engine: &Engine) -> &'static str {
+    match engine {
+        Engine::Gpu(_) => "webgpu",
+        Engine::Cpu(_) => "cpu",
+    }
+}
+
+fn threads(engine: &Engine) -> usize {
+    match engine {
+        Engine::Gpu(_) => 1,
+        Engine::Cpu(m) => m.threads(),
+    }
 }
 
 fn role(m: &JsMessage) -> Result<Role, Error> {
@@ -654,6 +771,8 @@ async fn generate(
         prefill_seconds: g.prefill_secs,
         decode_seconds: g.decode_secs,
         seed: opts.sampling.seed,
+        backend: backend_name(&l.session.engine),
+        threads: threads(&l.session.engine),
         prefill_tok_s: g.prefill_tok_s(),
         decode_tok_s: g.decode_tok_s(),
         prompt_ids: g.prompt_ids,

@@ -1,7 +1,9 @@
-// The engine in headless Chromium (www/gemma-web.js -> worker -> wasm -> WebGPU on SwiftShader) against the real
-// `gemma-web serve` and the real Gemma 3 270M: greedy tokens identical to the native engine's (an independent run of
-// `gemma-web generate --json` on lavapipe), chat turns reusing the KV cache, interrupt, a local File. SwiftShader runs this model at
-// seconds per token, so prompts are short and token counts tiny; one engine serves all tests.
+// The engine in headless Chromium (www/gemma-web.js -> worker -> wasm) against the real `gemma-web serve` and the real
+// Gemma 3 270M: greedy tokens identical to the native engine's (an independent run of `gemma-web generate --json` on
+// lavapipe), chat turns reusing the KV cache, interrupt, a local File. Chromium's WebGPU here is SwiftShader, a
+// software adapter, so "auto" runs the CPU engine, and most tests use that engine; a second engine, on WebGPU
+// (SwiftShader: seconds per token, so token counts are tiny), checks the WGSL forward pass in the browser and the
+// recovery from a lost GPU device.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { launchBrowser, MODEL_BYTES, newPage, nativeGenerate, runCleanup, sentBytes, startLoggedServer } from "./harness.mjs";
@@ -31,7 +33,7 @@ before(async () => {
       contextLength: 256,
       onProgress: (p) => progress.push(p),
     });
-    return { progress, info: window.engine.info };
+    return { progress, info: window.engine.info, backend: window.engine.backend };
   });
   const last = loaded.progress.at(-1);
   assert.ok(loaded.progress.length > 10, "progress is reported slice by slice");
@@ -39,41 +41,81 @@ before(async () => {
   assert.ok(last.fetched >= last.total, "every tensor byte crossed the network");
   assert.equal(loaded.info.header.architecture, "gemma3");
   assert.equal(loaded.info.contextLength, 256);
-  assert.match(loaded.info.capabilities.tier, /^(baseline|f16|subgroups|f16\+subgroups)$/);
-  console.log(`load: ${((Date.now() - t) / 1000).toFixed(1)} s, tier ${loaded.info.capabilities.tier}, ` +
-    `adapter ${loaded.info.capabilities.adapterName}`);
-  // The loader streams tensors in bounded slices: wasm memory must not grow with the model (253 MB here).
+  // The automatic choice, said out loud: SwiftShader is a software adapter, so the model runs on the CPU.
+  assert.equal(loaded.backend, "cpu");
+  assert.equal(loaded.info.capabilities, null);
+  assert.match(loaded.info.backendReason, /software adapter/);
+  assert.ok(Number.isInteger(loaded.info.threads) && loaded.info.threads >= 1, `threads ${loaded.info.threads}`);
+  console.log(`load: ${((Date.now() - t) / 1000).toFixed(1)} s on the CPU, ${loaded.info.threads} thread(s) ` +
+    `(${loaded.info.backendReason})`);
+  // The CPU engine holds the weights in wasm memory as they are in the file (Q5_0 widened to Q8_0): the model's
+  // bytes plus at most 64 MiB for everything else of the load (KV cache, activations, slices in flight).
   const mem = loaded.info.wasmMemory;
-  const mib = (n) => (n / 2 ** 20).toFixed(1);
-  console.log(`wasm memory: ${mib(mem.atStart)} MiB at the start, ${mib(mem.afterWeights)} MiB after the weights, ` +
-    `${mib(mem.afterTokenizer)} MiB after the tokenizer`);
-  assert.ok(mem.afterWeights - mem.atStart < 64 * 2 ** 20, "weight streaming grew wasm memory by less than 64 MiB");
-  assert.ok(mem.afterTokenizer < MODEL_BYTES, "the whole model was never in wasm memory");
+  console.log(`wasm memory (CPU): ${mib(mem.atStart)} MiB at the start, ${mib(mem.afterWeights)} MiB after the ` +
+    `weights (${mib(loaded.info.weightBytes)} MiB of weights), ${mib(mem.afterTokenizer)} MiB after the tokenizer`);
+  assert.ok(mem.afterWeights - mem.atStart <= MODEL_BYTES + 64 * 2 ** 20,
+    `the CPU load grew wasm memory by ${mib(mem.afterWeights - mem.atStart)} MiB`);
 });
 
-test("greedy text completion: the same tokens as the native engine", async () => {
-  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", String(TOKENS), "--context", "256"]);
+const mib = (n) => (n / 2 ** 20).toFixed(1);
+
+/** The same model on WebGPU (SwiftShader), loaded on first use, for the tests of the GPU path. */
+async function gpuEngine() {
   const t = Date.now();
-  const got = await page.evaluate(
-    ({ prompt, tokens }) => window.engine.completions.create({ prompt, max_tokens: tokens, temperature: 0 }),
-    { prompt: PROMPT, tokens: TOKENS },
-  );
-  console.log(`browser: ${JSON.stringify(got.choices[0].text)} in ${((Date.now() - t) / 1000).toFixed(1)} s, ` +
-    `prefill ${got.usage.prefill_tok_s.toFixed(3)} tok/s, decode ${got.usage.decode_tok_s.toFixed(3)} tok/s`);
-  assert.deepEqual(got.gemma.prompt_ids, native.prompt_ids);
-  assert.deepEqual(got.gemma.generated_ids, native.generated_ids);
-  assert.equal(got.choices[0].text, native.text);
-  assert.equal(got.choices[0].finish_reason, "length");
-  assert.equal(got.usage.completion_tokens, TOKENS);
-  assert.equal(got.usage.prompt_tokens, native.prompt_ids.length);
-  assert.deepEqual(errors, []);
-});
+  const loaded = await page.evaluate(async () => {
+    if (window.gpuEngine) return null;
+    const { createEngine } = await import("/gemma-web.js");
+    window.gpuEngine = await createEngine({ model: "gemma-3-270m", contextLength: 256, backend: "webgpu" });
+    return { info: window.gpuEngine.info, backend: window.gpuEngine.backend };
+  });
+  if (!loaded) return;
+  assert.equal(loaded.backend, "webgpu");
+  assert.match(loaded.info.backendReason, /WebGPU was asked for/);
+  assert.match(loaded.info.capabilities.tier, /^(baseline|f16|subgroups|f16\+subgroups)$/);
+  console.log(`GPU load: ${((Date.now() - t) / 1000).toFixed(1)} s, tier ${loaded.info.capabilities.tier}, ` +
+    `adapter ${JSON.stringify(loaded.info.capabilities.adapterName)}`);
+  // The GPU loader streams tensors in bounded slices: wasm memory must not grow with the model (253 MB here).
+  const mem = loaded.info.wasmMemory;
+  console.log(`wasm memory (GPU): ${mib(mem.atStart)} MiB at the start, ${mib(mem.afterWeights)} MiB after the ` +
+    `weights, ${mib(mem.afterTokenizer)} MiB after the tokenizer`);
+  assert.ok(mem.afterWeights - mem.atStart < 64 * 2 ** 20, "weight streaming grew wasm memory by less than 64 MiB");
+}
+
+for (const backend of ["cpu", "webgpu"]) {
+  // SwiftShader takes seconds a token: fewer of them on WebGPU.
+  const tokens = backend === "cpu" ? TOKENS : 2;
+  test(`greedy text completion on ${backend}: the same tokens as the native engine`, async () => {
+    if (backend === "webgpu") await gpuEngine();
+    // The native engine on the same backend: the CPU engine's 8-bit activations and the GPU's f32 ones may break a
+    // near-tie differently (the base 270M echoing a chat is one).
+    const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", String(tokens), "--context", "256",
+      "--backend", backend === "cpu" ? "cpu" : "gpu"]);
+    const t = Date.now();
+    const got = await page.evaluate(
+      ({ prompt, tokens, gpu }) =>
+        (gpu ? window.gpuEngine : window.engine).completions.create({ prompt, max_tokens: tokens, temperature: 0 }),
+      { prompt: PROMPT, tokens, gpu: backend === "webgpu" },
+    );
+    console.log(`browser, ${backend}: ${JSON.stringify(got.choices[0].text)} in ` +
+      `${((Date.now() - t) / 1000).toFixed(1)} s, prefill ${got.usage.prefill_tok_s.toFixed(3)} tok/s, ` +
+      `decode ${got.usage.decode_tok_s.toFixed(3)} tok/s, ${got.usage.threads} thread(s)`);
+    assert.equal(got.usage.backend, backend);
+    assert.deepEqual(got.gemma.prompt_ids, native.prompt_ids);
+    assert.deepEqual(got.gemma.generated_ids, native.generated_ids);
+    assert.equal(got.choices[0].text, native.text);
+    assert.equal(got.choices[0].finish_reason, "length");
+    assert.equal(got.usage.completion_tokens, tokens);
+    assert.equal(got.usage.prompt_tokens, native.prompt_ids.length);
+    assert.deepEqual(errors, []);
+  });
+}
 
 test("chat: a second turn reuses the first turn's KV cache and matches the native chat", async () => {
   const turns = ["Hi", "Bye"];
   const perTurn = 2;
   const native = await nativeGenerate([
     "--chat", ...turns.flatMap((p) => ["--prompt", p]), "--max-tokens", String(perTurn), "--context", "256",
+    "--backend", "cpu",
   ]);
   const t = Date.now();
   const got = await page.evaluate(async ({ turns, perTurn }) => {
@@ -187,7 +229,7 @@ test("errors carry a stable code", async () => {
 });
 
 test("a local File loads through Blob.slice reads and generates the native engine's token", async () => {
-  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", "1", "--context", "256"]);
+  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", "1", "--context", "256", "--backend", "cpu"]);
   const got = await page.evaluate(async (prompt) => {
     const { createEngine } = await import("/gemma-web.js");
     // The bytes as a user's file would be: a Blob in the page, never a URL the worker could fetch.
@@ -213,8 +255,9 @@ test("a local File loads through Blob.slice reads and generates the native engin
  * the engine has recovered) or "interrupt" (Stop is pressed while the model is being reloaded).
  */
 async function streamLosingDevice({ messages, prompt, tokens, then = "none" }) {
+  await gpuEngine();
   return page.evaluate(async ({ messages, prompt, tokens, then }) => {
-    const engine = window.engine;
+    const engine = window.gpuEngine;
     const events = [];
     const onLost = (e) => {
       events.push({ type: "devicelost", message: e.detail.message });
@@ -273,7 +316,7 @@ test("a GPU device lost mid-answer: the model comes back from storage, no networ
   messages.push({ role: "assistant", content: first.text });
   messages.push({ role: "user", content: turns[1] });
   const second = await page.evaluate((messages) =>
-    window.engine.chat.completions.create({ messages, max_tokens: 2, temperature: 0 }), messages);
+    window.gpuEngine.chat.completions.create({ messages, max_tokens: 2, temperature: 0 }), messages);
   assert.equal(second.usage.reused_tokens, first.usage.prompt_tokens + perTurn - 1);
   assert.deepEqual([...first.gemma.prompt_ids, ...second.gemma.prompt_ids], native.prompt_ids);
   assert.deepEqual([...first.gemma.generated_ids, ...second.gemma.generated_ids], native.generated_ids);

@@ -60,7 +60,7 @@ test("an hf: name loads the real 270M through every fault at once; after a reloa
   const { page, errors } = await newPage(context);
   await page.goto(`${pageUrl}gemma-web.js`);
   const PROMPT = "The capital of France is";
-  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", "1", "--context", "64"]);
+  const native = await nativeGenerate(["--prompt", PROMPT, "--max-tokens", "1", "--context", "64", "--backend", "cpu"]);
 
   // Loads by name; with `prompt`, streams one greedy token and times it from the call of createEngine.
   const load = ({ name, hub, prompt }) => page.evaluate(async ({ name, hub, prompt }) => {

@@ -85,7 +85,7 @@ test("the page reads the model's header with Range requests and shows its config
   console.log(`header: ${modelRequests.length} Range requests, ${fetched} bytes; screenshot tests/out/page.png`);
 });
 
-test("without WebGPU the page says so and still shows the header", async () => {
+test("without WebGPU the page says the model runs on the CPU, shows the header and can load it", async () => {
   const url = await startServer("models");
   const { page, errors } = await newPage();
   await page.addInitScript(() => {
@@ -93,8 +93,11 @@ test("without WebGPU the page says so and still shows the header", async () => {
   });
   await page.goto(url);
   await page.locator('[data-key="layers"]').waitFor({ state: "attached", timeout: 120_000 });
-  assert.match(await page.locator("#webgpu").textContent(), /does not offer WebGPU/);
-  assert.equal(await page.locator("#load").isDisabled(), true, "nothing to load the model onto");
+  assert.match(await page.locator("#webgpu").textContent(), /does not offer WebGPU, so models run on the CPU/);
+  await page.waitForFunction(() => !document.getElementById("load").disabled, null, { timeout: 60_000 });
+  // Insisting on the GPU leaves nothing to load the model onto.
+  await page.selectOption("#backend-select", "webgpu");
+  assert.equal(await page.locator("#load").isDisabled(), true, "no GPU to load the model onto");
   assert.equal(await fact(page, "layers"), "18");
   assert.deepEqual(errors, []);
 });
@@ -142,13 +145,13 @@ test("a file that is not GGUF ends in a BadModel error on the page", async () =>
 test("the page loads Gemma 3 270M, continues a text like the native engine and can be stopped", async () => {
   const prompt = "The capital of France is";
   const tokens = 4;
-  const native = await nativeGenerate(["--prompt", prompt, "--max-tokens", String(tokens), "--context", "256"]);
+  const native = await nativeGenerate(["--prompt", prompt, "--max-tokens", String(tokens), "--context", "256", "--backend", "cpu"]);
   const url = await startServer("models");
   const { page, errors } = await newPage();
   await page.goto(url);
   const load = page.locator("#load");
   await page.waitForFunction(() => document.getElementById("load").textContent.includes("MB"), null, { timeout: 120_000 });
-  // Greedy and short: SwiftShader takes seconds per token.
+  // Greedy and short.
   await page.locator("#settings > summary").click();
   await page.fill("#max-tokens", String(tokens));
   await page.fill("#temperature", "0");
@@ -157,7 +160,11 @@ test("the page loads Gemma 3 270M, continues a text like the native engine and c
   await page.locator("#text-section").waitFor({ timeout: 300_000 });
   const loadSeconds = (Date.now() - t) / 1000;
   assert.match(await page.locator("#load-info").textContent(), /^Loaded in /);
-  assert.match(await page.locator("#engine-info").textContent(), /capability tier (baseline|f16|subgroups)/);
+  // SwiftShader is a software adapter: "auto" runs the model on the CPU and says why.
+  assert.match(await page.locator("#engine-info").textContent(),
+    /^Running on the CPU, \d+ threads? \(WebGPU offers only a software adapter/);
+  assert.equal(await page.locator("#engine-info").getAttribute("data-backend"), "cpu");
+  assert.match(await page.locator("#webgpu").textContent(), /only a software adapter/);
   // The weights went through the browser's storage and are listed there.
   await page.locator("#stored li", { hasText: `${MODEL} (253.1 MB)` }).waitFor({ timeout: 30_000 });
 

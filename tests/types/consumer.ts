@@ -18,6 +18,8 @@ async function chat(output: HTMLElement): Promise<Usage | undefined> {
     model: "gemma-3-1b-it",
     contextLength: 1024,
     store: hasStorage(),
+    backend: "auto",
+    threads: 2,
     signal: new AbortController().signal,
     onProgress: (p) => {
       progress.push(p);
@@ -25,12 +27,13 @@ async function chat(output: HTMLElement): Promise<Usage | undefined> {
       output.title = `${p.phase} ${p.loaded}/${p.total} ${p.fetched} ${p.bytesPerSecond} ${left}`;
     },
   });
-  const tier: string = engine.info.capabilities.tier;
+  const tier: string = engine.info.capabilities?.tier ?? `cpu, ${engine.info.threads} threads: ${engine.info.backendReason}`;
+  const where: "webgpu" | "cpu" = engine.backend;
   const layers: number = engine.info.header.config.layers;
   const context: number = engine.info.contextLength;
   const fromStorage: boolean | undefined = engine.info.stored?.fromStorage;
   const catalogMode: "chat" | "text" | undefined = engine.catalogEntry?.mode;
-  console.log(tier, layers, context, fromStorage, catalogMode, engine.capabilities.f16, engine.model);
+  console.log(tier, where, layers, context, fromStorage, catalogMode, engine.capabilities?.f16, engine.model);
 
   engine.addEventListener("devicelost", (e) => console.log(e.detail.message.toUpperCase()));
   engine.addEventListener("recovered", (e) => console.log(e.detail.seconds.toFixed(1)));

@@ -28,6 +28,10 @@ pub fn threads() -> usize {
 /// Threads the matrix products use.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
 pub fn threads() -> usize {
+    // In a browser: the workers of the shared-memory build's pool, or 1.
+    if cfg!(target_arch = "wasm32") {
+        return rayon::current_num_threads();
+    }
     std::env::var("CANDLE_NUM_THREADS")
         .ok()
         .and_then(|s| s.parse::<usize>().ok())

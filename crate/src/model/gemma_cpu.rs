@@ -456,7 +456,12 @@ impl CpuModel {
         head: Head,
     ) -> Result<Output, Error> {
         self.forward(&[token], pos)?;
-        self.head(1, head)
+        let out = self.head(1, head);
+        // In a browser the forward pass runs on the worker's own thread: let it handle its
+        // messages (an interrupt, a tokenize call) before the token is handed on.
+        #[cfg(target_arch = "wasm32")]
+        crate::web::yield_to_event_loop().await;
+        out
     }
 
     /// The prompt `tokens` at positions `pos..`, in blocks of [`CpuModel::max_chunk`] tokens;
@@ -489,6 +494,8 @@ impl CpuModel {
             at += block.len() as u32;
             last = block.len();
             if let Some(stop) = stop.as_mut().filter(|_| i + 1 < n_blocks) {
+                #[cfg(target_arch = "wasm32")]
+                crate::web::yield_to_event_loop().await;
                 if stop() {
                     return Err(Error::Aborted);
                 }
