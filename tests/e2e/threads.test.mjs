@@ -66,3 +66,37 @@ test("not cross-origin isolated: the single-threaded package, and the result say
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test("the CPU engine on 1 and on 2 threads: the same greedy tokens, and info and usage say the threads", { timeout: 300_000 }, async () => {
+  const { page, errors } = await newPage(context);
+  await page.goto(`${url}gemma-web.js`);
+  const runs = await page.evaluate(async () => {
+    const { createEngine } = await import("/gemma-web.js");
+    const out = [];
+    for (const threads of [1, 2]) {
+      const engine = await createEngine({ model: "gemma-3-270m", contextLength: 128, backend: "cpu", threads });
+      const got = await engine.completions.create({
+        prompt: "The quick brown fox jumps over the lazy dog, and then it",
+        max_tokens: 4,
+        temperature: 0,
+      });
+      out.push({ threads, info: { backend: engine.info.backend, threads: engine.info.threads },
+        usage: got.usage, prompt: got.gemma.prompt_ids, ids: got.gemma.generated_ids });
+      await engine.unload();
+    }
+    return out;
+  });
+  for (const r of runs) {
+    console.log(`${r.threads} thread(s): ${JSON.stringify(r.ids)}, prefill ${r.usage.prefill_tok_s.toFixed(1)} tok/s, ` +
+      `decode ${r.usage.decode_tok_s.toFixed(1)} tok/s`);
+    assert.deepEqual(r.info, { backend: "cpu", threads: r.threads });
+    assert.equal(r.usage.backend, "cpu");
+    assert.equal(r.usage.threads, r.threads);
+    assert.equal(r.ids.length, 4);
+  }
+  assert.ok(runs[0].prompt.length >= 8 && runs[0].prompt.length <= 16, `a short prompt: ${runs[0].prompt.length} tokens`);
+  assert.deepEqual(runs[1].prompt, runs[0].prompt);
+  assert.deepEqual(runs[1].ids, runs[0].ids, "greedy tokens on 2 threads and on 1");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
