@@ -48,7 +48,7 @@ deps: toolchain model
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	@rustup toolchain list | grep -q '^$(NIGHTLY)' || rustup toolchain install $(NIGHTLY) --profile minimal
+	@rustup run $(NIGHTLY) rustc --version >/dev/null 2>&1 || rustup toolchain install $(NIGHTLY) --profile minimal
 	@rustup component list --toolchain $(NIGHTLY) --installed | grep -q '^rust-src' \
 	  || rustup component add rust-src --toolchain $(NIGHTLY)
 	@rustup target list --toolchain $(NIGHTLY) --installed | grep -qx wasm32-unknown-unknown \

@@ -5,9 +5,10 @@
 //! Threads: natively the matrix products run on candle-core's worker pool, attention of a prompt
 //! block on rayon's; both follow `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: the
 //! physical cores). In wasm without shared memory everything runs on the calling thread. The
-//! shared-memory wasm build (feature `threads`) has rayon's pool on Web Workers, started by
-//! `initThreadPool` before anything else touches rayon; the matrix products split their rows
-//! across it ([`QMatrix::matmul_split`]), since candle's own pool cannot start threads there.
+//! shared-memory wasm build (feature `threads`) has rayon's pool on Web Workers, built by
+//! www/wasm-loader.js (`buildThreadPool`, `crate::web_threads`) before anything else touches
+//! rayon; the matrix products split their rows across it ([`QMatrix::matmul_split`]), since
+//! candle's own pool cannot start threads there.
 
 pub mod attention;
 pub mod ops;
@@ -18,7 +19,7 @@ pub use quant::{QMatrix, QMatrixBuilder};
 
 /// Threads the matrix products use.
 ///
-/// In the shared-memory wasm build: rayon's pool, so call it only after `initThreadPool` (a
+/// In the shared-memory wasm build: rayon's pool, so call it only after `buildThreadPool` (a
 /// first use of rayon before that starts a one-thread pool that cannot be replaced).
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
 pub fn threads() -> usize {
@@ -28,7 +29,7 @@ pub fn threads() -> usize {
 /// Threads the matrix products use.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
 pub fn threads() -> usize {
-    // In a browser: the workers of the shared-memory build's pool, or 1.
+    // In a browser without shared memory: 1 (rayon's fallback pool is the calling thread).
     if cfg!(target_arch = "wasm32") {
         return rayon::current_num_threads();
     }

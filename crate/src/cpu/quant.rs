@@ -3,12 +3,12 @@
 //! The blocks are candle-core's (`candle_core::quantized`): the same byte layout as ggml's, with
 //! ggml's dot products against activations quantized to Q8_0 / Q8_K (AVX2 / AVX-512 natively,
 //! simd128 in wasm) and candle's worker pool over the rows. candle's pool is std threads, which
-//! wasm cannot start (it has no workers there): the shared-memory wasm build splits each product's
-//! rows across rayon's pool on Web Workers instead ([`QMatrix::matmul_split`]). A matrix streams in from the loader
-//! slice by slice into its block vector; nothing is dequantized but the one embedding row a token
-//! needs. Q5_0 blocks, whose candle dot product has no SIMD path, are widened losslessly to
-//! Q8_0 at load (the same scale, the 5-bit values as bytes): 55% more bytes for them, several
-//! times faster products.
+//! wasm cannot start (it has none there): the shared-memory wasm build splits each product's rows
+//! across rayon's pool on Web Workers instead ([`QMatrix::matmul_split`]). A matrix streams in
+//! from the loader slice by slice into its block vector; nothing is dequantized but the one
+//! embedding row a token needs. Q5_0 blocks, whose candle dot product has no SIMD path, are
+//! widened losslessly to Q8_0 at load (the same scale, the 5-bit values as bytes): 55% more bytes
+//! for them, several times faster products.
 
 use std::borrow::Cow;
 use std::sync::Arc;
