@@ -29,8 +29,6 @@ import { loadWasm } from "./wasm-loader.js";
 
 /** The wasm package's engine class: ./pkg, or ./pkg-threads for a CPU engine on several threads (wasm-loader.js). */
 let WebEngine = null;
-/** What loadWasm said for the last load: { threads, package, fallback }. */
-let wasm = null;
 
 /** Bytes per HTTP Range request; the loader reads 4 MiB slices, served from this read-ahead. */
 const HTTP_CHUNK = 16 << 20;
@@ -302,7 +300,7 @@ self.onmessage = async (event) => {
   try {
     // A load picks the package for the threads it asks for; other messages use the one there is.
     if (msg.type === "load" || !WebEngine) {
-      wasm = await loadWasm({ threads: msg.type === "load" ? msg.options?.threads : undefined });
+      const wasm = await loadWasm({ threads: msg.type === "load" ? msg.options?.threads : undefined });
       WebEngine = wasm.module.WebEngine;
     }
     const value = await handle(msg, post);
