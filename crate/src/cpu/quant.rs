@@ -4,9 +4,9 @@
 //! ggml's dot products against activations quantized to Q8_0 / Q8_K (AVX2 / AVX-512 natively,
 //! simd128 in wasm) and candle's worker pool over the rows. A matrix streams in from the loader
 //! slice by slice into its block vector; nothing is dequantized but the one embedding row a token
-//! needs. Q5_0 blocks, whose candle dot product has no SIMD path, are widened losslessly to
-//! Q8_0 at load (the same scale, the 5-bit values as bytes): 55% more bytes for them, several
-//! times faster products.
+//! needs. Q8_0 and Q5_0 matrices are kept as 8-bit rows with f32 scales instead and computed by
+//! `q8.rs` (Q5_0's 5-bit values widened losslessly: 64% more bytes for them, several times faster
+//! products; candle's Q5_0 product has no SIMD path).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use candle_core::quantized::{GgmlType as Block, QStorage, QTensor, QuantizedType
 use candle_core::{Device, Tensor};
 use half::{bf16, f16};
 
+use super::q8::{Q8Rows, Q5_0_BYTES, Q8_0_BYTES};
 use crate::gguf::GgmlType;
 use crate::Error;
 
@@ -129,37 +130,21 @@ fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Q5_0 blocks as Q8_0 blocks of the same values: the f16 scale d, then weight j's 5-bit value
-/// minus 16 as a byte (low 4 bits: nibble j % 16 of the 16 bytes at 6, low nibbles first; bit 4:
-/// bit j of the u32 at 2).
-fn widen_q5_0(mut src: Vec<BlockQ5_0>) -> Vec<BlockQ8_0> {
-    let src = bytes_mut(&mut src);
-    let mut dst = vec![BlockQ8_0::zeros(); src.len() / 22];
-    for (s, d) in src
-        .chunks_exact(22)
-        .zip(bytes_mut(&mut dst).chunks_exact_mut(34))
-    {
-        d[..2].copy_from_slice(&s[..2]);
-        let qh = u32::from_le_bytes([s[2], s[3], s[4], s[5]]);
-        for j in 0..32 {
-            let byte = s[6 + j % 16];
-            let nib = if j < 16 { byte & 0x0f } else { byte >> 4 };
-            let q = (nib | (((qh >> j) & 1) as u8) << 4) as i8 - 16;
-            d[2 + j] = q as u8;
-        }
-    }
-    dst
-}
-
 /// A (rows, cols) weight matrix in its GGUF blocks; row r holds output r's weights.
 pub struct QMatrix {
     /// The type in the file.
     pub ty: GgmlType,
-    /// The type of the blocks held (Q8_0 for Q5_0, else `ty`).
-    held: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    tensor: Arc<QTensor>,
+    weights: Weights,
+}
+
+/// Where a matrix's products are computed.
+enum Weights {
+    /// candle-core's blocks and kernels (the k-quants, the float types, Q4_0/Q4_1/Q5_1).
+    Candle(Arc<QTensor>),
+    /// Q8_0 and Q5_0 as 8-bit rows (`q8.rs`).
+    Q8(Arc<Q8Rows>),
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -168,12 +153,26 @@ impl std::fmt::Debug for QMatrix {
     }
 }
 
+/// What a [`QMatrixBuilder`] fills.
+enum Filling {
+    Blocks(Blocks),
+    /// 8-bit rows, decoded block by block as the bytes come: `pending` holds the start of a
+    /// block cut by the end of a slice.
+    Q8 {
+        rows: Q8Rows,
+        block_bytes: usize,
+        pending: Vec<u8>,
+    },
+}
+
 /// A [`QMatrix`] being streamed in: `push` the tensor's bytes in file order, then `finish`.
 pub struct QMatrixBuilder {
     ty: GgmlType,
     rows: usize,
     cols: usize,
-    blocks: Blocks,
+    filling: Filling,
+    /// Bytes of the tensor in the file, and how many were pushed.
+    len: usize,
     filled: usize,
 }
 
@@ -182,7 +181,8 @@ impl QMatrixBuilder {
     pub fn new(ty: GgmlType, rows: u64, cols: u64) -> Result<Self, Error> {
         let bad = || Error::BadModel(format!("a {rows} x {cols} {ty} matrix"));
         let row_bytes = ty.row_bytes(cols).ok_or_else(bad)?;
-        rows.checked_mul(row_bytes).ok_or_else(bad)?;
+        let len = rows.checked_mul(row_bytes).ok_or_else(bad)?;
+        let len = usize::try_from(len).map_err(|_| bad())?;
         let (rows, cols) = (
             usize::try_from(rows).map_err(|_| bad())?,
             usize::try_from(cols).map_err(|_| bad())?,
@@ -197,64 +197,105 @@ impl QMatrixBuilder {
                 "a {ty} matrix with an odd number of blocks per row ({cols} weights) on the CPU"
             )));
         }
-        let n_blocks = rows * (cols / ty.block_len() as usize);
-        let mut blocks = Blocks::zeros(ty, n_blocks);
-        if blocks.bytes_mut().len() as u64 != rows as u64 * row_bytes {
-            return Err(Error::Unsupported(format!(
-                "{ty} blocks of a different size than ggml's"
-            )));
-        }
+        let filling = match ty {
+            GgmlType::Q8_0 | GgmlType::Q5_0 => Filling::Q8 {
+                rows: Q8Rows::new(rows, cols)?,
+                block_bytes: if ty == GgmlType::Q8_0 {
+                    Q8_0_BYTES
+                } else {
+                    Q5_0_BYTES
+                },
+                pending: Vec::new(),
+            },
+            _ => {
+                let n_blocks = rows * (cols / ty.block_len() as usize);
+                let mut blocks = Blocks::zeros(ty, n_blocks);
+                if blocks.bytes_mut().len() != len {
+                    return Err(Error::Unsupported(format!(
+                        "{ty} blocks of a different size than ggml's"
+                    )));
+                }
+                Filling::Blocks(blocks)
+            }
+        };
         Ok(QMatrixBuilder {
             ty,
             rows,
             cols,
-            blocks,
+            filling,
+            len,
             filled: 0,
         })
     }
 
-    /// Bytes the whole matrix takes.
+    /// Bytes the whole matrix takes in the file.
     pub fn byte_len(&mut self) -> usize {
-        self.blocks.bytes_mut().len()
+        self.len
     }
 
     /// The next bytes of the tensor.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let dst = self.blocks.bytes_mut();
+    pub fn push(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         let end = self.filled + bytes.len();
-        let Some(dst) = dst.get_mut(self.filled..end) else {
+        if end > self.len {
             return Err(Error::BadModel(format!(
-                "{} bytes pushed into a {}-byte matrix",
-                end,
-                dst.len()
+                "{end} bytes pushed into a {}-byte matrix",
+                self.len
             )));
-        };
-        dst.copy_from_slice(bytes);
+        }
+        match &mut self.filling {
+            Filling::Blocks(blocks) => {
+                blocks.bytes_mut()[self.filled..end].copy_from_slice(bytes);
+            }
+            Filling::Q8 {
+                rows,
+                block_bytes,
+                pending,
+            } => {
+                let bs = *block_bytes;
+                if !pending.is_empty() {
+                    let take = (bs - pending.len()).min(bytes.len());
+                    pending.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if pending.len() == bs {
+                        rows.push_block(pending)?;
+                        pending.clear();
+                    }
+                }
+                let mut blocks = bytes.chunks_exact(bs);
+                for block in &mut blocks {
+                    rows.push_block(block)?;
+                }
+                pending.extend_from_slice(blocks.remainder());
+            }
+        }
         self.filled = end;
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<QMatrix, Error> {
-        let len = self.byte_len();
-        if self.filled != len {
+    pub fn finish(self) -> Result<QMatrix, Error> {
+        if self.filled != self.len {
             return Err(Error::BadModel(format!(
-                "a {len}-byte matrix got {} bytes",
-                self.filled
+                "a {}-byte matrix got {} bytes",
+                self.len, self.filled
             )));
         }
-        let (held, blocks) = match self.blocks {
-            Blocks::Q5_0(b) => (GgmlType::Q8_0, Blocks::Q8_0(widen_q5_0(b))),
-            b => (self.ty, b),
+        let weights = match self.filling {
+            Filling::Q8 { rows, .. } if rows.is_full() => Weights::Q8(Arc::new(rows)),
+            Filling::Q8 { .. } => {
+                return Err(Error::BadModel("an 8-bit matrix missing blocks".into()))
+            }
+            Filling::Blocks(blocks) => {
+                let storage = QStorage::Cpu(blocks.into_storage());
+                let tensor = QTensor::new(storage, (self.rows, self.cols))
+                    .map_err(|e| candle_error("quantized matrix", e))?;
+                Weights::Candle(Arc::new(tensor))
+            }
         };
-        let storage = QStorage::Cpu(blocks.into_storage());
-        let tensor = QTensor::new(storage, (self.rows, self.cols))
-            .map_err(|e| candle_error("quantized matrix", e))?;
         Ok(QMatrix {
             ty: self.ty,
-            held,
             rows: self.rows,
             cols: self.cols,
-            tensor: Arc::new(tensor),
+            weights,
         })
     }
 }
@@ -267,9 +308,12 @@ impl QMatrix {
         b.finish()
     }
 
-    /// Bytes the blocks take.
+    /// Bytes the weights take in memory.
     pub fn byte_len(&self) -> u64 {
-        self.tensor.storage_size_in_bytes() as u64
+        match &self.weights {
+            Weights::Candle(t) => t.storage_size_in_bytes() as u64,
+            Weights::Q8(q) => q.byte_len(),
+        }
     }
 
     /// y (m, rows) = x (m, cols) times the matrix transposed: `m` tokens at once.
@@ -281,10 +325,17 @@ impl QMatrix {
                 y.len()
             )));
         }
+        let tensor = match &self.weights {
+            Weights::Q8(q) => {
+                q.matmul(x, m, y);
+                return Ok(());
+            }
+            Weights::Candle(t) => t,
+        };
         let err = |e| candle_error("quantized matmul", e);
         let xs =
             Tensor::from_slice(&x[..m * self.cols], (m, self.cols), &Device::Cpu).map_err(err)?;
-        let ys = xs.apply_op1_no_bwd(self.tensor.as_ref()).map_err(err)?;
+        let ys = xs.apply_op1_no_bwd(tensor.as_ref()).map_err(err)?;
         let (storage, layout) = ys.storage_and_layout();
         let candle_core::Storage::Cpu(cpu) = &*storage else {
             return Err(Error::Unsupported("matmul output off the CPU".into()));
@@ -303,12 +354,16 @@ impl QMatrix {
                 out.len()
             )));
         }
+        let tensor = match &self.weights {
+            Weights::Q8(q) => {
+                q.row(r, out);
+                return Ok(());
+            }
+            Weights::Candle(t) => t,
+        };
         let row_bytes = self.byte_len() as usize / self.rows;
-        let data: Cow<'_, [u8]> = self
-            .tensor
-            .data()
-            .map_err(|e| candle_error("matrix bytes", e))?;
-        dequantize_row(self.held, &data[r * row_bytes..(r + 1) * row_bytes], out);
+        let data: Cow<'_, [u8]> = tensor.data().map_err(|e| candle_error("matrix bytes", e))?;
+        dequantize_row(self.ty, &data[r * row_bytes..(r + 1) * row_bytes], out);
         Ok(())
     }
 }
