@@ -143,6 +143,8 @@ export interface ModelDescription {
   repo: string | null;
   file: string | null;
   entry: CatalogModel | null;
+  /** The hub could not be reached and a complete stored copy stands in (size and sha256 as stored; no revision). */
+  offline?: true;
 }
 
 /** Resolves a catalog id, `hf:` name or URL (a hub's through its API: commit, size, sha256); downloads no weights. */

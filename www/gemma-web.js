@@ -117,7 +117,16 @@ export async function describeModel(model, { hfEndpoint = HF_ENDPOINT, signal } 
       return { name, url: entry.url, fetchUrl: resolveUrl(ref, ref.revision), size: entry.bytes, sha256: entry.sha256,
         revision: ref.revision, license: entry.license ?? null, repo: ref.repo, file: ref.file, entry };
     }
-    const hub = await resolveHub(ref, { signal });
+    let hub;
+    try {
+      hub = await resolveHub(ref, { signal });
+    } catch (e) {
+      // The hub cannot be reached (offline, an outage): a copy of this model already in storage still loads.
+      const stored = e?.code === "Network" ? await storedCopy(entry?.url ?? resolveUrl(ref, ref.revision)) : null;
+      if (!stored) throw e;
+      return { name, url: stored.url, fetchUrl: stored.url, size: stored.size, sha256: stored.sha256,
+        revision: null, license: entry?.license ?? null, repo: ref.repo, file: ref.file, entry, offline: true };
+    }
     // The catalog's values, checked against the hub's.
     if (entry?.sha256 && entry.sha256.toLowerCase() !== hub.sha256) {
       throw new GemmaWebError("Integrity", `${hub.repo}/${hub.file} at ${hub.commit}: the hub says sha256 ${hub.sha256}, ` +
@@ -132,6 +141,13 @@ export async function describeModel(model, { hfEndpoint = HF_ENDPOINT, signal } 
   } catch (e) {
     throw asError(e);
   }
+}
+
+/** The complete stored model kept under `url`, if any (its size and sha256 as verified when it was downloaded). */
+async function storedCopy(url) {
+  if (!hasStorage()) return null;
+  const models = await listStoredModels().catch(() => []);
+  return models.find((m) => m.url === url && m.usable && m.sha256 && m.size) ?? null;
 }
 
 async function resolveSource(model, options) {

@@ -92,6 +92,45 @@ fn split_matmul_check_passes() {
     }
 }
 
+/// The 8-bit rows (Q8_0, and Q5_0 widened) give candle's own Q8_0 products: the same activation
+/// rounding (ggml's), the same integer sums, only the order of the f32 additions may differ.
+/// Row counts around the 4-row groups and the 64-row tasks; one token and several.
+#[test]
+fn q8_products_equal_candles_q8_0_kernel() {
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::Module;
+    for (rows, blocks) in [(1usize, 1usize), (37, 5), (131, 20)] {
+        let cols = blocks * 32;
+        let w = random_vec(rows * cols, rows as u64);
+        let wt = Tensor::from_slice(&w, (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
+        let bytes = q.data().unwrap().to_vec();
+        let ours =
+            QMatrix::from_bytes(qtype("q8_0").ggml, rows as u64, cols as u64, &bytes).unwrap();
+        let theirs = QMatMul::from_qtensor(q).unwrap();
+        for m in [1usize, 6] {
+            let x = random_vec(m * cols, 7 + m as u64);
+            let xt = Tensor::from_slice(&x, (m, cols), &Device::Cpu).unwrap();
+            let want: Vec<f32> = theirs
+                .forward(&xt)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let mut got = vec![f32::NAN; m * rows];
+            ours.matmul(&x, m, &mut got).unwrap();
+            assert_close(
+                &format!("q8_0 {rows}x{cols} tokens {m}"),
+                &want,
+                &got,
+                1e-5,
+                1e-5,
+            );
+        }
+    }
+}
+
 /// Streaming in slices gives the same matrix; too few or too many bytes are errors, not panics.
 #[test]
 fn matrix_streams_and_checks_its_length() {

@@ -6,10 +6,9 @@
 
 mod reference;
 
-use gemma_web::gguf::GgmlType;
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::config::Arch;
-use gemma_web::model::random::{random_gemma_bytes, QuantTypes, RandomGemmaSpec};
+use gemma_web::model::random::{random_gemma_bytes, RandomGemmaSpec};
 use gemma_web::model::{
     CpuModel, Engine, FileSource, GenerateOptions, Head, Model, ModelOptions, Output,
     SamplingParams, Session,
@@ -121,38 +120,20 @@ fn check(name: &str, spec: RandomGemmaSpec, prompt_len: usize, chunk: u32) {
 
 #[test]
 fn tiny_gemma3_window_cpu_vs_gpu() {
-    // Window 16 of a 13 + 24 token sequence: sliding layers forget, layer 5 does not.
-    check("gemma3", RandomGemmaSpec::tiny(Arch::Gemma3), 13, 5);
+    let c = reference::tiny_case("gemma3");
+    check(c.name, c.spec, c.prompt_len, c.chunk);
 }
 
 #[test]
 fn tiny_gemma1_cpu_vs_gpu() {
-    let spec = RandomGemmaSpec {
-        n_kv_heads: 1,
-        types: QuantTypes::q4_k_m(),
-        seed: 3,
-        ..RandomGemmaSpec::tiny(Arch::Gemma)
-    };
-    check("gemma1", spec, 11, 4);
+    let c = reference::tiny_case("gemma1");
+    check(c.name, c.spec, c.prompt_len, c.chunk);
 }
 
 #[test]
 fn tiny_gemma2_softcaps_cpu_vs_gpu() {
-    // candle's gemma2 ignores the window in decode: keep the prompt inside it.
-    let spec = RandomGemmaSpec {
-        sliding_window: Some(48),
-        types: QuantTypes {
-            attn_q: GgmlType::Q8_0,
-            attn_k: GgmlType::Q4_0,
-            attn_v: GgmlType::Q5K,
-            ffn_up: GgmlType::Q4_1,
-            ffn_gate: GgmlType::F16,
-            ..QuantTypes::q4_k_m()
-        },
-        seed: 5,
-        ..RandomGemmaSpec::tiny(Arch::Gemma2)
-    };
-    check("gemma2", spec, 9, 3);
+    let c = reference::tiny_case("gemma2");
+    check(c.name, c.spec, c.prompt_len, c.chunk);
 }
 
 /// Bad input is a typed error, never a panic: a truncated file, a block past the context,

@@ -34,7 +34,9 @@ const HUB_EXPOSE = "X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, 
  */
 export async function startHfStandIn(repos) {
   const log = [];
-  const faults = { resolve429: 0, retryAfter: 1, cdn503At: null, dropAt: null, stallAt: null, expireAfter: null, ignoreRanges: false };
+  const faults = { resolve429: 0, retryAfter: 1, cdn503At: null, dropAt: null, stallAt: null, expireAfter: null, ignoreRanges: false,
+    // The hub unreachable (offline, an outage): every request to it has its connection cut.
+    hubDown: false };
   const secret = randomBytes(16);
   let cdnGets = 0;
   let signed = 0; // URLs signed so far (each has its serial number)
@@ -84,6 +86,10 @@ export async function startHfStandIn(repos) {
         "Access-Control-Allow-Headers": "Authorization, Content-Type, Range, If-Range, Accept",
       });
       return res.end();
+    }
+    if (faults.hubDown) {
+      entry.status = "cut";
+      return req.socket.destroy();
     }
     if (parts[0] === "api" && parts[1] === "models") {
       const name = `${parts[2]}/${parts[3]}`;

@@ -127,6 +127,16 @@ test("an hf: name loads the real 270M through every fault at once; after a reloa
   assert.deepEqual(again.progress.filter((p) => p.phase === "verify"), [], "no re-hash");
   assert.deepEqual(again.gemma.prompt_ids, native.prompt_ids);
   assert.deepEqual(again.gemma.generated_ids, native.generated_ids, "the native engine's greedy token");
+
+  // Offline (the hub unreachable): the stored copy loads all the same, with no request but the failed API calls.
+  hf.faults.hubDown = true;
+  await page.reload();
+  const offline = await load({ name: HF_NAME, hub: hf.hub, prompt: PROMPT });
+  hf.faults.hubDown = false;
+  console.log(`offline: time to first token ${offline.firstTokenSeconds.toFixed(1)} s from createEngine`);
+  assert.equal(offline.stored.fromStorage, true);
+  assert.deepEqual(offline.progress.filter((p) => p.phase === "verify"), [], "no re-hash");
+  assert.deepEqual(offline.gemma.generated_ids, native.generated_ids);
   assert.deepEqual(errors, []);
 });
 

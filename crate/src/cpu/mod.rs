@@ -12,6 +12,7 @@
 
 pub mod attention;
 pub mod ops;
+pub mod q8;
 pub mod quant;
 
 pub use attention::{attend, AttentionShape, KvCache};

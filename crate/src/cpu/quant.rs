@@ -6,9 +6,10 @@
 //! wasm cannot start (it has none there): the shared-memory wasm build splits each product's rows
 //! across rayon's pool on Web Workers instead ([`QMatrix::matmul_split`]). A matrix streams in
 //! from the loader slice by slice into its block vector; nothing is dequantized but the one
-//! embedding row a token needs. Q5_0 blocks, whose candle dot product has no SIMD path, are
-//! widened losslessly to Q8_0 at load (the same scale, the 5-bit values as bytes): 55% more bytes
-//! for them, several times faster products.
+//! embedding row a token needs. Q8_0 and Q5_0 matrices are kept as 8-bit rows with f32 scales
+//! instead and computed by `q8.rs`, which splits its rows over rayon's pool itself (Q5_0's 5-bit
+//! values widened losslessly: 64% more bytes for them, several times faster products; candle's
+//! Q5_0 product has no SIMD path).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use candle_core::{Device, Tensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use super::q8::{Q8Rows, Q5_0_BYTES, Q8_0_BYTES};
 use crate::gguf::GgmlType;
 use crate::Error;
 
@@ -132,28 +134,6 @@ fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Q5_0 blocks as Q8_0 blocks of the same values: the f16 scale d, then weight j's 5-bit value
-/// minus 16 as a byte (low 4 bits: nibble j % 16 of the 16 bytes at 6, low nibbles first; bit 4:
-/// bit j of the u32 at 2).
-fn widen_q5_0(mut src: Vec<BlockQ5_0>) -> Vec<BlockQ8_0> {
-    let src = bytes_mut(&mut src);
-    let mut dst = vec![BlockQ8_0::zeros(); src.len() / 22];
-    for (s, d) in src
-        .chunks_exact(22)
-        .zip(bytes_mut(&mut dst).chunks_exact_mut(34))
-    {
-        d[..2].copy_from_slice(&s[..2]);
-        let qh = u32::from_le_bytes([s[2], s[3], s[4], s[5]]);
-        for j in 0..32 {
-            let byte = s[6 + j % 16];
-            let nib = if j < 16 { byte & 0x0f } else { byte >> 4 };
-            let q = (nib | (((qh >> j) & 1) as u8) << 4) as i8 - 16;
-            d[2 + j] = q as u8;
-        }
-    }
-    dst
-}
-
 /// Rayon tasks per pool thread in a split matmul: a few more than threads, so that a worker the
 /// browser runs slower than the others does not hold the whole product back.
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
@@ -223,11 +203,17 @@ fn split_matmul<T: Block>(
 pub struct QMatrix {
     /// The type in the file.
     pub ty: GgmlType,
-    /// The type of the blocks held (Q8_0 for Q5_0, else `ty`).
-    held: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    tensor: Arc<QTensor>,
+    weights: Weights,
+}
+
+/// Where a matrix's products are computed.
+enum Weights {
+    /// candle-core's blocks and kernels (the k-quants, the float types, Q4_0/Q4_1/Q5_1).
+    Candle(Arc<QTensor>),
+    /// Q8_0 and Q5_0 as 8-bit rows (`q8.rs`).
+    Q8(Arc<Q8Rows>),
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -236,12 +222,26 @@ impl std::fmt::Debug for QMatrix {
     }
 }
 
+/// What a [`QMatrixBuilder`] fills.
+enum Filling {
+    Blocks(Blocks),
+    /// 8-bit rows, decoded block by block as the bytes come: `pending` holds the start of a
+    /// block cut by the end of a slice.
+    Q8 {
+        rows: Q8Rows,
+        block_bytes: usize,
+        pending: Vec<u8>,
+    },
+}
+
 /// A [`QMatrix`] being streamed in: `push` the tensor's bytes in file order, then `finish`.
 pub struct QMatrixBuilder {
     ty: GgmlType,
     rows: usize,
     cols: usize,
-    blocks: Blocks,
+    filling: Filling,
+    /// Bytes of the tensor in the file, and how many were pushed.
+    len: usize,
     filled: usize,
 }
 
@@ -250,7 +250,8 @@ impl QMatrixBuilder {
     pub fn new(ty: GgmlType, rows: u64, cols: u64) -> Result<Self, Error> {
         let bad = || Error::BadModel(format!("a {rows} x {cols} {ty} matrix"));
         let row_bytes = ty.row_bytes(cols).ok_or_else(bad)?;
-        rows.checked_mul(row_bytes).ok_or_else(bad)?;
+        let len = rows.checked_mul(row_bytes).ok_or_else(bad)?;
+        let len = usize::try_from(len).map_err(|_| bad())?;
         let (rows, cols) = (
             usize::try_from(rows).map_err(|_| bad())?,
             usize::try_from(cols).map_err(|_| bad())?,
@@ -265,64 +266,105 @@ impl QMatrixBuilder {
                 "a {ty} matrix with an odd number of blocks per row ({cols} weights) on the CPU"
             )));
         }
-        let n_blocks = rows * (cols / ty.block_len() as usize);
-        let mut blocks = Blocks::zeros(ty, n_blocks);
-        if blocks.bytes_mut().len() as u64 != rows as u64 * row_bytes {
-            return Err(Error::Unsupported(format!(
-                "{ty} blocks of a different size than ggml's"
-            )));
-        }
+        let filling = match ty {
+            GgmlType::Q8_0 | GgmlType::Q5_0 => Filling::Q8 {
+                rows: Q8Rows::new(rows, cols)?,
+                block_bytes: if ty == GgmlType::Q8_0 {
+                    Q8_0_BYTES
+                } else {
+                    Q5_0_BYTES
+                },
+                pending: Vec::new(),
+            },
+            _ => {
+                let n_blocks = rows * (cols / ty.block_len() as usize);
+                let mut blocks = Blocks::zeros(ty, n_blocks);
+                if blocks.bytes_mut().len() != len {
+                    return Err(Error::Unsupported(format!(
+                        "{ty} blocks of a different size than ggml's"
+                    )));
+                }
+                Filling::Blocks(blocks)
+            }
+        };
         Ok(QMatrixBuilder {
             ty,
             rows,
             cols,
-            blocks,
+            filling,
+            len,
             filled: 0,
         })
     }
 
-    /// Bytes the whole matrix takes.
+    /// Bytes the whole matrix takes in the file.
     pub fn byte_len(&mut self) -> usize {
-        self.blocks.bytes_mut().len()
+        self.len
     }
 
     /// The next bytes of the tensor.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let dst = self.blocks.bytes_mut();
+    pub fn push(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         let end = self.filled + bytes.len();
-        let Some(dst) = dst.get_mut(self.filled..end) else {
+        if end > self.len {
             return Err(Error::BadModel(format!(
-                "{} bytes pushed into a {}-byte matrix",
-                end,
-                dst.len()
+                "{end} bytes pushed into a {}-byte matrix",
+                self.len
             )));
-        };
-        dst.copy_from_slice(bytes);
+        }
+        match &mut self.filling {
+            Filling::Blocks(blocks) => {
+                blocks.bytes_mut()[self.filled..end].copy_from_slice(bytes);
+            }
+            Filling::Q8 {
+                rows,
+                block_bytes,
+                pending,
+            } => {
+                let bs = *block_bytes;
+                if !pending.is_empty() {
+                    let take = (bs - pending.len()).min(bytes.len());
+                    pending.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if pending.len() == bs {
+                        rows.push_block(pending)?;
+                        pending.clear();
+                    }
+                }
+                let mut blocks = bytes.chunks_exact(bs);
+                for block in &mut blocks {
+                    rows.push_block(block)?;
+                }
+                pending.extend_from_slice(blocks.remainder());
+            }
+        }
         self.filled = end;
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<QMatrix, Error> {
-        let len = self.byte_len();
-        if self.filled != len {
+    pub fn finish(self) -> Result<QMatrix, Error> {
+        if self.filled != self.len {
             return Err(Error::BadModel(format!(
-                "a {len}-byte matrix got {} bytes",
-                self.filled
+                "a {}-byte matrix got {} bytes",
+                self.len, self.filled
             )));
         }
-        let (held, blocks) = match self.blocks {
-            Blocks::Q5_0(b) => (GgmlType::Q8_0, Blocks::Q8_0(widen_q5_0(b))),
-            b => (self.ty, b),
+        let weights = match self.filling {
+            Filling::Q8 { rows, .. } if rows.is_full() => Weights::Q8(Arc::new(rows)),
+            Filling::Q8 { .. } => {
+                return Err(Error::BadModel("an 8-bit matrix missing blocks".into()))
+            }
+            Filling::Blocks(blocks) => {
+                let storage = QStorage::Cpu(blocks.into_storage());
+                let tensor = QTensor::new(storage, (self.rows, self.cols))
+                    .map_err(|e| candle_error("quantized matrix", e))?;
+                Weights::Candle(Arc::new(tensor))
+            }
         };
-        let storage = QStorage::Cpu(blocks.into_storage());
-        let tensor = QTensor::new(storage, (self.rows, self.cols))
-            .map_err(|e| candle_error("quantized matrix", e))?;
         Ok(QMatrix {
             ty: self.ty,
-            held,
             rows: self.rows,
             cols: self.cols,
-            tensor: Arc::new(tensor),
+            weights,
         })
     }
 }
@@ -335,9 +377,12 @@ impl QMatrix {
         b.finish()
     }
 
-    /// Bytes the blocks take.
+    /// Bytes the weights take in memory.
     pub fn byte_len(&self) -> u64 {
-        self.tensor.storage_size_in_bytes() as u64
+        match &self.weights {
+            Weights::Candle(t) => t.storage_size_in_bytes() as u64,
+            Weights::Q8(q) => q.byte_len(),
+        }
     }
 
     fn check_sizes(&self, x: &[f32], m: usize, y: &[f32]) -> Result<(), Error> {
@@ -353,10 +398,18 @@ impl QMatrix {
 
     /// y (m, rows) = x (m, cols) times the matrix transposed: `m` tokens at once.
     ///
-    /// Natively and in the single-threaded wasm build on candle's pool (none in wasm); in the
-    /// shared-memory wasm build with more than one rayon thread, split across rayon's.
+    /// 8-bit rows: `q8.rs`, on rayon's pool. candle's types: natively and in the single-threaded
+    /// wasm build on candle's pool (none in wasm); in the shared-memory wasm build with more than
+    /// one rayon thread, split across rayon's.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), Error> {
         self.check_sizes(x, m, y)?;
+        let tensor = match &self.weights {
+            Weights::Q8(q) => {
+                q.matmul(x, m, y);
+                return Ok(());
+            }
+            Weights::Candle(t) => t,
+        };
         #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
         {
             let threads = rayon::current_num_threads();
@@ -367,7 +420,7 @@ impl QMatrix {
         let err = |e| candle_error("quantized matmul", e);
         let xs =
             Tensor::from_slice(&x[..m * self.cols], (m, self.cols), &Device::Cpu).map_err(err)?;
-        let ys = xs.apply_op1_no_bwd(self.tensor.as_ref()).map_err(err)?;
+        let ys = xs.apply_op1_no_bwd(tensor.as_ref()).map_err(err)?;
         let (storage, layout) = ys.storage_and_layout();
         let candle_core::Storage::Cpu(cpu) = &*storage else {
             return Err(Error::Unsupported("matmul output off the CPU".into()));
@@ -378,8 +431,8 @@ impl QMatrix {
         Ok(())
     }
 
-    /// [`matmul`](Self::matmul) with the matrix's rows cut into about `pieces` ranges (multiples
-    /// of 4 rows, so candle's 4-row groups stay the same), run as rayon tasks, each through
+    /// [`matmul`](Self::matmul) of candle's types with the matrix's rows cut into about `pieces`
+    /// ranges (multiples of 4 rows, so candle's 4-row groups stay the same), run as rayon tasks, each through
     /// candle's kernel on its own slice of blocks. Each output is the same dot product as in the
     /// unsplit kernel, so the result equals `pieces = 1` bit for bit. In wasm candle's kernel is
     /// single-threaded, so the pieces are the only parallelism; natively each piece would also
@@ -392,13 +445,18 @@ impl QMatrix {
         pieces: usize,
     ) -> Result<(), Error> {
         self.check_sizes(x, m, y)?;
-        let data = self
-            .tensor
-            .data()
-            .map_err(|e| candle_error("matrix bytes", e))?;
+        let tensor = match &self.weights {
+            // Already split over rayon's pool, by rows.
+            Weights::Q8(q) => {
+                q.matmul(x, m, y);
+                return Ok(());
+            }
+            Weights::Candle(t) => t,
+        };
+        let data = tensor.data().map_err(|e| candle_error("matrix bytes", e))?;
         let (x, y) = (&x[..m * self.cols], &mut y[..m * self.rows]);
         let shape = (m, self.cols, self.rows);
-        match self.held {
+        match self.ty {
             GgmlType::F32 => split_matmul::<f32>(&data, shape, x, y, pieces),
             GgmlType::F16 => split_matmul::<f16>(&data, shape, x, y, pieces),
             GgmlType::BF16 => split_matmul::<bf16>(&data, shape, x, y, pieces),
@@ -423,20 +481,24 @@ impl QMatrix {
                 out.len()
             )));
         }
+        let tensor = match &self.weights {
+            Weights::Q8(q) => {
+                q.row(r, out);
+                return Ok(());
+            }
+            Weights::Candle(t) => t,
+        };
         let row_bytes = self.byte_len() as usize / self.rows;
-        let data: Cow<'_, [u8]> = self
-            .tensor
-            .data()
-            .map_err(|e| candle_error("matrix bytes", e))?;
-        dequantize_row(self.held, &data[r * row_bytes..(r + 1) * row_bytes], out);
+        let data: Cow<'_, [u8]> = tensor.data().map_err(|e| candle_error("matrix bytes", e))?;
+        dequantize_row(self.ty, &data[r * row_bytes..(r + 1) * row_bytes], out);
         Ok(())
     }
 }
 
 /// Outputs of [`QMatrix::matmul_split`] in `pieces` that differ in any bit from the unsplit
-/// kernel's (`pieces = 1`), over random matrices of the types a Q4_K_M / Q8_0 model holds (Q5_0
-/// as the Q8_0 it is widened to), with row counts that leave a ragged last piece and a 1-3 row
-/// tail after candle's 4-row groups, for one token and for blocks of tokens. The native test
+/// kernel's (`pieces = 1`), over random matrices of candle's types that a Q4_K_M model holds (its
+/// Q8_0 and Q5_0 go to `q8.rs`) and a float one, with row counts that leave a ragged last piece
+/// and a 1-3 row tail after candle's 4-row groups, for one token and for blocks of tokens. The native test
 /// and the threaded wasm build's `splitMatmulMismatches` both run it.
 pub fn split_mismatches(pieces: usize) -> Result<usize, Error> {
     fn random<T: Block>(
@@ -457,15 +519,15 @@ pub fn split_mismatches(pieces: usize) -> Result<usize, Error> {
     for (ty, rows, cols) in [
         (GgmlType::Q4K, 1027, 512),
         (GgmlType::Q6K, 514, 768),
-        (GgmlType::Q8_0, 301, 96),
-        (GgmlType::Q5_0, 66, 64),
+        (GgmlType::Q5K, 301, 256),
+        (GgmlType::Q4_0, 66, 64),
         (GgmlType::F32, 37, 40),
     ] {
         let w = match ty {
             GgmlType::Q4K => random::<BlockQ4K>(ty, rows, cols, &mut rng)?,
             GgmlType::Q6K => random::<BlockQ6K>(ty, rows, cols, &mut rng)?,
-            GgmlType::Q8_0 => random::<BlockQ8_0>(ty, rows, cols, &mut rng)?,
-            GgmlType::Q5_0 => random::<BlockQ5_0>(ty, rows, cols, &mut rng)?,
+            GgmlType::Q5K => random::<BlockQ5K>(ty, rows, cols, &mut rng)?,
+            GgmlType::Q4_0 => random::<BlockQ4_0>(ty, rows, cols, &mut rng)?,
             _ => random::<f32>(ty, rows, cols, &mut rng)?,
         };
         for m in [1, 3, 17] {

@@ -686,3 +686,69 @@ pub fn real_model() -> Option<std::path::PathBuf> {
         path.display()
     );
 }
+
+/// A random-weight test model, the prompt length a test feeds it and the prefill block size
+/// (smaller than the prompt, so that blocks follow one another).
+pub struct TinyCase {
+    pub name: &'static str,
+    pub spec: gemma_web::model::random::RandomGemmaSpec,
+    pub prompt_len: usize,
+    pub chunk: u32,
+}
+
+/// The random test models every engine is checked on, each with what it exercises:
+/// - Gemma 3 with GQA and a window of 16, which the tests' runs cross: sliding layers forget,
+///   layer 5 does not;
+/// - Gemma 1 with one KV head (MQA) and Q4_K_M's weight types;
+/// - Gemma 2 with both soft-caps and five weight types in one layer; candle's gemma2 ignores the
+///   window in decode, so the run stays inside it.
+pub fn tiny_cases() -> [TinyCase; 3] {
+    use gemma_web::gguf::GgmlType;
+    use gemma_web::model::config::Arch;
+    use gemma_web::model::random::{QuantTypes, RandomGemmaSpec};
+    [
+        TinyCase {
+            name: "gemma3",
+            spec: RandomGemmaSpec::tiny(Arch::Gemma3),
+            prompt_len: 13,
+            chunk: 5,
+        },
+        TinyCase {
+            name: "gemma1",
+            spec: RandomGemmaSpec {
+                n_kv_heads: 1,
+                types: QuantTypes::q4_k_m(),
+                seed: 3,
+                ..RandomGemmaSpec::tiny(Arch::Gemma)
+            },
+            prompt_len: 11,
+            chunk: 4,
+        },
+        TinyCase {
+            name: "gemma2",
+            spec: RandomGemmaSpec {
+                sliding_window: Some(48),
+                types: QuantTypes {
+                    attn_q: GgmlType::Q8_0,
+                    attn_k: GgmlType::Q4_0,
+                    attn_v: GgmlType::Q5K,
+                    ffn_up: GgmlType::Q4_1,
+                    ffn_gate: GgmlType::F16,
+                    ..QuantTypes::q4_k_m()
+                },
+                seed: 5,
+                ..RandomGemmaSpec::tiny(Arch::Gemma2)
+            },
+            prompt_len: 9,
+            chunk: 3,
+        },
+    ]
+}
+
+/// The case named `name` of [`tiny_cases`].
+pub fn tiny_case(name: &str) -> TinyCase {
+    tiny_cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no tiny case {name}"))
+}
