@@ -1,5 +1,6 @@
 // Decode matrix-vector product y = W x for one piece of a weight matrix (rows split across buffers).
-// Assembled as prelude + weights.wgsl + dequant_<type>.wgsl + this file: one pipeline per weight type.
+// Assembled as prelude + weights.wgsl + dequant_<type>.wgsl + matvec_x_<storage|uniform>.wgsl (binding 1, x, read
+// through x4) + this file: one pipeline per weight type and x binding.
 // Weights are dequantized in registers 32 at a time (dot32 of the type); accumulation is f32.
 
 struct Params {
@@ -10,7 +11,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;      // (rows, row_stride / 4) blocks of the type
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;      // (cols / 4)
+// binding 1: x, (cols / 4) vec4<f32>, declared by matvec_x_*.wgsl
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;      // (>= y_offset + rows)
 @group(0) @binding(3) var<uniform> params: Params;
 
@@ -42,7 +43,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         for (var s = lane; s < subs; s += ROW_THREADS) {
             var xv: array<vec4<f32>, 8>;
             for (var k = 0u; k < 8u; k++) {
-                xv[k] = x[8u * s + k];
+                xv[k] = x4(8u * s + k);
             }
             acc += dot32(row_byte, s, xv);
             if (GLU) {

@@ -216,7 +216,8 @@ async fn matvec_bandwidth(
         weights.push(up.finish().await?);
     }
     let xs: Vec<f32> = (0..cols).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
-    let x = gpu.storage_f32("bench x", &xs)?;
+    let x = gpu.activations("bench x", u64::from(cols) * 4)?;
+    gpu.write(&x, 0, bytemuck::cast_slice(&xs))?;
     let y = gpu.storage("bench y", u64::from(rows) * 4)?;
     let mut ops = Vec::new();
     for w in &weights {

@@ -71,6 +71,74 @@ impl MatvecShape {
     }
 }
 
+/// Bytes of x a uniform binding holds (`matvec_x_uniform.wgsl`: 4096 vec4, WebGPU's default
+/// `maxUniformBufferBindingSize`). Buffers meant as matvec inputs are made at least this large
+/// ([`Gpu::activations`]).
+pub const X_UNIFORM_BYTES: u64 = 65536;
+
+/// How a matvec reads x: `matvec_x_storage.wgsl` or `matvec_x_uniform.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XBinding {
+    Storage,
+    /// Only with one thread per row (every lane reads the same x, which a uniform load serves
+    /// in one gather on CPU adapters; a GPU's lanes of one row read different x, which a
+    /// uniform (constant) cache serialises).
+    Uniform,
+}
+
+impl XBinding {
+    /// Uniform where the shape, the buffer (UNIFORM usage, at least [`X_UNIFORM_BYTES`]), the
+    /// column count and the device allow it, else storage.
+    pub fn choose(gpu: &Gpu, x: &wgpu::Buffer, cols: u32, shape: MatvecShape) -> XBinding {
+        let fits = x.usage().contains(wgpu::BufferUsages::UNIFORM)
+            && x.size() >= X_UNIFORM_BYTES
+            && u64::from(cols) * 4 <= X_UNIFORM_BYTES
+            && u64::from(gpu.device.limits().max_uniform_buffer_binding_size) >= X_UNIFORM_BYTES;
+        if shape.row_threads == 1 && fits {
+            XBinding::Uniform
+        } else {
+            XBinding::Storage
+        }
+    }
+
+    fn lib(self) -> &'static str {
+        match self {
+            XBinding::Storage => "matvec_x_storage",
+            XBinding::Uniform => "matvec_x_uniform",
+        }
+    }
+
+    fn resource(self, x: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+        match self {
+            XBinding::Storage => x.as_entire_binding(),
+            XBinding::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: x,
+                offset: 0,
+                size: wgpu::BufferSize::new(X_UNIFORM_BYTES),
+            }),
+        }
+    }
+}
+
+/// One matvec dispatch: weights, x (as `xb` says), y, params.
+async fn matvec_op(
+    gpu: &Gpu,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    [weights, x, y, params]: [&wgpu::Buffer; 4],
+    xb: XBinding,
+    groups: [u32; 3],
+) -> Result<Op, Error> {
+    let resources = [
+        weights.as_entire_binding(),
+        xb.resource(x),
+        y.as_entire_binding(),
+        params.as_entire_binding(),
+    ];
+    gpu.scoped(label, || gpu.op(label, pipeline, &resources, groups))
+        .await
+}
+
 fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
     if w.cols == 0 || w.cols % COL_MULTIPLE != 0 || w.row_stride_bytes % 4 != 0 {
         return Err(Error::Unsupported(format!(
@@ -90,16 +158,17 @@ fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
     Ok(())
 }
 
-/// The matvec pipeline for weight type of `w` and `shape`.
+/// The matvec pipeline for weight type of `w`, `shape` and x binding.
 pub async fn matvec_pipeline(
     gpu: &Gpu,
     w: &WeightTensor,
     shape: MatvecShape,
+    xb: XBinding,
 ) -> Result<wgpu::ComputePipeline, Error> {
     shape.check()?;
     gpu.pipeline(&PipelineDesc {
         kernel: "matvec",
-        libs: &["weights", dequant_shader(w.ty)],
+        libs: &["weights", dequant_shader(w.ty), xb.lib()],
         constants: &[
             ("WG", f64::from(shape.workgroup)),
             ("ROW_THREADS", f64::from(shape.row_threads)),
@@ -148,10 +217,11 @@ pub async fn matvec_glu(
     let half = w.rows / 2;
     need_floats("matvec_glu x", x, u64::from(w.cols))?;
     need_floats("matvec_glu y", y, u64::from(half))?;
+    let xb = XBinding::choose(gpu, x, w.cols, shape);
     let pipeline = gpu
         .pipeline(&PipelineDesc {
             kernel: "matvec",
-            libs: &["weights", dequant_shader(w.ty)],
+            libs: &["weights", dequant_shader(w.ty), xb.lib()],
             constants: &[
                 ("WG", f64::from(shape.workgroup)),
                 ("ROW_THREADS", f64::from(shape.row_threads)),
@@ -162,10 +232,12 @@ pub async fn matvec_glu(
         .await?;
     let params = gpu.uniform_u32("matvec_glu params", &[half, w.cols, w.row_stride_bytes, 0])?;
     let groups = fold_workgroups(half.div_ceil(shape.rows_per_group()));
-    gpu.bound_op(
+    matvec_op(
+        gpu,
         "matvec_glu",
         &pipeline,
-        &[&piece.buffer, x, y, &params],
+        [&piece.buffer, x, y, &params],
+        xb,
         groups,
     )
     .await
@@ -183,7 +255,8 @@ pub async fn matvec_shaped(
     check_cols("matvec", w)?;
     need_floats("matvec x", x, u64::from(w.cols))?;
     need_floats("matvec y", y, u64::from(y_offset) + u64::from(w.rows))?;
-    let pipeline = matvec_pipeline(gpu, w, shape).await?;
+    let xb = XBinding::choose(gpu, x, w.cols, shape);
+    let pipeline = matvec_pipeline(gpu, w, shape, xb).await?;
     let mut ops = Vec::with_capacity(w.pieces.len());
     for piece in &w.pieces {
         let params = gpu.uniform_u32(
@@ -196,9 +269,15 @@ pub async fn matvec_shaped(
             ],
         )?;
         let groups = fold_workgroups(piece.rows.div_ceil(shape.rows_per_group()));
-        let op = gpu
-            .bound_op("matvec", &pipeline, &[&piece.buffer, x, y, &params], groups)
-            .await?;
+        let op = matvec_op(
+            gpu,
+            "matvec",
+            &pipeline,
+            [&piece.buffer, x, y, &params],
+            xb,
+            groups,
+        )
+        .await?;
         ops.push(op);
     }
     Ok(ops)
