@@ -1,7 +1,7 @@
 //! Decode matvec y = W x for every weight type against candle-core's dequantization with f64
 //! dot products, at WebGPU's default limits, in both thread layouts (one thread a row, as on
-//! CPU adapters, and a warp a row, as on GPUs), with x read as storage and (one thread a row) as
-//! a uniform, and with weights split into several pieces.
+//! CPU adapters, with 1, 2 or 4 rows a thread, and a warp a row, as on GPUs), with x read as
+//! storage and (one thread a row) as a uniform, and with weights split into several pieces.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod quant_common;
@@ -76,6 +76,9 @@ fn check(g: &Gpu, m: &QMatrix, seed: u64) {
         (MatvecShape::CPU, true, None),
         (MatvecShape::GPU, false, None),
         (MatvecShape::CPU, true, Some(m.rows / 3 + 1)),
+        // One and four rows a thread (the CPU layout has two).
+        (MatvecShape::parse("64,1,1").unwrap(), true, None),
+        (MatvecShape::parse("32,1,4").unwrap(), false, None),
     ] {
         let y = gpu_matvec(g, m, &x, shape, x_uniform, pieces);
         let name = format!(

@@ -21,20 +21,26 @@ pub struct MatvecShape {
     pub workgroup: u32,
     /// Threads sharing one row: a power of two dividing `workgroup`.
     pub row_threads: u32,
+    /// Rows per thread, 1..=4 (more than 1 only with one thread a row): each block of x a
+    /// thread loads serves that many rows.
+    pub rows_per_thread: u32,
 }
 
 impl MatvecShape {
     /// One thread per row: fastest on CPU adapters, where a "thread" is a SIMD lane and the
-    /// cross-lane reduction costs more than it saves.
+    /// cross-lane reduction costs more than it saves. Two rows a thread: each x load serves
+    /// two rows (measured faster than 1 and than 4 on lavapipe in `bench-kernels`).
     pub const CPU: MatvecShape = MatvecShape {
         workgroup: 64,
         row_threads: 1,
+        rows_per_thread: 2,
     };
     /// A warp per row, 8 rows per workgroup: neighbouring threads read neighbouring 32-weight
     /// runs of the same row, so the row streams through the caches once.
     pub const GPU: MatvecShape = MatvecShape {
         workgroup: 256,
         row_threads: 32,
+        rows_per_thread: 1,
     };
 
     /// The shape for this device: [`MatvecShape::CPU`] on CPU adapters (wgpu's
@@ -58,7 +64,9 @@ impl MatvecShape {
         let ok = self.workgroup > 0
             && self.workgroup <= 256
             && self.row_threads.is_power_of_two()
-            && self.workgroup % self.row_threads == 0;
+            && self.workgroup % self.row_threads == 0
+            && (1..=4).contains(&self.rows_per_thread)
+            && (self.row_threads == 1 || self.rows_per_thread == 1);
         if ok {
             Ok(())
         } else {
@@ -67,7 +75,46 @@ impl MatvecShape {
     }
 
     fn rows_per_group(&self) -> u32 {
-        self.workgroup / self.row_threads.max(1)
+        self.workgroup / self.row_threads.max(1) * self.rows_per_thread
+    }
+
+    /// The pipeline constants of matvec.wgsl for this shape.
+    fn constants(&self) -> [(&'static str, f64); 3] {
+        [
+            ("WG", f64::from(self.workgroup)),
+            ("ROW_THREADS", f64::from(self.row_threads)),
+            ("ROW_REPEAT", f64::from(self.rows_per_thread)),
+        ]
+    }
+
+    /// Parses `WORKGROUP,ROW_THREADS,ROWS_PER_THREAD` (the bench's `--matvec-shape`), or the
+    /// names `cpu` and `gpu`.
+    pub fn parse(text: &str) -> Result<MatvecShape, Error> {
+        let bad = || {
+            Error::Unsupported(format!(
+                "matvec shape {text:?}: want cpu, gpu or WG,ROW_THREADS,ROWS_PER_THREAD"
+            ))
+        };
+        let shape = match text.trim() {
+            "cpu" => MatvecShape::CPU,
+            "gpu" => MatvecShape::GPU,
+            t => {
+                let n: Vec<u32> = t
+                    .split(',')
+                    .map(|v| v.trim().parse::<u32>().map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?;
+                let [workgroup, row_threads, rows_per_thread] = n[..] else {
+                    return Err(bad());
+                };
+                MatvecShape {
+                    workgroup,
+                    row_threads,
+                    rows_per_thread,
+                }
+            }
+        };
+        shape.check()?;
+        Ok(shape)
     }
 }
 
@@ -169,10 +216,7 @@ pub async fn matvec_pipeline(
     gpu.pipeline(&PipelineDesc {
         kernel: "matvec",
         libs: &["weights", dequant_shader(w.ty), xb.lib()],
-        constants: &[
-            ("WG", f64::from(shape.workgroup)),
-            ("ROW_THREADS", f64::from(shape.row_threads)),
-        ],
+        constants: &shape.constants(),
         ..Default::default()
     })
     .await
@@ -222,11 +266,7 @@ pub async fn matvec_glu(
         .pipeline(&PipelineDesc {
             kernel: "matvec",
             libs: &["weights", dequant_shader(w.ty), xb.lib()],
-            constants: &[
-                ("WG", f64::from(shape.workgroup)),
-                ("ROW_THREADS", f64::from(shape.row_threads)),
-                ("GLU", 1.0),
-            ],
+            constants: &[shape.constants().as_slice(), &[("GLU", 1.0)]].concat(),
             ..Default::default()
         })
         .await?;
