@@ -1,5 +1,6 @@
 // Decode matrix-vector product y = W x for one piece of a weight matrix (rows split across buffers).
-// Assembled as prelude + weights.wgsl + dequant_<type>.wgsl + this file: one pipeline per weight type.
+// Assembled as prelude + weights.wgsl + dequant_<type>.wgsl + matvec_x_<storage|uniform>.wgsl (binding 1, x, read
+// through x4) + this file: one pipeline per weight type and x binding.
 // Weights are dequantized in registers 32 at a time (dot32 of the type); accumulation is f32.
 
 struct Params {
@@ -10,7 +11,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;      // (rows, row_stride / 4) blocks of the type
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;      // (cols / 4)
+// binding 1: x, (cols / 4) vec4<f32>, declared by matvec_x_*.wgsl
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;      // (>= y_offset + rows)
 @group(0) @binding(3) var<uniform> params: Params;
 
@@ -18,6 +19,9 @@ struct Params {
 // CPU adapters (lavapipe); GPUs want a whole warp or more a row so neighbouring threads read neighbouring bytes.
 override WG: u32 = 64u;
 override ROW_THREADS: u32 = 1u;
+// Rows per thread (1..4, only with ROW_THREADS = 1): each block of x loaded serves that many rows. On CPU
+// adapters loads cost per lane, and x is 4 bytes a weight against the weights' 0.5 to 1.
+override ROW_REPEAT: u32 = 1u;
 // The fused MLP input: the weight holds the gate rows, then as many up rows; output row r is
 // gelu_tanh(gate_r . x) * (up_r . x), params.rows = the gate rows. One dispatch instead of three.
 override GLU: bool = false;
@@ -30,37 +34,47 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     // Large matrices need more than 65535 workgroups in x: the dispatch is 2D.
     let group = wid.x + wid.y * nwg.x;
-    let row = group * (WG / ROW_THREADS) + lid / ROW_THREADS;
+    // This thread's row j is first + j * step: neighbouring threads on neighbouring rows.
+    let step = WG / ROW_THREADS;
+    let first = group * step * ROW_REPEAT + lid / ROW_THREADS;
     let lane = lid % ROW_THREADS;
     let subs = params.cols / 32u;
 
-    var acc = 0.0;
-    var acc_up = 0.0;
-    if (row < params.rows) {
-        let row_byte = row * params.row_stride;
-        let up_byte = (row + params.rows) * params.row_stride;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    var acc_up = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    if (first < params.rows) {
         for (var s = lane; s < subs; s += ROW_THREADS) {
             var xv: array<vec4<f32>, 8>;
             for (var k = 0u; k < 8u; k++) {
-                xv[k] = x[8u * s + k];
+                xv[k] = x4(8u * s + k);
             }
-            acc += dot32(row_byte, s, xv);
+            for (var j = 0u; j < ROW_REPEAT; j++) {
+                let row = first + j * step;
+                if (row < params.rows) {
+                    acc[j] += dot32(row * params.row_stride, s, xv);
+                    if (GLU) {
+                        acc_up[j] += dot32((row + params.rows) * params.row_stride, s, xv);
+                    }
+                }
+            }
+        }
+    }
+    for (var j = 0u; j < ROW_REPEAT; j++) {
+        var a = acc[j];
+        var u = acc_up[j];
+        if (ROW_THREADS > 1u) {
+            a = row_sum(lid, lane, a);
             if (GLU) {
-                acc_up += dot32(up_byte, s, xv);
+                u = row_sum(lid, lane, u);
             }
         }
-    }
-    if (ROW_THREADS > 1u) {
-        acc = row_sum(lid, lane, acc);
-        if (GLU) {
-            acc_up = row_sum(lid, lane, acc_up);
-        }
-    }
-    if (row < params.rows && lane == 0u) {
-        if (GLU) {
-            y[params.y_offset + row] = gelu_tanh(acc) * acc_up;
-        } else {
-            y[params.y_offset + row] = acc;
+        let row = first + j * step;
+        if (row < params.rows && lane == 0u) {
+            if (GLU) {
+                y[params.y_offset + row] = gelu_tanh(a) * u;
+            } else {
+                y[params.y_offset + row] = a;
+            }
         }
     }
 }

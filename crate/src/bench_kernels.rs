@@ -21,6 +21,8 @@ pub struct BenchOptions {
     pub default_limits: bool,
     /// Only these types (all when empty).
     pub types: Vec<GgmlType>,
+    /// This thread layout instead of the adapter's (e.g. the GPU layout on lavapipe).
+    pub shape: Option<MatvecShape>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -216,7 +218,8 @@ async fn matvec_bandwidth(
         weights.push(up.finish().await?);
     }
     let xs: Vec<f32> = (0..cols).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
-    let x = gpu.storage_f32("bench x", &xs)?;
+    let x = gpu.activations("bench x", u64::from(cols) * 4)?;
+    gpu.write(&x, 0, bytemuck::cast_slice(&xs))?;
     let y = gpu.storage("bench y", u64::from(rows) * 4)?;
     let mut ops = Vec::new();
     for w in &weights {
@@ -256,7 +259,7 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, Error> {
     })
     .await?;
     let mut rng = Rng::new(2024);
-    let shape = MatvecShape::for_gpu(&gpu);
+    let shape = opts.shape.unwrap_or_else(|| MatvecShape::for_gpu(&gpu));
     let cap = gpu.caps.max_binding.min(gpu.caps.max_buffer);
     let stream_bytes = if opts.quick { 64 << 20 } else { 256 << 20 }.min(cap) & !15;
     let stream = stream_bandwidth(&gpu, stream_bytes, &mut rng).await?;
@@ -287,8 +290,8 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, Error> {
         tier: gpu.caps.tier.clone(),
         max_binding: gpu.caps.max_binding,
         matvec_shape: format!(
-            "{} threads/workgroup, {} per row",
-            shape.workgroup, shape.row_threads
+            "{} threads/workgroup, {} per row, {} rows per thread",
+            shape.workgroup, shape.row_threads, shape.rows_per_thread
         ),
         timing: "wall clock, many dispatches per submit, median of runs".into(),
         stream_bytes,

@@ -7,7 +7,7 @@
 mod quant_common;
 
 use gemma_web::gpu::kernels::{self, QkRopeKvIo, QkRopeKvParams};
-use gemma_web::gpu::matvec::{matvec_glu, MatvecShape};
+use gemma_web::gpu::matvec::{matvec_glu, MatvecShape, XBinding};
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::testing::{assert_close, rope_reference_scaled, Rng};
 use pollster::block_on;
@@ -248,6 +248,17 @@ fn glu_odd_sizes() {
     assert_close("glu", &want, &got, 1e-5, 1e-4);
 }
 
+/// `x` in a storage buffer, or in an activation buffer (storage and uniform, 64 KiB).
+fn x_buffer(g: &Gpu, x: &[f32], activations: bool) -> wgpu::Buffer {
+    if activations {
+        let b = g.activations("x", (x.len() * 4) as u64).unwrap();
+        g.write(&b, 0, bytemuck::cast_slice(x)).unwrap();
+        b
+    } else {
+        g.storage_f32("x", x).unwrap()
+    }
+}
+
 #[test]
 fn gate_up_gelu_in_one_matvec() {
     let g = gpu();
@@ -261,10 +272,22 @@ fn gate_up_gelu_in_one_matvec() {
         let want: Vec<f32> = (0..ffn)
             .map(|r| (gelu_tanh(f64::from(full[r])) * f64::from(full[ffn + r])) as f32)
             .collect();
-        for shape in [MatvecShape::CPU, MatvecShape::GPU] {
+        // x in a plain storage buffer, and in an activation buffer (read as a uniform on the
+        // one-row-a-thread layout).
+        for (shape, x_uniform) in [
+            (MatvecShape::CPU, false),
+            (MatvecShape::CPU, true),
+            (MatvecShape::GPU, true),
+        ] {
             let got = block_on(async {
                 let w = m.upload(&g, None).await;
-                let xb = g.storage_f32("x", &x).unwrap();
+                let xb = x_buffer(&g, &x, x_uniform);
+                let want_xb = if x_uniform && shape == MatvecShape::CPU {
+                    XBinding::Uniform
+                } else {
+                    XBinding::Storage
+                };
+                assert_eq!(XBinding::choose(&g, &xb, cols as u32, shape), want_xb);
                 let yb = g.storage("y", (ffn * 4) as u64).unwrap();
                 let op = matvec_glu(&g, &w, &xb, &yb, shape).await.unwrap();
                 g.run(&[&op]).unwrap();
@@ -273,7 +296,7 @@ fn gate_up_gelu_in_one_matvec() {
             // |gelu(a) b - gelu(a') b'| grows with |b| and |a|: allow the dot tolerance scaled.
             let scale = full.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             assert_close(
-                &format!("glu matvec {name} {shape:?}"),
+                &format!("glu matvec {name} {shape:?} x uniform {x_uniform}"),
                 &want,
                 &got,
                 tol * 2.0 * scale,

@@ -1,11 +1,12 @@
 //! Decode matvec y = W x for every weight type against candle-core's dequantization with f64
 //! dot products, at WebGPU's default limits, in both thread layouts (one thread a row, as on
-//! CPU adapters, and a warp a row, as on GPUs), with weights split into several pieces.
+//! CPU adapters, with 1, 2 or 4 rows a thread, and a warp a row, as on GPUs), with x read as
+//! storage and (one thread a row) as a uniform, and with weights split into several pieces.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod quant_common;
 
-use gemma_web::gpu::matvec::{matvec, matvec_shaped, MatvecShape};
+use gemma_web::gpu::matvec::{matvec, matvec_shaped, MatvecShape, XBinding};
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::testing::assert_close;
 use quant_common::*;
@@ -21,6 +22,7 @@ fn gpu_matvec(
     m: &QMatrix,
     x: &[f32],
     shape: MatvecShape,
+    x_uniform: bool,
     max_piece_rows: Option<usize>,
 ) -> Vec<f32> {
     pollster::block_on(async {
@@ -28,7 +30,17 @@ fn gpu_matvec(
         if let Some(r) = max_piece_rows {
             assert_eq!(w.pieces.len(), m.rows.div_ceil(r), "pieces");
         }
-        let xb = g.storage_f32("x", x).unwrap();
+        let xb = if x_uniform {
+            let b = g.activations("x", (x.len() * 4) as u64).unwrap();
+            g.write(&b, 0, bytemuck::cast_slice(x)).unwrap();
+            assert_eq!(
+                XBinding::choose(g, &b, m.cols as u32, shape),
+                XBinding::Uniform
+            );
+            b
+        } else {
+            g.storage_f32("x", x).unwrap()
+        };
         let y_offset = 5;
         let yb = g
             .storage("y", ((m.rows + y_offset + 3) * 4) as u64)
@@ -59,14 +71,18 @@ fn check(g: &Gpu, m: &QMatrix, seed: u64) {
     let x = random_vec(m.cols, seed ^ 0x5eed);
     let expected = matvec_ref(&m.dequant, m.rows, m.cols, &x);
     let tol = dot_tolerance(&m.dequant, m.rows, m.cols, &x);
-    for (shape, pieces) in [
-        (MatvecShape::CPU, None),
-        (MatvecShape::GPU, None),
-        (MatvecShape::CPU, Some(m.rows / 3 + 1)),
+    for (shape, x_uniform, pieces) in [
+        (MatvecShape::CPU, false, None),
+        (MatvecShape::CPU, true, None),
+        (MatvecShape::GPU, false, None),
+        (MatvecShape::CPU, true, Some(m.rows / 3 + 1)),
+        // One and four rows a thread (the CPU layout has two).
+        (MatvecShape::parse("64,1,1").unwrap(), true, None),
+        (MatvecShape::parse("32,1,4").unwrap(), false, None),
     ] {
-        let y = gpu_matvec(g, m, &x, shape, pieces);
+        let y = gpu_matvec(g, m, &x, shape, x_uniform, pieces);
         let name = format!(
-            "matvec {} {}x{} seed {seed} {shape:?} pieces of {pieces:?} rows",
+            "matvec {} {}x{} seed {seed} {shape:?} x uniform {x_uniform} pieces of {pieces:?} rows",
             m.ty.name, m.rows, m.cols
         );
         assert_close(&name, &expected, &y, tol, 1e-5);

@@ -263,7 +263,7 @@ fn dot_rows(w: &[f32], x: &[f32], cols: usize) -> Vec<f32> {
 #[wasm_bindgen_test]
 async fn web_matvec_q4_k_and_q8_0() {
     use gemma_web::gguf::GgmlType;
-    use gemma_web::gpu::matvec::{matvec_shaped, MatvecShape};
+    use gemma_web::gpu::matvec::{matvec_shaped, MatvecShape, XBinding};
     let g = gpu().await;
     // Rows not a multiple of any layout's rows per workgroup; an odd number of blocks per row;
     // Q8_0 rows of 7 * 34 bytes so blocks sit at both 2-byte alignments; pieces of 20 rows.
@@ -287,14 +287,22 @@ async fn web_matvec_q4_k_and_q8_0() {
             .await
             .unwrap();
         assert_eq!(wt.pieces.len(), rows.div_ceil(20));
-        let xb = g.storage_f32("x", &x).unwrap();
-        for shape in [MatvecShape::CPU, MatvecShape::GPU] {
+        // x as plain storage, and as an activation buffer (a uniform on the CPU layout).
+        let xs = g.storage_f32("x", &x).unwrap();
+        let xa = g.activations("x", (cols * 4) as u64).unwrap();
+        g.write(&xa, 0, bytemuck::cast_slice(&x)).unwrap();
+        for (shape, xb) in [
+            (MatvecShape::CPU, &xs),
+            (MatvecShape::CPU, &xa),
+            (MatvecShape::GPU, &xs),
+        ] {
             let yb = g.storage("y", (rows * 4) as u64).unwrap();
-            let ops = matvec_shaped(&g, &wt, &xb, &yb, 0, shape).await.unwrap();
+            let ops = matvec_shaped(&g, &wt, xb, &yb, 0, shape).await.unwrap();
             g.run(&ops.iter().collect::<Vec<_>>()).unwrap();
             let got = g.read_f32(&yb, rows).await.unwrap();
+            let binding = XBinding::choose(&g, xb, cols as u32, shape);
             assert_close(
-                &format!("web matvec {ty} {rows}x{cols} {shape:?}"),
+                &format!("web matvec {ty} {rows}x{cols} {shape:?} x {binding:?}"),
                 &want,
                 &got,
                 1e-3,

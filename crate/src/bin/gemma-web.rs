@@ -172,6 +172,10 @@ mod native {
         /// Only these types, comma-separated GGUF names (e.g. Q4_K,Q8_0).
         #[arg(long, value_delimiter = ',')]
         types: Vec<String>,
+        /// The matvec thread layout instead of the adapter's: cpu, gpu, or
+        /// WORKGROUP,ROW_THREADS,ROWS_PER_THREAD (e.g. 64,1,4).
+        #[arg(long)]
+        matvec_shape: Option<String>,
     }
 
     #[derive(Args)]
@@ -375,6 +379,11 @@ mod native {
             quick: args.quick,
             default_limits: args.default_limits,
             types,
+            shape: args
+                .matvec_shape
+                .as_deref()
+                .map(gemma_web::gpu::matvec::MatvecShape::parse)
+                .transpose()?,
         };
         let report = pollster::block_on(run(&opts))?;
         if args.json {

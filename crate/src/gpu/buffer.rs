@@ -46,6 +46,23 @@ impl Gpu {
         }))
     }
 
+    /// A zeroed activation buffer: [`Gpu::storage`] that is also bindable as a uniform and at
+    /// least [`super::matvec::X_UNIFORM_BYTES`] long, so a matvec may read it as a uniform
+    /// (see [`super::matvec::XBinding`]).
+    pub fn activations(&self, label: &str, size: u64) -> Result<wgpu::Buffer, Error> {
+        self.check()?;
+        let size = self.check_size(label, size.max(super::matvec::X_UNIFORM_BYTES))?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
     /// A storage buffer holding `bytes` (zero-padded to 4).
     pub fn storage_init(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer, Error> {
         let buffer = self.storage(label, bytes.len() as u64)?;

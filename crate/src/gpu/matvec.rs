@@ -21,20 +21,26 @@ pub struct MatvecShape {
     pub workgroup: u32,
     /// Threads sharing one row: a power of two dividing `workgroup`.
     pub row_threads: u32,
+    /// Rows per thread, 1..=4 (more than 1 only with one thread a row): each block of x a
+    /// thread loads serves that many rows.
+    pub rows_per_thread: u32,
 }
 
 impl MatvecShape {
     /// One thread per row: fastest on CPU adapters, where a "thread" is a SIMD lane and the
-    /// cross-lane reduction costs more than it saves.
+    /// cross-lane reduction costs more than it saves. Two rows a thread: each x load serves
+    /// two rows (measured faster than 1 and than 4 on lavapipe in `bench-kernels`).
     pub const CPU: MatvecShape = MatvecShape {
         workgroup: 64,
         row_threads: 1,
+        rows_per_thread: 2,
     };
     /// A warp per row, 8 rows per workgroup: neighbouring threads read neighbouring 32-weight
     /// runs of the same row, so the row streams through the caches once.
     pub const GPU: MatvecShape = MatvecShape {
         workgroup: 256,
         row_threads: 32,
+        rows_per_thread: 1,
     };
 
     /// The shape for this device: [`MatvecShape::CPU`] on CPU adapters (wgpu's
@@ -58,7 +64,9 @@ impl MatvecShape {
         let ok = self.workgroup > 0
             && self.workgroup <= 256
             && self.row_threads.is_power_of_two()
-            && self.workgroup % self.row_threads == 0;
+            && self.workgroup % self.row_threads == 0
+            && (1..=4).contains(&self.rows_per_thread)
+            && (self.row_threads == 1 || self.rows_per_thread == 1);
         if ok {
             Ok(())
         } else {
@@ -67,8 +75,115 @@ impl MatvecShape {
     }
 
     fn rows_per_group(&self) -> u32 {
-        self.workgroup / self.row_threads.max(1)
+        self.workgroup / self.row_threads.max(1) * self.rows_per_thread
     }
+
+    /// The pipeline constants of matvec.wgsl for this shape.
+    fn constants(&self) -> [(&'static str, f64); 3] {
+        [
+            ("WG", f64::from(self.workgroup)),
+            ("ROW_THREADS", f64::from(self.row_threads)),
+            ("ROW_REPEAT", f64::from(self.rows_per_thread)),
+        ]
+    }
+
+    /// Parses `WORKGROUP,ROW_THREADS,ROWS_PER_THREAD` (the bench's `--matvec-shape`), or the
+    /// names `cpu` and `gpu`.
+    pub fn parse(text: &str) -> Result<MatvecShape, Error> {
+        let bad = || {
+            Error::Unsupported(format!(
+                "matvec shape {text:?}: want cpu, gpu or WG,ROW_THREADS,ROWS_PER_THREAD"
+            ))
+        };
+        let shape = match text.trim() {
+            "cpu" => MatvecShape::CPU,
+            "gpu" => MatvecShape::GPU,
+            t => {
+                let n: Vec<u32> = t
+                    .split(',')
+                    .map(|v| v.trim().parse::<u32>().map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?;
+                let [workgroup, row_threads, rows_per_thread] = n[..] else {
+                    return Err(bad());
+                };
+                MatvecShape {
+                    workgroup,
+                    row_threads,
+                    rows_per_thread,
+                }
+            }
+        };
+        shape.check()?;
+        Ok(shape)
+    }
+}
+
+/// Bytes of x a uniform binding holds (`matvec_x_uniform.wgsl`: 4096 vec4, WebGPU's default
+/// `maxUniformBufferBindingSize`). Buffers meant as matvec inputs are made at least this large
+/// ([`Gpu::activations`]).
+pub const X_UNIFORM_BYTES: u64 = 65536;
+
+/// How a matvec reads x: `matvec_x_storage.wgsl` or `matvec_x_uniform.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XBinding {
+    Storage,
+    /// Only with one thread per row (every lane reads the same x, which a uniform load serves
+    /// in one gather on CPU adapters; a GPU's lanes of one row read different x, which a
+    /// uniform (constant) cache serialises).
+    Uniform,
+}
+
+impl XBinding {
+    /// Uniform where the shape, the buffer (UNIFORM usage, at least [`X_UNIFORM_BYTES`]), the
+    /// column count and the device allow it, else storage.
+    pub fn choose(gpu: &Gpu, x: &wgpu::Buffer, cols: u32, shape: MatvecShape) -> XBinding {
+        let fits = x.usage().contains(wgpu::BufferUsages::UNIFORM)
+            && x.size() >= X_UNIFORM_BYTES
+            && u64::from(cols) * 4 <= X_UNIFORM_BYTES
+            && u64::from(gpu.device.limits().max_uniform_buffer_binding_size) >= X_UNIFORM_BYTES;
+        if shape.row_threads == 1 && fits {
+            XBinding::Uniform
+        } else {
+            XBinding::Storage
+        }
+    }
+
+    fn lib(self) -> &'static str {
+        match self {
+            XBinding::Storage => "matvec_x_storage",
+            XBinding::Uniform => "matvec_x_uniform",
+        }
+    }
+
+    fn resource(self, x: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+        match self {
+            XBinding::Storage => x.as_entire_binding(),
+            XBinding::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: x,
+                offset: 0,
+                size: wgpu::BufferSize::new(X_UNIFORM_BYTES),
+            }),
+        }
+    }
+}
+
+/// One matvec dispatch: weights, x (as `xb` says), y, params.
+async fn matvec_op(
+    gpu: &Gpu,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    [weights, x, y, params]: [&wgpu::Buffer; 4],
+    xb: XBinding,
+    groups: [u32; 3],
+) -> Result<Op, Error> {
+    let resources = [
+        weights.as_entire_binding(),
+        xb.resource(x),
+        y.as_entire_binding(),
+        params.as_entire_binding(),
+    ];
+    gpu.scoped(label, || gpu.op(label, pipeline, &resources, groups))
+        .await
 }
 
 fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
@@ -90,20 +205,18 @@ fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
     Ok(())
 }
 
-/// The matvec pipeline for weight type of `w` and `shape`.
+/// The matvec pipeline for weight type of `w`, `shape` and x binding.
 pub async fn matvec_pipeline(
     gpu: &Gpu,
     w: &WeightTensor,
     shape: MatvecShape,
+    xb: XBinding,
 ) -> Result<wgpu::ComputePipeline, Error> {
     shape.check()?;
     gpu.pipeline(&PipelineDesc {
         kernel: "matvec",
-        libs: &["weights", dequant_shader(w.ty)],
-        constants: &[
-            ("WG", f64::from(shape.workgroup)),
-            ("ROW_THREADS", f64::from(shape.row_threads)),
-        ],
+        libs: &["weights", dequant_shader(w.ty), xb.lib()],
+        constants: &shape.constants(),
         ..Default::default()
     })
     .await
@@ -148,24 +261,23 @@ pub async fn matvec_glu(
     let half = w.rows / 2;
     need_floats("matvec_glu x", x, u64::from(w.cols))?;
     need_floats("matvec_glu y", y, u64::from(half))?;
+    let xb = XBinding::choose(gpu, x, w.cols, shape);
     let pipeline = gpu
         .pipeline(&PipelineDesc {
             kernel: "matvec",
-            libs: &["weights", dequant_shader(w.ty)],
-            constants: &[
-                ("WG", f64::from(shape.workgroup)),
-                ("ROW_THREADS", f64::from(shape.row_threads)),
-                ("GLU", 1.0),
-            ],
+            libs: &["weights", dequant_shader(w.ty), xb.lib()],
+            constants: &[shape.constants().as_slice(), &[("GLU", 1.0)]].concat(),
             ..Default::default()
         })
         .await?;
     let params = gpu.uniform_u32("matvec_glu params", &[half, w.cols, w.row_stride_bytes, 0])?;
     let groups = fold_workgroups(half.div_ceil(shape.rows_per_group()));
-    gpu.bound_op(
+    matvec_op(
+        gpu,
         "matvec_glu",
         &pipeline,
-        &[&piece.buffer, x, y, &params],
+        [&piece.buffer, x, y, &params],
+        xb,
         groups,
     )
     .await
@@ -183,7 +295,8 @@ pub async fn matvec_shaped(
     check_cols("matvec", w)?;
     need_floats("matvec x", x, u64::from(w.cols))?;
     need_floats("matvec y", y, u64::from(y_offset) + u64::from(w.rows))?;
-    let pipeline = matvec_pipeline(gpu, w, shape).await?;
+    let xb = XBinding::choose(gpu, x, w.cols, shape);
+    let pipeline = matvec_pipeline(gpu, w, shape, xb).await?;
     let mut ops = Vec::with_capacity(w.pieces.len());
     for piece in &w.pieces {
         let params = gpu.uniform_u32(
@@ -196,9 +309,15 @@ pub async fn matvec_shaped(
             ],
         )?;
         let groups = fold_workgroups(piece.rows.div_ceil(shape.rows_per_group()));
-        let op = gpu
-            .bound_op("matvec", &pipeline, &[&piece.buffer, x, y, &params], groups)
-            .await?;
+        let op = matvec_op(
+            gpu,
+            "matvec",
+            &pipeline,
+            [&piece.buffer, x, y, &params],
+            xb,
+            groups,
+        )
+        .await?;
         ops.push(op);
     }
     Ok(ops)

@@ -249,7 +249,7 @@ impl std::fmt::Debug for Model {
 }
 
 fn f32s(gpu: &Gpu, label: &str, rows: u32, cols: u32) -> Result<wgpu::Buffer, Error> {
-    gpu.storage(label, u64::from(rows) * u64::from(cols) * 4)
+    gpu.activations(label, u64::from(rows) * u64::from(cols) * 4)
 }
 
 impl Model {
