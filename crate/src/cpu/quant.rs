@@ -385,7 +385,15 @@ impl QMatrix {
         }
     }
 
-    fn check_sizes(&self, x: &[f32], m: usize, y: &[f32]) -> Result<(), Error> {
+    /// Checks the sizes, then computes an 8-bit matrix's product in `q8.rs` (split over rayon's
+    /// pool by rows itself) and returns `None`, or returns candle's tensor for the caller's
+    /// product.
+    fn product_or_tensor(
+        &self,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+    ) -> Result<Option<&Arc<QTensor>>, Error> {
         if x.len() < m * self.cols || y.len() < m * self.rows {
             return Err(Error::Unsupported(format!(
                 "{m} rows through {self:?} with x of {} and y of {} values",
@@ -393,7 +401,13 @@ impl QMatrix {
                 y.len()
             )));
         }
-        Ok(())
+        match &self.weights {
+            Weights::Q8(q) => {
+                q.matmul(x, m, y);
+                Ok(None)
+            }
+            Weights::Candle(t) => Ok(Some(t)),
+        }
     }
 
     /// y (m, rows) = x (m, cols) times the matrix transposed: `m` tokens at once.
@@ -402,13 +416,8 @@ impl QMatrix {
     /// wasm build on candle's pool (none in wasm); in the shared-memory wasm build with more than
     /// one rayon thread, split across rayon's.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), Error> {
-        self.check_sizes(x, m, y)?;
-        let tensor = match &self.weights {
-            Weights::Q8(q) => {
-                q.matmul(x, m, y);
-                return Ok(());
-            }
-            Weights::Candle(t) => t,
+        let Some(tensor) = self.product_or_tensor(x, m, y)? else {
+            return Ok(());
         };
         #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
         {
@@ -444,14 +453,8 @@ impl QMatrix {
         y: &mut [f32],
         pieces: usize,
     ) -> Result<(), Error> {
-        self.check_sizes(x, m, y)?;
-        let tensor = match &self.weights {
-            // Already split over rayon's pool, by rows.
-            Weights::Q8(q) => {
-                q.matmul(x, m, y);
-                return Ok(());
-            }
-            Weights::Candle(t) => t,
+        let Some(tensor) = self.product_or_tensor(x, m, y)? else {
+            return Ok(());
         };
         let data = tensor.data().map_err(|e| candle_error("matrix bytes", e))?;
         let (x, y) = (&x[..m * self.cols], &mut y[..m * self.rows]);
