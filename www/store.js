@@ -143,15 +143,19 @@ function lockName(id) {
   return `gemma-web-model:${id}`;
 }
 
-/** Progress reporter: bytes done/total and MB/s over the last few seconds. */
+/**
+ * Progress reporter: bytes done/total and MB/s over the last few seconds. At most one event per 100 ms; an update that
+ * comes sooner is not dropped but sent when the 100 ms are up, so the last state before a stall (a connection that
+ * hangs after a burst) is always shown.
+ */
 function progress(onProgress, phase, total) {
   const t0 = performance.now();
   const marks = [[t0, 0]];
-  let last = 0;
-  return (done, fetched, force) => {
-    if (!onProgress) return;
+  let last = -Infinity;
+  let pending = null; // [done, fetched] not sent yet
+  let timer = null;
+  const send = (done, fetched) => {
     const now = performance.now();
-    if (!force && now - last < 100) return;
     last = now;
     marks.push([now, fetched]);
     while (marks.length > 2 && now - marks[0][0] > 3000) marks.shift();
@@ -159,6 +163,30 @@ function progress(onProgress, phase, total) {
     const mbPerS = now > t ? (fetched - b) / 1e6 / ((now - t) / 1000) : 0;
     onProgress({ phase, bytesDone: done, bytesTotal: total, bytesFetched: fetched, mbPerS });
   };
+  const report = (done, fetched, force) => {
+    if (!onProgress) return;
+    const wait = last + 100 - performance.now();
+    if (force || wait <= 0) {
+      pending = null;
+      clearTimeout(timer);
+      timer = null;
+      send(done, fetched);
+      return;
+    }
+    pending = [done, fetched];
+    timer ??= setTimeout(() => {
+      timer = null;
+      if (pending) send(...pending);
+      pending = null;
+    }, wait);
+  };
+  /** Drops an update not sent yet (the operation failed: nothing may follow its error). */
+  report.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+    pending = null;
+  };
+  return report;
 }
 
 /**
@@ -231,6 +259,7 @@ async function verifyStored(dir, id, manifestJson, onProgress, signal) {
     plan.finish();
     report(plan.size, 0, true);
   } catch (e) {
+    report.cancel();
     h.close();
     if (e?.code === "Integrity") await deleteLocked(dir, id);
     throw e;
@@ -552,6 +581,7 @@ async function download(dir, src, id, stored, sha256, onProgress, signal, chunkB
     const manifest = JSON.parse(plan.manifest);
     return { id, url, size, sha256: manifest.sha256, fetchedBytes: fetched, fromStorage: false };
   } catch (e) {
+    report.cancel();
     // Keep what safely arrived for the next attempt (unless the model was just deleted).
     if (!deleted) {
       try {

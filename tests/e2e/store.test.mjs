@@ -200,8 +200,10 @@ test("a page closed mid-download resumes on the next visit", async () => {
   const resumed = (await settledLog(log)).slice(cutLog.length);
   assert.equal(rangeStart(resumed.find((e) => e.method === "GET")), partial.storedBytes);
   assert.equal(sentBytes(resumed), MODEL_BYTES - partial.storedBytes, "only the missing bytes");
-  // What was lost with the page is at most what was in flight since the last manifest save.
-  assert.ok(sentBefore - partial.storedBytes < CHUNK, `lost ${sentBefore - partial.storedBytes} bytes`);
+  // What was lost with the page is at most what was in flight since the last manifest save: the store asks for one
+  // chunk at a time, and the server may have sent all of it into the browser's buffers before the page read any
+  // (seen under load: exactly one chunk lost).
+  assert.ok(sentBefore - partial.storedBytes <= CHUNK, `lost ${sentBefore - partial.storedBytes} bytes`);
   assert.deepEqual(next.errors, []);
 });
 
