@@ -392,8 +392,9 @@ async function loadChoice() {
       ? `the GPU: ${caps.adapterName || "an unnamed adapter"} (${caps.backend}), capability tier ${caps.tier}` +
         `${caps.f16 ? "" : " (no shader-f16)"}`
       : `the CPU, ${engine.info.threads} thread${engine.info.threads === 1 ? "" : "s"}`;
+    const fewer = engine.info.threadsReason ? ` One thread only: ${engine.info.threadsReason}.` : "";
     engineInfo.textContent = `Running on ${where} (${engine.info.backendReason}); ` +
-      `context ${count(engine.info.contextLength)} tokens.`;
+      `context ${count(engine.info.contextLength)} tokens.${fewer}`;
     engineInfo.dataset.backend = engine.backend;
     if (caps) engineInfo.dataset.tier = caps.tier;
     showConfig(engine.info.header);

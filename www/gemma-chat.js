@@ -671,7 +671,8 @@ export class GemmaChatElement extends HTMLElement {
     if (engine.backend === "cpu") {
       const threads = engine.info.threads;
       this.#notes.device = `Runs on this device's CPU (${threads} thread${threads === 1 ? "" : "s"}): ` +
-        `${engine.info.backendReason}.`;
+        `${engine.info.backendReason}.` +
+        (engine.info.threadsReason ? ` One thread only: ${engine.info.threadsReason}.` : "");
       this.#renderNotes();
     }
     this.#watchDevice(engine);

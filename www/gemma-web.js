@@ -372,7 +372,8 @@ class Engine extends EventTarget {
     super();
     this.#link = link;
     /**
-     * The model's header summary; where it runs (`backend`: "webgpu" or "cpu", `backendReason`, `threads`); the GPU
+     * The model's header summary; where it runs (`backend`: "webgpu" or "cpu", `backendReason`, `threads`,
+     * `threadsReason`: why fewer threads than asked for, or null); the GPU
      * capabilities in use (`capabilities.tier`; null on the CPU); sizes.
      */
     this.info = info;

@@ -69,6 +69,9 @@ export interface ModelInfo {
   backendReason: string;
   /** Threads the CPU engine computes on (1 on WebGPU). */
   threads: number;
+  /** Why the CPU engine runs on one thread where its load asked for more (e.g. "the page is not cross-origin
+   *  isolated ..."); null when it runs on the threads asked for, and on WebGPU. */
+  threadsReason: string | null;
   /** The GPU in use; null on the CPU backend. */
   capabilities: Capabilities | null;
   /** KV-cache positions this load holds. */

@@ -243,6 +243,16 @@ function errorOf(e) {
   return { code: (e && e.code) || "Unsupported", message: (e && e.message) || String(e) };
 }
 
+/** Why the loaded CPU engine runs on fewer threads than its load asked for (wasm-loader.js), or null. */
+let threadsReason = null;
+
+/** The engine's info, with what only this worker knows: why a CPU engine got fewer threads than it asked for. */
+function infoOf(e) {
+  const info = e.info();
+  info.threadsReason = info.backend === "cpu" ? threadsReason : null;
+  return info;
+}
+
 function needEngine() {
   if (!engine) throw codedError("Unsupported", "no model is loaded");
   return engine;
@@ -256,12 +266,12 @@ async function handle(msg, post) {
       dropEngine();
       const reader = await loadEngine(msg.source, msg.options ?? {}, post);
       loadedFrom = { source: msg.source, options: msg.options ?? {} };
-      const info = engine.info();
+      const info = infoOf(engine);
       info.stored = reader.model ?? null;
       return info;
     }
     case "info":
-      return needEngine().info();
+      return infoOf(needEngine());
     case "generate":
       return generate(msg.id, msg.request, post);
     case "tokenize":
@@ -302,6 +312,7 @@ self.onmessage = async (event) => {
     if (msg.type === "load" || !WebEngine) {
       const wasm = await loadWasm({ threads: msg.type === "load" ? msg.options?.threads : undefined });
       WebEngine = wasm.module.WebEngine;
+      if (msg.type === "load") threadsReason = wasm.fallback;
     }
     const value = await handle(msg, post);
     post({ type: "done", value });

@@ -42,16 +42,20 @@ test("cross-origin isolated: 2 pool threads, and split matmuls equal the unsplit
   await page.close();
 });
 
-test("not cross-origin isolated: the single-threaded package, and the result says why", async () => {
-  const { page, errors } = await newPage(context);
-  // The same server without the isolation headers (as a host that does not send them).
-  await page.route("**/*", async (route) => {
+/** The same server without the isolation headers (as a host that does not send them). */
+function withoutIsolation(page) {
+  return page.route("**/*", async (route) => {
     const res = await route.fetch();
     const headers = { ...res.headers() };
     delete headers["cross-origin-opener-policy"];
     delete headers["cross-origin-embedder-policy"];
     await route.fulfill({ response: res, headers });
   });
+}
+
+test("not cross-origin isolated: the single-threaded package, and the result says why", async () => {
+  const { page, errors } = await newPage(context);
+  await withoutIsolation(page);
   await page.goto(`${url}gemma-web.js`);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), false);
   const got = await inWorker(page, `
@@ -80,7 +84,8 @@ test("the CPU engine on 1 and on 2 threads: the same greedy tokens, and info and
         max_tokens: 4,
         temperature: 0,
       });
-      out.push({ threads, info: { backend: engine.info.backend, threads: engine.info.threads },
+      out.push({ threads,
+        info: { backend: engine.info.backend, threads: engine.info.threads, threadsReason: engine.info.threadsReason },
         usage: got.usage, prompt: got.gemma.prompt_ids, ids: got.gemma.generated_ids });
       await engine.unload();
     }
@@ -89,7 +94,7 @@ test("the CPU engine on 1 and on 2 threads: the same greedy tokens, and info and
   for (const r of runs) {
     console.log(`${r.threads} thread(s): ${JSON.stringify(r.ids)}, prefill ${r.usage.prefill_tok_s.toFixed(1)} tok/s, ` +
       `decode ${r.usage.decode_tok_s.toFixed(1)} tok/s`);
-    assert.deepEqual(r.info, { backend: "cpu", threads: r.threads });
+    assert.deepEqual(r.info, { backend: "cpu", threads: r.threads, threadsReason: null });
     assert.equal(r.usage.backend, "cpu");
     assert.equal(r.usage.threads, r.threads);
     assert.equal(r.ids.length, 4);
@@ -97,6 +102,26 @@ test("the CPU engine on 1 and on 2 threads: the same greedy tokens, and info and
   assert.ok(runs[0].prompt.length >= 8 && runs[0].prompt.length <= 16, `a short prompt: ${runs[0].prompt.length} tokens`);
   assert.deepEqual(runs[1].prompt, runs[0].prompt);
   assert.deepEqual(runs[1].ids, runs[0].ids, "greedy tokens on 2 threads and on 1");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+// After the test above, the model is in this origin's storage: the page below loads it from there.
+test("not cross-origin isolated: a CPU engine asked for 2 threads runs on 1, and its info says why", { timeout: 120_000 }, async () => {
+  const { page, errors } = await newPage(context);
+  await withoutIsolation(page);
+  await page.goto(`${url}gemma-web.js`);
+  const got = await page.evaluate(async () => {
+    const { createEngine } = await import("/gemma-web.js");
+    const engine = await createEngine({ model: "gemma-3-270m", contextLength: 64, backend: "cpu", threads: 2 });
+    const { threads, threadsReason, backend } = engine.info;
+    await engine.unload();
+    return { threads, threadsReason, backend };
+  });
+  console.log(`without isolation, 2 threads asked for: ${JSON.stringify(got)}`);
+  assert.equal(got.backend, "cpu");
+  assert.equal(got.threads, 1);
+  assert.match(got.threadsReason, /not cross-origin isolated/);
   assert.deepEqual(errors, []);
   await page.close();
 });
