@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::{
-    FileSource, GenerateOptions, Head, Model, ModelOptions, Output, SamplingParams, Session,
-    StopReason,
+    CpuModel, FileSource, GenerateOptions, Head, Model, ModelOptions, Output, SamplingParams,
+    Session, StopReason,
 };
 use gemma_web::Error;
 use reference::{HAIKU_PROMPT, LLAMA_CPP_GREEDY, LLAMA_CPP_TOP5};
@@ -188,7 +188,9 @@ fn gemma3_270m_matches_reference_per_position() {
         }
         let (mut worst_nmse, mut worst_abs, mut compared, mut ties) = (0f64, 0f32, 0usize, 0usize);
         let mut failures = Vec::new();
+        let mut gpu_top = Vec::new();
         pollster::block_on(model.score(&ids[start..], start as u32, &mut |i, got| {
+            gpu_top.push(reference::argmax(got));
             let i = start + i;
             let want = reference.step(ids[i]);
             let (mut num, mut den, mut max_abs) = (0f64, 0f64, 0f32);
@@ -224,5 +226,37 @@ fn gemma3_270m_matches_reference_per_position() {
             t.elapsed().as_secs_f64()
         );
         assert!(failures.is_empty(), "prompt {p}: {failures:#?}");
+        if start > 0 {
+            cpu_agrees_with_gpu(&path, ids, start, &gpu_top);
+        }
     }
+}
+
+/// The CPU engine, teacher-forced on the long text, against the GPU engine's top token at each
+/// position from `start` on (across the 512 window): agreement at least 0.99 (issue 12; the
+/// CPU engine's 16-bit activations give 1.0 here, ggml's 8-bit ones gave 0.95 over the text).
+fn cpu_agrees_with_gpu(path: &PathBuf, ids: &[u32], start: usize, gpu_top: &[u32]) {
+    let opts = ModelOptions {
+        context_len: Some(1024),
+        ..Default::default()
+    };
+    let mut src = FileSource::open(path).expect("open");
+    let mut cpu = pollster::block_on(CpuModel::load(&mut src, &opts, &mut |_, _| {}))
+        .expect("load on the CPU");
+    let mut cpu_top = Vec::new();
+    pollster::block_on(cpu.score(ids, 0, &mut |i, logits| {
+        if i >= start {
+            cpu_top.push(reference::argmax(logits));
+        }
+    }))
+    .unwrap();
+    assert_eq!(cpu_top.len(), gpu_top.len());
+    let same = cpu_top.iter().zip(gpu_top).filter(|(a, b)| a == b).count();
+    let agreement = same as f64 / gpu_top.len() as f64;
+    eprintln!(
+        "CPU vs GPU engine, top-1 teacher-forced at positions {start}..{}: {same} of {} ({agreement:.3})",
+        ids.len(),
+        gpu_top.len()
+    );
+    assert!(agreement >= 0.99, "top-1 agreement {agreement:.3}");
 }

@@ -344,3 +344,11 @@ async fn web_matmul_q4_k() {
         1e-4,
     );
 }
+
+/// The CPU engine's Q4_K / Q6_K products in wasm (simd128 unpacking and dot products): within
+/// 1e-3 of the sum of |w x| of the exact ones (`gemma_web::cpu::kquant::worst_relative_error`).
+#[wasm_bindgen_test]
+fn web_cpu_kquant_products_are_nearly_exact() {
+    let e = gemma_web::cpu::kquant::worst_relative_error(5).unwrap();
+    assert!(e <= 1e-3, "worst error {e:e} of the sum of |w x|");
+}

@@ -11,6 +11,7 @@
 //! candle's own pool cannot start threads there.
 
 pub mod attention;
+pub mod kquant;
 pub mod ops;
 pub mod q8;
 pub mod quant;

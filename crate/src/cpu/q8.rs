@@ -5,8 +5,9 @@
 //! ggml's Q8_0 block is an f16 scale and 32 int8 values. Here a matrix keeps the int8 values of
 //! each row contiguous and the scales apart as f32, converted once at load: a browser has no
 //! hardware f16 conversion, and converting two scales per block in software cost more than the
-//! block's dot product. Activations are quantized as ggml quantizes them for these products
-//! (per 32 values, scale amax / 127 rounded to f16), so the integer sums are llama.cpp's. Each row
+//! block's dot product. Activations are quantized to 16 bits per 32 values (ggml uses 8, which
+//! costs the model's top token at some positions; see [`Acts`]), and each block's integer sum is
+//! exact. Each row
 //! meets every token of a block while it is in L1; rows are split across rayon's pool (the worker
 //! pool of the shared-memory wasm build; one thread otherwise). On this project's machines the
 //! LM head product takes 0.55-0.6x the time of candle's Q8_0 kernel, a 64-token block 0.5x
@@ -153,16 +154,17 @@ impl Q8Rows {
     }
 }
 
-/// Activations quantized per 32 values, as ggml's `quantize_row_q8_0`: scale d = amax / 127,
-/// values round(x / d), the scale kept as f16 (here widened back to f32).
+/// Activations quantized per 32 values to 16 bits: scale d = amax / 32767, values round(x / d).
+/// ggml rounds them to 8 bits (and d to f16) for these products; on the 270M that moved the top
+/// token at about 1% of a long text's positions against the exact product, 16 bits do not.
 pub struct Acts {
-    quants: Vec<i8>,
+    quants: Vec<i16>,
     scales: Vec<f32>,
 }
 
 impl Acts {
     pub fn quantize(x: &[f32]) -> Acts {
-        let mut quants = vec![0i8; x.len()];
+        let mut quants = vec![0i16; x.len()];
         let mut scales = vec![0f32; x.len() / QK];
         for ((xb, qb), s) in x
             .chunks_exact(QK)
@@ -170,19 +172,19 @@ impl Acts {
             .zip(&mut scales)
         {
             let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let d = amax / 32767.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = (v * id).round() as i8;
+                *q = (v * id).round().clamp(-32767.0, 32767.0) as i16;
             }
-            *s = f16::from_f32(d).to_f32();
+            *s = d;
         }
         Acts { quants, scales }
     }
 }
 
 /// One row's dot product with one token's activations (both whole blocks, one scale each).
-fn dot(wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) -> f32 {
+fn dot(wq: &[i8], ws: &[f32], xq: &[i16], xs: &[f32]) -> f32 {
     debug_assert!(wq.len() == xq.len() && ws.len() == xs.len() && wq.len() == QK * ws.len());
     #[cfg(target_arch = "x86_64")]
     {
@@ -202,7 +204,7 @@ fn dot(wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) -> f32 {
 }
 
 /// The plain version of [`dot`]: exact integer sums per block, scaled and summed in f32.
-pub fn dot_scalar(wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) -> f32 {
+pub fn dot_scalar(wq: &[i8], ws: &[f32], xq: &[i16], xs: &[f32]) -> f32 {
     let mut acc = 0f32;
     for (b, (wb, xb)) in wq.chunks_exact(QK).zip(xq.chunks_exact(QK)).enumerate() {
         let sum: i32 = wb
@@ -226,17 +228,21 @@ mod simd {
     /// many scales.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_avx2(wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) -> f32 {
-        let ones = _mm256_set1_epi16(1);
+    pub unsafe fn dot_avx2(wq: &[i8], ws: &[f32], xq: &[i16], xs: &[f32]) -> f32 {
         let (wp, sp, xp, xsp) = (wq.as_ptr(), ws.as_ptr(), xq.as_ptr(), xs.as_ptr());
         let mut acc = _mm256_setzero_ps();
         for b in 0..xs.len() {
-            let x = _mm256_loadu_si256(xp.add(b * QK) as *const __m256i);
-            let w = _mm256_loadu_si256(wp.add(b * QK) as *const __m256i);
-            // |w| (unsigned) times x with w's sign: maddubs multiplies u8 by i8 in pairs (at
-            // most 2 * 128 * 127, no overflow); madd sums the pairs of pairs into 8 i32.
-            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-            let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            // 16 weights widened to i16 times 16 activations, summed in pairs (at most
+            // 2 * 128 * 32767 a lane), twice a block.
+            let half = |k: usize| {
+                _mm256_madd_epi16(
+                    _mm256_cvtepi8_epi16(
+                        _mm_loadu_si128(wp.add(b * QK + 16 * k) as *const __m128i),
+                    ),
+                    _mm256_loadu_si256(xp.add(b * QK + 16 * k) as *const __m256i),
+                )
+            };
+            let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(half(0), half(1)));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(*sp.add(b) * *xsp.add(b)), sums, acc);
         }
         let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
@@ -248,7 +254,7 @@ mod simd {
     /// # Safety
     /// `wq` and `xq` hold `xs.len()` whole blocks, `ws` as many scales.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    pub unsafe fn dot_simd128(wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) -> f32 {
+    pub unsafe fn dot_simd128(wq: &[i8], ws: &[f32], xq: &[i16], xs: &[f32]) -> f32 {
         use std::arch::wasm32::*;
         let (wp, xp) = (wq.as_ptr(), xq.as_ptr());
         let mut acc = f32x4_splat(0.0);
@@ -257,7 +263,7 @@ mod simd {
             let dot8 = |k: usize| {
                 i32x4_dot_i16x8(
                     i16x8_load_extend_i8x8(w.add(8 * k)),
-                    i16x8_load_extend_i8x8(x.add(8 * k)),
+                    v128_load(x.add(8 * k) as *const v128),
                 )
             };
             let s = i32x4_add(i32x4_add(dot8(0), dot8(1)), i32x4_add(dot8(2), dot8(3)));
