@@ -4,6 +4,42 @@
 
 use crate::rng::SplitMix64;
 
+/// The largest error of `y` (m, rows), products of `x` (m, cols) with `w` (rows, cols), against
+/// the exact ones in f64, relative to each product's sum of |w x| (infinite for a NaN).
+pub fn worst_product_error(
+    w: &[f32],
+    x: &[f32],
+    y: &[f32],
+    rows: usize,
+    cols: usize,
+    m: usize,
+) -> f64 {
+    let mut worst = 0f64;
+    for t in 0..m {
+        let xt = &x[t * cols..(t + 1) * cols];
+        for r in 0..rows {
+            let wr = &w[r * cols..(r + 1) * cols];
+            let exact: f64 = wr
+                .iter()
+                .zip(xt)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            let scale: f64 = wr
+                .iter()
+                .zip(xt)
+                .map(|(&a, &b)| f64::from((a * b).abs()))
+                .sum();
+            let e = (f64::from(y[t * rows + r]) - exact).abs() / scale.max(1e-30);
+            worst = if e.is_nan() {
+                f64::INFINITY
+            } else {
+                worst.max(e)
+            };
+        }
+    }
+    worst
+}
+
 /// Checks `|expected - actual| <= abs + rel * |expected|` elementwise (NaN never passes) and
 /// that the lengths agree. On failure the message names the first few mismatching indices
 /// with expected and actual values, how many mismatched, and the worst error.

@@ -8,7 +8,7 @@ mod quant_common;
 
 use candle_core::{Device, Tensor};
 use gemma_web::cpu::{attend, ops, AttentionShape, KvCache, QMatrix, QMatrixBuilder};
-use gemma_web::testing::{assert_close, rope_reference_scaled, Rng};
+use gemma_web::testing::{assert_close, rope_reference_scaled, worst_product_error, Rng};
 use quant_common::{matmul_ref, qtype, random_vec, QMatrix as TestMatrix, TYPES};
 
 /// Every weight type, valid quantizer output and random bit patterns, one token and a block of
@@ -129,27 +129,11 @@ fn products_with_16_bit_activations_are_nearly_exact() {
                 }
                 let mut got = vec![f32::NAN; m * rows];
                 ours.matmul(&x, m, &mut got).unwrap();
-                for t in 0..m {
-                    for r in 0..rows {
-                        let (wr, xt) =
-                            (&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols]);
-                        let exact: f64 = wr
-                            .iter()
-                            .zip(xt)
-                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                            .sum();
-                        let scale: f64 = wr
-                            .iter()
-                            .zip(xt)
-                            .map(|(&a, &b)| f64::from((a * b).abs()))
-                            .sum();
-                        let g = f64::from(got[t * rows + r]);
-                        assert!(
-                            (g - exact).abs() <= 1e-4 * scale,
-                            "{name} {rows}x{cols} token {t} row {r}: {g} vs {exact} (sum |w x| {scale})"
-                        );
-                    }
-                }
+                let e = worst_product_error(&wd, &x, &got, rows, cols, m);
+                assert!(
+                    e <= 1e-4,
+                    "{name} {rows}x{cols} tokens {m}: worst error {e:e} of the sum of |w x|"
+                );
             }
         }
     }

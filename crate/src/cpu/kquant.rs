@@ -22,8 +22,8 @@
 //!   sub-blocks of 16, d (f16). Weight = d * scale * (q - 32), q in 0..64.
 
 use half::f16;
-use rayon::prelude::*;
 
+use super::q8::quantize_i16;
 use crate::Error;
 
 /// Values per block.
@@ -61,22 +61,7 @@ pub struct Acts16 {
 
 impl Acts16 {
     pub fn quantize(x: &[f32]) -> Acts16 {
-        let mut quants = vec![0i16; x.len()];
-        let mut scales = vec![0f32; x.len() / QK_K];
-        for ((xb, qb), s) in x
-            .chunks_exact(QK_K)
-            .zip(quants.chunks_exact_mut(QK_K))
-            .zip(&mut scales)
-        {
-            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 32767.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                // |v * id| <= 32767 up to rounding; the clamp keeps it in range.
-                *q = (v * id).round().clamp(-32767.0, 32767.0) as i16;
-            }
-            *s = d;
-        }
+        let (quants, scales) = quantize_i16(x, QK_K);
         let sums = quants
             .chunks_exact(SUB)
             .map(|c| c.iter().map(|&q| i32::from(q)).sum::<i32>() as f32)
@@ -189,7 +174,10 @@ pub fn matmul(
 ) -> Result<(), Error> {
     let nb = cols / QK_K;
     let row_bytes = nb * ty.block_bytes();
-    if cols % QK_K != 0 || data.len() < rows * row_bytes || x.len() < m * cols || y.len() < m * rows
+    if !cols.is_multiple_of(QK_K)
+        || data.len() < rows * row_bytes
+        || x.len() < m * cols
+        || y.len() < m * rows
     {
         return Err(Error::Unsupported(format!(
             "a {rows} x {cols} {ty:?} product of {m} tokens with {} bytes",
@@ -216,22 +204,7 @@ pub fn matmul(
             _ => job.run(path, out),
         }
     };
-    if m == 1 {
-        y[..rows]
-            .par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(i, out)| task(i * ROWS_PER_TASK, out));
-        return Ok(());
-    }
-    let mut yt = vec![0f32; rows * m];
-    yt.par_chunks_mut(ROWS_PER_TASK * m)
-        .enumerate()
-        .for_each(|(i, out)| task(i * ROWS_PER_TASK, out));
-    for (r, col) in yt.chunks_exact(m).enumerate() {
-        for (t, &v) in col.iter().enumerate() {
-            y[t * rows + r] = v;
-        }
-    }
+    super::rows_in_parallel(rows, m, ROWS_PER_TASK, y, task);
     Ok(())
 }
 
@@ -522,28 +495,9 @@ pub fn worst_relative_error(seed: u64) -> Result<f64, Error> {
             }
             let mut y = vec![0f32; m * rows];
             matmul(ty, &q.data().map_err(err)?, rows, cols, &x, m, &mut y)?;
-            for t in 0..m {
-                for r in 0..rows {
-                    let (wr, xt) = (&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols]);
-                    let exact: f64 = wr
-                        .iter()
-                        .zip(xt)
-                        .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                        .sum();
-                    let scale: f64 = wr
-                        .iter()
-                        .zip(xt)
-                        .map(|(&a, &b)| f64::from((a * b).abs()))
-                        .sum();
-                    let e = (f64::from(y[t * rows + r]) - exact).abs() / scale.max(1e-30);
-                    // A NaN fails the check.
-                    worst = if e.is_nan() {
-                        f64::INFINITY
-                    } else {
-                        worst.max(e)
-                    };
-                }
-            }
+            worst = worst.max(crate::testing::worst_product_error(
+                &wd, &x, &y, rows, cols, m,
+            ));
         }
     }
     Ok(worst)
@@ -587,9 +541,9 @@ mod tests {
         let mut rng = Rng::new(9);
         let mut u = Unpacked::new();
         let mut xq = vec![0i16; QK_K];
-        for i in 0..QK_K {
-            u.q[i] = rng.below(64) as i16;
-            xq[i] = (rng.below(65535) as i32 - 32767) as i16;
+        for (q, x) in u.q.iter_mut().zip(&mut xq) {
+            *q = rng.below(64) as i16;
+            *x = (rng.below(65535) as i32 - 32767) as i16;
         }
         (u.q[0], xq[0], u.q[1], xq[1]) = (63, 32767, 63, -32767);
         for g in 0..GROUPS {

@@ -17,6 +17,36 @@ pub mod q8;
 pub mod quant;
 
 pub use attention::{attend, AttentionShape, KvCache};
+
+use rayon::prelude::*;
+
+/// y (m, rows) from `task(first_row, out)`, which fills `out` (its rows, m) with rows
+/// first_row.. against every token: tasks of `rows_per_task` rows on rayon's pool, so that each
+/// row meets every token while it is in L1; the result is transposed into y afterwards.
+pub(crate) fn rows_in_parallel(
+    rows: usize,
+    m: usize,
+    rows_per_task: usize,
+    y: &mut [f32],
+    task: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if m == 1 {
+        y[..rows]
+            .par_chunks_mut(rows_per_task)
+            .enumerate()
+            .for_each(|(i, out)| task(i * rows_per_task, out));
+        return;
+    }
+    let mut yt = vec![0f32; rows * m];
+    yt.par_chunks_mut(rows_per_task * m)
+        .enumerate()
+        .for_each(|(i, out)| task(i * rows_per_task, out));
+    for (r, col) in yt.chunks_exact(m).enumerate() {
+        for (t, &v) in col.iter().enumerate() {
+            y[t * rows + r] = v;
+        }
+    }
+}
 pub use quant::{QMatrix, QMatrixBuilder};
 
 /// Threads the matrix products use.

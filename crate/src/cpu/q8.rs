@@ -14,7 +14,6 @@
 //! (`cargo test --lib lm_head_speed -- --ignored --nocapture`).
 
 use half::f16;
-use rayon::prelude::*;
 
 use crate::Error;
 
@@ -135,22 +134,7 @@ impl Q8Rows {
                 }
             }
         };
-        if m == 1 {
-            y[..rows]
-                .par_chunks_mut(ROWS_PER_TASK)
-                .enumerate()
-                .for_each(|(i, out)| task(i * ROWS_PER_TASK, out));
-            return;
-        }
-        let mut yt = vec![0f32; rows * m];
-        yt.par_chunks_mut(ROWS_PER_TASK * m)
-            .enumerate()
-            .for_each(|(i, out)| task(i * ROWS_PER_TASK, out));
-        for (r, col) in yt.chunks_exact(m).enumerate() {
-            for (t, &v) in col.iter().enumerate() {
-                y[t * rows + r] = v;
-            }
-        }
+        super::rows_in_parallel(rows, m, ROWS_PER_TASK, y, task);
     }
 }
 
@@ -164,23 +148,31 @@ pub struct Acts {
 
 impl Acts {
     pub fn quantize(x: &[f32]) -> Acts {
-        let mut quants = vec![0i16; x.len()];
-        let mut scales = vec![0f32; x.len() / QK];
-        for ((xb, qb), s) in x
-            .chunks_exact(QK)
-            .zip(quants.chunks_exact_mut(QK))
-            .zip(&mut scales)
-        {
-            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 32767.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = (v * id).round().clamp(-32767.0, 32767.0) as i16;
-            }
-            *s = d;
-        }
+        let (quants, scales) = quantize_i16(x, QK);
         Acts { quants, scales }
     }
+}
+
+/// `x` quantized to i16 per `block` values (whole blocks): scale amax / 32767, values round(x /
+/// scale). Returns the values and one f32 scale a block.
+pub fn quantize_i16(x: &[f32], block: usize) -> (Vec<i16>, Vec<f32>) {
+    let mut quants = vec![0i16; x.len()];
+    let mut scales = vec![0f32; x.len() / block];
+    for ((xb, qb), s) in x
+        .chunks_exact(block)
+        .zip(quants.chunks_exact_mut(block))
+        .zip(&mut scales)
+    {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 32767.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            // |v * id| <= 32767 up to rounding; the clamp keeps it in range.
+            *q = (v * id).round().clamp(-32767.0, 32767.0) as i16;
+        }
+        *s = d;
+    }
+    (quants, scales)
 }
 
 /// One row's dot product with one token's activations (both whole blocks, one scale each).
