@@ -6,10 +6,13 @@
 //! product's at 4% of the positions of a long text (teacher-forced, against the GPU engine's f32
 //! activations; with the weights dequantized to f32 the two engines agreed everywhere). Here each
 //! block of 256 activations gets an f32 scale amax / 32767 and i16 values, 256 times finer, and
-//! the integer sums are exact: i16 x u8 products summed in i32 per 16 values. In wasm this costs
-//! nothing over 8 bits (simd128 has no 8-bit dot product; both widen to i16 and use
-//! `i32x4.dot_i16x8_s`); with AVX2 `vpmaddwd` takes 16 products an instruction where
-//! `vpmaddubsw` takes 32, and a decode step is bound by reading the weights either way.
+//! the integer sums are exact: products of small integers and i16 summed in i32 per 16 values.
+//! In wasm this costs little over 8 bits (simd128 has no 8-bit dot product; both widen to i16
+//! and use `i32x4.dot_i16x8_s`). With AVX2 `vpmaddwd` takes 16 products an instruction where
+//! `vpmaddubsw` takes 32: natively this kernel is about 2x slower than candle's on a decode
+//! matvec and 2-4x on a 64-token block (`cargo test --lib kquant_speed -- --ignored
+//! --nocapture`, with the crate at opt-level 3); splitting the activations into two bytes for
+//! `vpmaddubsw` would win that back.
 //!
 //! A row's block is unpacked once into 256 small integers and then meets every token of the
 //! product while it is in L1; rows are split across rayon's pool, as in `q8.rs`.
