@@ -18,6 +18,8 @@ pub mod quant;
 
 pub use attention::{attend, AttentionShape, KvCache};
 
+pub use quant::{QMatrix, QMatrixBuilder};
+
 use rayon::prelude::*;
 
 /// y (m, rows) from `task(first_row, out)`, which fills `out` (its rows, m) with rows
@@ -47,7 +49,6 @@ pub(crate) fn rows_in_parallel(
         }
     }
 }
-pub use quant::{QMatrix, QMatrixBuilder};
 
 /// Threads the matrix products use.
 ///

@@ -213,8 +213,10 @@ pub struct QMatrix {
 
 /// Where a matrix's products are computed.
 enum Weights {
-    /// candle-core's blocks and kernels (the k-quants, the float types, Q4_0/Q4_1/Q5_1).
+    /// candle-core's blocks and kernels (Q2_K, Q3_K, Q5_K, the float types, Q4_0/Q4_1/Q5_1).
     Candle(Arc<QTensor>),
+    /// Q4_K and Q6_K in candle's blocks, computed by `kquant.rs`.
+    K(KQuant, Arc<QTensor>),
     /// Q8_0 and Q5_0 as 8-bit rows (`q8.rs`).
     Q8(Arc<Q8Rows>),
 }
@@ -360,7 +362,12 @@ impl QMatrixBuilder {
                 let storage = QStorage::Cpu(blocks.into_storage());
                 let tensor = QTensor::new(storage, (self.rows, self.cols))
                     .map_err(|e| candle_error("quantized matrix", e))?;
-                Weights::Candle(Arc::new(tensor))
+                let tensor = Arc::new(tensor);
+                match self.ty {
+                    GgmlType::Q4K => Weights::K(KQuant::Q4K, tensor),
+                    GgmlType::Q6K => Weights::K(KQuant::Q6K, tensor),
+                    _ => Weights::Candle(tensor),
+                }
             }
         };
         Ok(QMatrix {
@@ -383,7 +390,7 @@ impl QMatrix {
     /// Bytes the weights take in memory.
     pub fn byte_len(&self) -> u64 {
         match &self.weights {
-            Weights::Candle(t) => t.storage_size_in_bytes() as u64,
+            Weights::Candle(t) | Weights::K(_, t) => t.storage_size_in_bytes() as u64,
             Weights::Q8(q) => q.byte_len(),
         }
     }
@@ -404,28 +411,23 @@ impl QMatrix {
                 y.len()
             )));
         }
-        let k = match self.ty {
-            GgmlType::Q4K => Some(KQuant::Q4K),
-            GgmlType::Q6K => Some(KQuant::Q6K),
-            _ => None,
-        };
-        match (&self.weights, k) {
-            (Weights::Q8(q), _) => {
+        match &self.weights {
+            Weights::Q8(q) => {
                 q.matmul(x, m, y);
                 Ok(None)
             }
-            (Weights::Candle(t), Some(k)) => {
+            Weights::K(k, t) => {
                 let data = t.data().map_err(|e| candle_error("matrix bytes", e))?;
-                kquant::matmul(k, &data, self.rows, self.cols, x, m, y)?;
+                kquant::matmul(*k, &data, self.rows, self.cols, x, m, y)?;
                 Ok(None)
             }
-            (Weights::Candle(t), None) => Ok(Some(t)),
+            Weights::Candle(t) => Ok(Some(t)),
         }
     }
 
     /// y (m, rows) = x (m, cols) times the matrix transposed: `m` tokens at once.
     ///
-    /// 8-bit rows: `q8.rs`, on rayon's pool. candle's types: natively and in the single-threaded
+    /// 8-bit rows: `q8.rs`, Q4_K / Q6_K: `kquant.rs`, both on rayon's pool. candle's types: natively and in the single-threaded
     /// wasm build on candle's pool (none in wasm); in the shared-memory wasm build with more than
     /// one rayon thread, split across rayon's.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), Error> {
@@ -502,7 +504,7 @@ impl QMatrix {
                 q.row(r, out);
                 return Ok(());
             }
-            Weights::Candle(t) => t,
+            Weights::Candle(t) | Weights::K(_, t) => t,
         };
         let row_bytes = self.byte_len() as usize / self.rows;
         let data: Cow<'_, [u8]> = tensor.data().map_err(|e| candle_error("matrix bytes", e))?;
@@ -512,8 +514,9 @@ impl QMatrix {
 }
 
 /// Outputs of [`QMatrix::matmul_split`] in `pieces` that differ in any bit from the unsplit
-/// kernel's (`pieces = 1`), over random matrices of candle's types that a Q4_K_M model holds (its
-/// Q8_0 and Q5_0 go to `q8.rs`) and a float one, with row counts that leave a ragged last piece
+/// kernel's (`pieces = 1`), over random matrices of the types a Q4_K_M model holds (its Q4_K and
+/// Q6_K go to `kquant.rs`, which splits by rows itself; Q5_K and Q4_0 through candle's kernel are
+/// the pieces' real check) and a float one, with row counts that leave a ragged last piece
 /// and a 1-3 row tail after candle's 4-row groups, for one token and for blocks of tokens. The native test
 /// and the threaded wasm build's `splitMatmulMismatches` both run it.
 pub fn split_mismatches(pieces: usize) -> Result<usize, Error> {
