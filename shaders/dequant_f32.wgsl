@@ -3,7 +3,7 @@ const BLOCK_LEN: u32 = 32u;
 const BLOCK_BYTES: u32 = 128u;
 
 fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
-    // Rows start 4-byte aligned and f32s are 4 bytes: plain word loads.
+    // Rows start 16-byte aligned and f32s are 4 bytes: plain word loads.
     let w = (row_byte >> 2u) + g * 8u;
     var out: array<f32, 8>;
     for (var k = 0u; k < 8u; k++) {
@@ -12,13 +12,12 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     return out;
 }
 
-// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (those 32 activations).
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv (those 32 activations): 8 vec4 loads.
 fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let w = (row_byte >> 2u) + s * 32u;
+    let w = (row_byte >> 4u) + s * 8u;
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < 8u; k++) {
-        let v = vec4<u32>(weights[w + 4u * k], weights[w + 4u * k + 1u], weights[w + 4u * k + 2u], weights[w + 4u * k + 3u]);
-        acc += bitcast<vec4<f32>>(v) * xv[k];
+        acc += bitcast<vec4<f32>>(weights4[w + k]) * xv[k];
     }
     return acc.x + acc.y + acc.z + acc.w;
 }

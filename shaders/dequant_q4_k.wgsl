@@ -22,16 +22,25 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     return out;
 }
 
-// Dot product of weights 32s..32s+31 (sub-block s % 8 of block s / 8) of the row at `row_byte` with xv.
-// Q4_K blocks are 144 bytes, so with 4-aligned rows every field is word-aligned: plain word loads.
-fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let wi = (row_byte + (s / 8u) * BLOCK_BYTES) >> 2u;
+// What the 8 runs of 32 weights of a block share for the matvec: d, dmin and the 12 scale bytes, one vec4 load
+// (blocks are 144 bytes and rows start on 16).
+struct Head {
+    h: vec4<u32>,
+}
+
+fn head8(row_byte: u32, g: u32) -> Head {
+    return Head(weights4[(row_byte + g * BLOCK_BYTES) >> 4u]);
+}
+
+// Dot product of weights 32s..32s+31 (sub-block s % 8 of block s / 8) of the row at `row_byte` with xv, `h` the
+// block's head: the 32 bytes of qs whose low (even j) or high (odd j) nibbles these weights are, two vec4 loads.
+fn dot32h(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, 8>) -> f32 {
     let j = s % 8u;
-    let dm = unpack2x16float(weights[wi]);
+    let dm = unpack2x16float(h.h.x);
     // Scales and mins: bytes 0..3, 4..7, 8..11 of the 12 packed bytes.
-    let s0 = weights[wi + 1u];
-    let s1 = weights[wi + 2u];
-    let s2 = weights[wi + 3u];
+    let s0 = h.h.y;
+    let s1 = h.h.z;
+    let s2 = h.h.w;
     let jb = (j % 4u) * 8u;
     var sc: u32;
     var mn: u32;
@@ -42,12 +51,40 @@ fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
         sc = ((s2 >> jb) & 15u) | ((((s0 >> jb) >> 6u) & 3u) << 4u);
         mn = (((s2 >> jb) >> 4u) & 15u) | ((((s1 >> jb) >> 6u) & 3u) << 4u);
     }
-    let q0 = wi + 4u + (j / 2u) * 8u;
+    let q4 = ((row_byte + (s / 8u) * BLOCK_BYTES) >> 4u) + 1u + (j / 2u) * 2u;
+    let qs = array<vec4<u32>, 2>(weights4[q4], weights4[q4 + 1u]);
     let sh = (j % 2u) * 4u;
     var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < 8u; k++) {
-        let q = (weights[q0 + k] >> sh) & 0x0f0f0f0fu;
-        acc += vec4<f32>(unpack4xU8(q)) * xv[k];
+    for (var k = 0u; k < 4u; k++) {
+        acc += vec4<f32>(unpack4xU8((qs[0][k] >> sh) & 0x0f0f0f0fu)) * xv[k];
+        acc += vec4<f32>(unpack4xU8((qs[1][k] >> sh) & 0x0f0f0f0fu)) * xv[k + 4u];
     }
     return dm.x * f32(sc) * (acc.x + acc.y + acc.z + acc.w) - dm.y * f32(mn) * sum32(xv);
+}
+
+// Weights 32s..32s+31 as floats, `h` the block's head (prefill on CPU adapters reuses them for several tokens).
+fn dequant32h(row_byte: u32, s: u32, h: Head) -> array<vec4<f32>, 8> {
+    let j = s % 8u;
+    let dm = unpack2x16float(h.h.x);
+    let jb = (j % 4u) * 8u;
+    var sc: u32;
+    var mn: u32;
+    if (j < 4u) {
+        sc = (h.h.y >> jb) & 63u;
+        mn = (h.h.z >> jb) & 63u;
+    } else {
+        sc = ((h.h.w >> jb) & 15u) | ((((h.h.y >> jb) >> 6u) & 3u) << 4u);
+        mn = (((h.h.w >> jb) >> 4u) & 15u) | ((((h.h.z >> jb) >> 6u) & 3u) << 4u);
+    }
+    let dl = dm.x * f32(sc);
+    let ml = dm.y * f32(mn);
+    let q4 = ((row_byte + (s / 8u) * BLOCK_BYTES) >> 4u) + 1u + (j / 2u) * 2u;
+    let qs = array<vec4<u32>, 2>(weights4[q4], weights4[q4 + 1u]);
+    let sh = (j % 2u) * 4u;
+    var out: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        out[k] = dl * vec4<f32>(unpack4xU8((qs[0][k] >> sh) & 0x0f0f0f0fu)) - ml;
+        out[k + 4u] = dl * vec4<f32>(unpack4xU8((qs[1][k] >> sh) & 0x0f0f0f0fu)) - ml;
+    }
+    return out;
 }

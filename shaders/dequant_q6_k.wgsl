@@ -1,20 +1,31 @@
-// Q6_K: 256 weights in 210 bytes: ql u8[128] @0, qh u8[64] @128, scales i8[16] @192, d f16 @208.
-// Each half of 128 weights uses 64 bytes of ql and 32 of qh; its quarter r (32 weights) takes the low (r < 2)
-// or high (r >= 2) nibbles of ql bytes 32 * (r % 2) .. + 31 and bits 2r, 2r + 1 of qh; one scale per 16 weights.
-// w = d * scale * (q - 32).
+// Q6_K: 256 weights in 210 bytes: ql u8[128], qh u8[64], scales i8[16], d f16. Each half of 128 weights uses 64
+// bytes of ql and 32 of qh; its quarter r (32 weights) takes the low (r < 2) or high (r >= 2) nibbles of ql bytes
+// 32 * (r % 2) .. + 31 and bits 2r, 2r + 1 of qh; one scale per 16 weights. w = d * scale * (q - 32).
+// Regrouped at upload (gpu/weights.rs): each group of 8 blocks is their 8 d (16 bytes), then per block its scales
+// (16), ql (128) and qh (64), 208 bytes; a last group of m < 8 blocks the same, shorter.
 const BLOCK_LEN: u32 = 256u;
 const BLOCK_BYTES: u32 = 210u;
 
+// Byte offsets of block b's d and of its scales (16-byte aligned; ql follows at +16, qh at +144) in the row at
+// `row_byte`.
+fn q6_k_block(row_byte: u32, b: u32) -> vec2<u32> {
+    let group = row_byte + (b / 8u) * 1680u;
+    let j = b % 8u;
+    return vec2<u32>(group + 2u * j, group + 16u + 208u * j);
+}
+
 fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
-    let blk = row_byte + (g / 32u) * BLOCK_BYTES;
+    let at = q6_k_block(row_byte, g / 32u);
     let w0 = (g % 32u) * 8u;
     let half = w0 / 128u;
     let r = (w0 % 128u) / 32u;
     let l0 = w0 % 32u;
-    let sc = weights_i8(weights_u8(blk + 192u + half * 8u + r * 2u + l0 / 16u));
-    let dl = weights_f16(blk + 208u) * f32(sc);
-    let ql = weights_u32x2(blk + half * 64u + (r % 2u) * 32u + l0);
-    let qh = weights_u32x2(blk + 128u + half * 32u + l0);
+    let sc = weights_i8(weights_u8(at.y + half * 8u + r * 2u + l0 / 16u));
+    let dl = weights_f16_2a(at.x) * f32(sc);
+    let lw = (at.y + 16u + half * 64u + (r % 2u) * 32u + l0) >> 2u;
+    let hw = (at.y + 144u + half * 32u + l0) >> 2u;
+    let ql = vec2<u32>(weights[lw], weights[lw + 1u]);
+    let qh = vec2<u32>(weights[hw], weights[hw + 1u]);
     let shl = (r / 2u) * 4u;
     let shh = r * 2u;
     var out: array<f32, 8>;
@@ -25,35 +36,70 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     return out;
 }
 
+// What the 8 runs of 32 weights of a block share for the matvec: d and the 16 scales (one word, one vec4).
+struct Head {
+    d: f32,
+    sc: vec4<u32>,
+}
+
+fn head8(row_byte: u32, g: u32) -> Head {
+    let at = q6_k_block(row_byte, g);
+    return Head(weights_f16_2a(at.x), weights4[at.y >> 4u]);
+}
+
 // Dot product of weights 32s..32s+31 of the row at `row_byte` with xv: quarter r of half h of block s / 8,
-// two scales (one per 16 weights).
-fn dot32(row_byte: u32, s: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let blk = row_byte + (s / 8u) * BLOCK_BYTES;
+// two scales (one per 16 weights), `h` the block's head. ql and qh are two vec4 loads each.
+fn dot32h(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, 8>) -> f32 {
+    let blk = q6_k_block(row_byte, s / 8u).y;
     let half = (s % 8u) / 4u;
     let r = s % 4u;
-    let ql0 = blk + half * 64u + (r % 2u) * 32u;
-    let qh0 = blk + 128u + half * 32u;
+    let l4 = (blk + 16u + half * 64u + (r % 2u) * 32u) >> 4u;
+    let h4 = (blk + 144u + half * 32u) >> 4u;
     let shl = (r / 2u) * 4u;
     let shh = r * 2u;
-    let ql = weights_window8(ql0);
-    let qh = weights_window8(qh0);
+    let ql = array<vec4<u32>, 2>(weights4[l4], weights4[l4 + 1u]);
+    let qh = array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var xs0 = vec4<f32>(0.0);
     var xs1 = vec4<f32>(0.0);
     for (var k = 0u; k < 4u; k++) {
-        let v0 = ((ql[k] >> shl) & 0x0f0f0f0fu) | (((qh[k] >> shh) & 0x03030303u) << 4u);
-        let v1 = ((ql[k + 4u] >> shl) & 0x0f0f0f0fu) | (((qh[k + 4u] >> shh) & 0x03030303u) << 4u);
+        let v0 = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
+        let v1 = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
         acc0 += vec4<f32>(unpack4xU8(v0)) * xv[k];
         acc1 += vec4<f32>(unpack4xU8(v1)) * xv[k + 4u];
         xs0 += xv[k];
         xs1 += xv[k + 4u];
     }
-    let sc = weights_u32_2a(blk + 192u + half * 8u + r * 2u);
-    let sc0 = f32(weights_i8(sc & 0xffu));
-    let sc1 = f32(weights_i8((sc >> 8u) & 0xffu));
-    let d = weights_f16(blk + 208u);
+    // Scale bytes half * 8 + r * 2 and the next: one word of the 16.
+    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
+    let sc0 = f32(weights_i8(sw & 0xffu));
+    let sc1 = f32(weights_i8((sw >> 8u) & 0xffu));
     let t0 = acc0.x + acc0.y + acc0.z + acc0.w - 32.0 * (xs0.x + xs0.y + xs0.z + xs0.w);
     let t1 = acc1.x + acc1.y + acc1.z + acc1.w - 32.0 * (xs1.x + xs1.y + xs1.z + xs1.w);
-    return d * (sc0 * t0 + sc1 * t1);
+    return h.d * (sc0 * t0 + sc1 * t1);
+}
+
+// Weights 32s..32s+31 as floats, `h` the block's head (prefill on CPU adapters reuses them for several tokens).
+fn dequant32h(row_byte: u32, s: u32, h: Head) -> array<vec4<f32>, 8> {
+    let blk = q6_k_block(row_byte, s / 8u).y;
+    let half = (s % 8u) / 4u;
+    let r = s % 4u;
+    let l4 = (blk + 16u + half * 64u + (r % 2u) * 32u) >> 4u;
+    let h4 = (blk + 144u + half * 32u) >> 4u;
+    let shl = (r / 2u) * 4u;
+    let shh = r * 2u;
+    let ql = array<vec4<u32>, 2>(weights4[l4], weights4[l4 + 1u]);
+    let qh = array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
+    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
+    let d0 = h.d * f32(weights_i8(sw & 0xffu));
+    let d1 = h.d * f32(weights_i8((sw >> 8u) & 0xffu));
+    var out: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let v0 = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
+        let v1 = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
+        out[k] = d0 * (vec4<f32>(unpack4xU8(v0)) - 32.0);
+        out[k + 4u] = d1 * (vec4<f32>(unpack4xU8(v1)) - 32.0);
+    }
+    return out;
 }

@@ -1,7 +1,7 @@
 // Decode matrix-vector product y = W x for one piece of a weight matrix (rows split across buffers).
-// Assembled as prelude + weights.wgsl + dequant_<type>.wgsl + matvec_x_<storage|uniform>.wgsl (binding 1, x, read
-// through x4) + this file: one pipeline per weight type and x binding.
-// Weights are dequantized in registers 32 at a time (dot32 of the type); accumulation is f32.
+// Assembled as prelude + weights.wgsl + dequant_<type>.wgsl (+ dot_no_head.wgsl for types without a Head) +
+// matvec_x_<storage|uniform>.wgsl (binding 1, x, read through x4) + this file: one pipeline per weight type and
+// x binding. Weights are dequantized in registers 32 at a time (dot32h of the type); accumulation is f32.
 
 struct Params {
     rows: u32,        // rows in this piece
@@ -14,12 +14,13 @@ struct Params {
 // binding 1: x, (cols / 4) vec4<f32>, declared by matvec_x_*.wgsl
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;      // (>= y_offset + rows)
 @group(0) @binding(3) var<uniform> params: Params;
+// binding 4: weights4, the same buffer as vec4<u32>, declared by weights.wgsl
 
 // Threads per workgroup, and threads sharing one row (a power of two dividing WG). 1 thread a row is best on
 // CPU adapters (lavapipe); GPUs want a whole warp or more a row so neighbouring threads read neighbouring bytes.
 override WG: u32 = 64u;
 override ROW_THREADS: u32 = 1u;
-// Rows per thread (1..4, only with ROW_THREADS = 1): each block of x loaded serves that many rows. On CPU
+// Rows per thread (1 or 2, 2 only with ROW_THREADS = 1): each block of x loaded serves that many rows. On CPU
 // adapters loads cost per lane, and x is 4 bytes a weight against the weights' 0.5 to 1.
 override ROW_REPEAT: u32 = 1u;
 // The fused MLP input: the weight holds the gate rows, then as many up rows; output row r is
@@ -40,25 +41,61 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let lane = lid % ROW_THREADS;
     let subs = params.cols / 32u;
 
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    var acc_up = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    if (first < params.rows) {
-        for (var s = lane; s < subs; s += ROW_THREADS) {
-            var xv: array<vec4<f32>, 8>;
-            for (var k = 0u; k < 8u; k++) {
-                xv[k] = x4(8u * s + k);
+    // Rows the binding holds, through both views of the weights: so that both are always bound (the pipeline's
+    // layout is derived from what it uses, and most types' dot32 read only one).
+    let stride_words = params.row_stride / 4u;
+    let held = min(arrayLength(&weights) / stride_words, arrayLength(&weights4) / (stride_words / 4u));
+    let rows = min(params.rows, select(held, held / 2u, GLU));
+
+    // A thread walks its rows' runs of 32 weights a group of 8 at a time (one thread a row), loading what the
+    // group's runs share (the type's Head: scales, a K-quant block's header) once; with several threads a row,
+    // neighbouring lanes take neighbouring runs, each with its head. Each x run loaded serves every row.
+    let span = select(1u, 8u, ROW_THREADS == 1u);
+    var a0 = 0.0;
+    var a1 = 0.0;
+    var up0 = 0.0;
+    var up1 = 0.0;
+    let row1 = first + step;
+    let two = ROW_REPEAT > 1u && row1 < rows;
+    if (first < rows) {
+        for (var s0 = lane * span; s0 < subs; s0 += ROW_THREADS * span) {
+            let at0 = first * params.row_stride;
+            let at1 = row1 * params.row_stride;
+            let at0_up = (first + params.rows) * params.row_stride;
+            let at1_up = (row1 + params.rows) * params.row_stride;
+            let h0 = head8(at0, s0 / 8u);
+            var h1: Head;
+            var hu0: Head;
+            var hu1: Head;
+            if (two) {
+                h1 = head8(at1, s0 / 8u);
             }
-            for (var j = 0u; j < ROW_REPEAT; j++) {
-                let row = first + j * step;
-                if (row < params.rows) {
-                    acc[j] += dot32(row * params.row_stride, s, xv);
+            if (GLU) {
+                hu0 = head8(at0_up, s0 / 8u);
+                if (two) {
+                    hu1 = head8(at1_up, s0 / 8u);
+                }
+            }
+            for (var s = s0; s < min(s0 + span, subs); s++) {
+                var xv: array<vec4<f32>, 8>;
+                for (var k = 0u; k < 8u; k++) {
+                    xv[k] = x4(8u * s + k);
+                }
+                a0 += dot32h(at0, s, h0, xv);
+                if (GLU) {
+                    up0 += dot32h(at0_up, s, hu0, xv);
+                }
+                if (two) {
+                    a1 += dot32h(at1, s, h1, xv);
                     if (GLU) {
-                        acc_up[j] += dot32((row + params.rows) * params.row_stride, s, xv);
+                        up1 += dot32h(at1_up, s, hu1, xv);
                     }
                 }
             }
         }
     }
+    let acc = array<f32, 2>(a0, a1);
+    let acc_up = array<f32, 2>(up0, up1);
     for (var j = 0u; j < ROW_REPEAT; j++) {
         var a = acc[j];
         var u = acc_up[j];
@@ -69,7 +106,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
             }
         }
         let row = first + j * step;
-        if (row < params.rows && lane == 0u) {
+        if (row < rows && lane == 0u) {
             if (GLU) {
                 y[params.y_offset + row] = gelu_tanh(a) * u;
             } else {

@@ -4,6 +4,13 @@
 //   @group(0) @binding(N) var<storage, read> weights: array<u32>; // rows x row_stride_bytes, little-endian
 // GGUF blocks are only 2-byte aligned inside a row (Q8_0 is 34 bytes, Q5_0 22, Q6_K 210), so a field may start
 // at any byte and straddle two words. Reads past the end are clamped by WebGPU, never undefined.
+// Rows start on 16 bytes, and Q8_0, Q5_0 and Q6_K are regrouped at upload so that their fields are word-aligned
+// and their quants 16-byte aligned (gpu/weights.rs has the layout).
+//
+// `weights4` is a second view of the same buffer, declared here because the dot32 of most types reads it: binding
+// 4, which the matvec binds (no other kernel calls dot32). One vec4<u32> load costs about what one u32 load does on
+// CPU adapters (a loop over the SIMD lanes, a load each), for four times the bytes.
+@group(0) @binding(4) var<storage, read> weights4: array<vec4<u32>>;
 
 // The byte at `byte`, in the low 8 bits.
 fn weights_u8(byte: u32) -> u32 {
@@ -35,6 +42,12 @@ fn weights_u16(byte: u32) -> u32 {
 // IEEE half at `byte`, decoded without the shader-f16 feature.
 fn weights_f16(byte: u32) -> f32 {
     return unpack2x16float(weights_u16(byte)).x;
+}
+
+// IEEE half at a 2-byte aligned `byte`: one word load.
+fn weights_f16_2a(byte: u32) -> f32 {
+    let h = unpack2x16float(weights[byte >> 2u]);
+    return select(h.x, h.y, (byte & 2u) != 0u);
 }
 
 // bfloat16 at `byte`: the high half of an f32.

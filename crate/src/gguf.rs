@@ -174,6 +174,19 @@ impl GgmlType {
     }
 }
 
+/// The 32 values of a Q5_0 block (f16 scale, u32 of fifth bits, 16 bytes of nibbles), as the
+/// i8s `q - 16` that the scale multiplies: weight j's low 4 bits are nibble j % 16 of the bytes at
+/// 6 (low nibbles first), its bit 4 is bit j of the u32 at 2. A Q8_0 block with the same scale
+/// and these values holds exactly the same weights.
+pub fn q5_0_values(block: &[u8; 22]) -> [i8; 32] {
+    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+    std::array::from_fn(|j| {
+        let byte = block[6 + j % 16];
+        let nib = if j < 16 { byte & 0x0f } else { byte >> 4 };
+        (nib | (((qh >> j) & 1) as u8) << 4) as i8 - 16
+    })
+}
+
 impl fmt::Display for GgmlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -131,22 +131,43 @@ fn pipeline_cache_reuses_by_kernel_and_variant() {
 fn weight_upload_pads_rows_and_splits_by_whole_rows() {
     use gemma_web::gguf::GgmlType;
     let gpu = gpu();
-    // Q8_0: 3 blocks = 102 bytes a row, padded to 104.
+    // Q8_0: 3 blocks = 102 bytes a row; on the GPU regrouped to the 3 scales (in 16 bytes) then
+    // the 3 x 32 quants, 112 bytes, a multiple of 16.
     let (rows, cols) = (37u32, 96u32);
     let mut rng = gemma_web::testing::Rng::new(5);
     let bytes = rng.bytes((rows * 102) as usize);
-    let w = block_on(gpu.upload_weight("w", GgmlType::Q8_0, rows, cols, &bytes, Some(104 * 10)))
+    let w = block_on(gpu.upload_weight("w", GgmlType::Q8_0, rows, cols, &bytes, Some(112 * 10)))
         .unwrap();
-    assert_eq!((w.row_bytes, w.row_stride_bytes), (102, 104));
+    assert_eq!((w.row_bytes, w.row_stride_bytes), (102, 112));
     let sizes: Vec<(u32, u32)> = w.pieces.iter().map(|p| (p.first_row, p.rows)).collect();
     assert_eq!(sizes, vec![(0, 10), (10, 10), (20, 10), (30, 7)]);
     for p in &w.pieces {
-        let got = block_on(gpu.read(&p.buffer, 0, u64::from(p.rows) * 104)).unwrap();
+        let got = block_on(gpu.read(&p.buffer, 0, u64::from(p.rows) * 112)).unwrap();
         for r in 0..p.rows as usize {
-            let src = (p.first_row as usize + r) * 102;
-            assert_eq!(&got[r * 104..r * 104 + 102], &bytes[src..src + 102]);
-            assert_eq!(&got[r * 104 + 102..r * 104 + 104], &[0, 0]);
+            let src = &bytes[(p.first_row as usize + r) * 102..][..102];
+            let row = &got[r * 112..][..112];
+            for j in 0..3 {
+                assert_eq!(
+                    &row[2 * j..2 * j + 2],
+                    &src[34 * j..34 * j + 2],
+                    "scale {j}"
+                );
+                assert_eq!(
+                    &row[16 + 32 * j..48 + 32 * j],
+                    &src[34 * j + 2..34 * j + 34]
+                );
+            }
+            assert_eq!(&row[6..16], &[0; 10]);
         }
+    }
+    // Q4_0 keeps GGUF's layout: 3 blocks = 54 bytes, then zeros to 64.
+    let q4 = rng.bytes(5 * 54);
+    let w4 = block_on(gpu.upload_weight("w4", GgmlType::Q4_0, 5, 96, &q4, None)).unwrap();
+    assert_eq!((w4.row_bytes, w4.row_stride_bytes), (54, 64));
+    let got = block_on(gpu.read(&w4.pieces[0].buffer, 0, 5 * 64)).unwrap();
+    for r in 0..5 {
+        assert_eq!(&got[r * 64..r * 64 + 54], &q4[r * 54..r * 54 + 54]);
+        assert_eq!(&got[r * 64 + 54..r * 64 + 64], &[0; 10]);
     }
     assert_eq!(w.piece_of_row(25).map(|(i, _)| i), Some(2));
     assert!(w.piece_of_row(37).is_none());

@@ -5,7 +5,6 @@
 #[allow(dead_code)]
 mod quant_common;
 
-use gemma_web::gguf::GgmlType;
 use gemma_web::gpu::{kernels, Gpu, GpuOptions};
 use gemma_web::testing::{assert_close, Rng};
 use pollster::block_on;
@@ -15,21 +14,10 @@ fn gpu() -> Gpu {
     block_on(Gpu::new(GpuOptions::for_tests())).expect("a GPU adapter (lavapipe)")
 }
 
-fn ggml(name: &str) -> GgmlType {
-    match name {
-        "f32" => GgmlType::F32,
-        "f16" => GgmlType::F16,
-        "q8_0" => GgmlType::Q8_0,
-        "q4_k" => GgmlType::Q4K,
-        "q6_k" => GgmlType::Q6K,
-        _ => unreachable!(),
-    }
-}
-
 /// Uploads `m` in uneven chunks (as a file stream would), pieces of at most `max_piece` bytes,
 /// gathers `ids` and compares with candle's dequantized rows times `scale`.
 fn check(g: &Gpu, m: &QMatrix, max_piece: Option<u64>, ids: &[u32], want_pieces: usize) {
-    let ty = ggml(m.ty.name);
+    let ty = m.ty.ggml;
     let mut up =
         block_on(g.begin_weight("embd", ty, m.rows as u32, m.cols as u32, max_piece)).unwrap();
     let mut rng = Rng::new(m.rows as u64);
@@ -66,15 +54,18 @@ fn check(g: &Gpu, m: &QMatrix, max_piece: Option<u64>, ids: &[u32], want_pieces:
 }
 
 #[test]
-fn embedding_f32_q8_0_q4_k_q6_k_odd_sizes() {
+fn embedding_f32_q8_0_q5_0_q4_k_q6_k_odd_sizes() {
     let g = gpu();
     for (ty, rows, cols, seed) in [
         ("f32", 1001, 160, 1u64),
         ("f32", 77, 32, 2),
         ("q8_0", 1001, 160, 3),
         ("q8_0", 333, 96, 4),
+        ("q8_0", 41, 608, 7),
+        ("q5_0", 57, 608, 8),
         ("q4_k", 515, 256, 5),
         ("q6_k", 301, 512, 6),
+        ("q6_k", 23, 2304, 9),
     ] {
         let m = QMatrix::random_blocks(qtype(ty), rows, cols, seed);
         let mut rng = Rng::new(seed);

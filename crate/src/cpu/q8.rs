@@ -77,15 +77,11 @@ impl Q8Rows {
                     *d = s as i8;
                 }
             }
-            // Weight j: the low 4 bits are nibble j % 16 of the 16 bytes at 6 (low nibbles first),
-            // bit 4 is bit j of the u32 at 2; the value is that 5-bit number minus 16.
             Q5_0_BYTES => {
-                let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-                for (j, d) in q.iter_mut().enumerate() {
-                    let byte = block[6 + j % 16];
-                    let nib = if j < 16 { byte & 0x0f } else { byte >> 4 };
-                    *d = (nib | (((qh >> j) & 1) as u8) << 4) as i8 - 16;
-                }
+                let block: &[u8; Q5_0_BYTES] = block.try_into().map_err(|_| {
+                    Error::BadModel(format!("a Q5_0 block of {} bytes", block.len()))
+                })?;
+                q.copy_from_slice(&crate::gguf::q5_0_values(block));
             }
             n => return Err(Error::Unsupported(format!("an 8-bit block of {n} bytes"))),
         }

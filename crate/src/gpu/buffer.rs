@@ -46,12 +46,16 @@ impl Gpu {
         }))
     }
 
-    /// A zeroed activation buffer: [`Gpu::storage`] that is also bindable as a uniform and at
-    /// least [`super::matvec::X_UNIFORM_BYTES`] long, so a matvec may read it as a uniform
-    /// (see [`super::matvec::XBinding`]).
+    /// A zeroed activation buffer: [`Gpu::storage`] that is also bindable as a uniform, with
+    /// [`super::matvec::X_UNIFORM_BYTES`] to spare past `size`, so a matvec may read it as a
+    /// uniform (see [`super::matvec::XBinding`]) and a prefill product in uniform windows that
+    /// start at any token (see [`super::matvec::MatmulLayout::Rows`]).
     pub fn activations(&self, label: &str, size: u64) -> Result<wgpu::Buffer, Error> {
         self.check()?;
-        let size = self.check_size(label, size.max(super::matvec::X_UNIFORM_BYTES))?;
+        let padded = size
+            .checked_add(super::matvec::X_UNIFORM_BYTES)
+            .ok_or_else(|| Error::OutOfMemory(format!("{label}: {size} bytes")))?;
+        let size = self.check_size(label, padded)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,

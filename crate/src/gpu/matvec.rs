@@ -4,7 +4,7 @@
 //! piece, each writing its own rows of the output.
 
 use super::op::need_floats;
-use super::weights::{dequant_shader, WeightTensor};
+use super::weights::{dequant_shader, matvec_libs, WeightTensor};
 use super::{fold_workgroups, Gpu, Op, PipelineDesc};
 use crate::Error;
 
@@ -21,15 +21,16 @@ pub struct MatvecShape {
     pub workgroup: u32,
     /// Threads sharing one row: a power of two dividing `workgroup`.
     pub row_threads: u32,
-    /// Rows per thread, 1..=4 (more than 1 only with one thread a row): each block of x a
-    /// thread loads serves that many rows.
+    /// Rows per thread, 1 or 2 (2 only with one thread a row): each block of x a thread loads
+    /// serves that many rows.
     pub rows_per_thread: u32,
 }
 
 impl MatvecShape {
     /// One thread per row: fastest on CPU adapters, where a "thread" is a SIMD lane and the
     /// cross-lane reduction costs more than it saves. Two rows a thread: each x load serves
-    /// two rows (measured faster than 1 and than 4 on lavapipe in `bench-kernels`).
+    /// two rows (measured faster than 1 on lavapipe in `bench-kernels`; 4 was slower still, and
+    /// the kernel no longer offers it).
     pub const CPU: MatvecShape = MatvecShape {
         workgroup: 64,
         row_threads: 1,
@@ -65,7 +66,7 @@ impl MatvecShape {
             && self.workgroup <= 256
             && self.row_threads.is_power_of_two()
             && self.workgroup % self.row_threads == 0
-            && (1..=4).contains(&self.rows_per_thread)
+            && (1..=2).contains(&self.rows_per_thread)
             && (self.row_threads == 1 || self.rows_per_thread == 1);
         if ok {
             Ok(())
@@ -167,7 +168,8 @@ impl XBinding {
     }
 }
 
-/// One matvec dispatch: weights, x (as `xb` says), y, params.
+/// One matvec dispatch: weights, x (as `xb` says), y, params, and the weights again as
+/// `weights4` (their `vec4<u32>` view, see `shaders/weights.wgsl`).
 async fn matvec_op(
     gpu: &Gpu,
     label: &str,
@@ -181,13 +183,14 @@ async fn matvec_op(
         xb.resource(x),
         y.as_entire_binding(),
         params.as_entire_binding(),
+        weights.as_entire_binding(),
     ];
     gpu.scoped(label, || gpu.op(label, pipeline, &resources, groups))
         .await
 }
 
 fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
-    if w.cols == 0 || w.cols % COL_MULTIPLE != 0 || w.row_stride_bytes % 4 != 0 {
+    if w.cols == 0 || w.cols % COL_MULTIPLE != 0 || w.row_stride_bytes % 16 != 0 {
         return Err(Error::Unsupported(format!(
             "{what} {}: {} columns (needs a multiple of {COL_MULTIPLE}), row stride {}",
             w.name, w.cols, w.row_stride_bytes
@@ -215,7 +218,7 @@ pub async fn matvec_pipeline(
     shape.check()?;
     gpu.pipeline(&PipelineDesc {
         kernel: "matvec",
-        libs: &["weights", dequant_shader(w.ty), xb.lib()],
+        libs: &[matvec_libs(w.ty), vec![xb.lib()]].concat(),
         constants: &shape.constants(),
         ..Default::default()
     })
@@ -235,7 +238,9 @@ pub async fn matvec(
 }
 
 /// The fused MLP input in one dispatch: `w` holds the gate rows then as many up rows (one
-/// piece, see [`Gpu::concat_rows`]); `y[r] = gelu_tanh(gate_r . x) * (up_r . x)`.
+/// piece, see [`Gpu::concat_rows`]); `y[r] = gelu_tanh(gate_r . x) * (up_r . x)`. One row a
+/// thread at most: a thread already walks two rows (gate and up), and four made lavapipe's
+/// code 4-5x slower (84 ms a token against 18 for the 270M's 18 layers, `bench --profile`).
 pub async fn matvec_glu(
     gpu: &Gpu,
     w: &WeightTensor,
@@ -245,6 +250,10 @@ pub async fn matvec_glu(
 ) -> Result<Op, Error> {
     check_cols("matvec_glu", w)?;
     shape.check()?;
+    let shape = MatvecShape {
+        rows_per_thread: 1,
+        ..shape
+    };
     let [piece] = w.pieces.as_slice() else {
         return Err(Error::Unsupported(format!(
             "matvec_glu {}: {} pieces",
@@ -265,7 +274,7 @@ pub async fn matvec_glu(
     let pipeline = gpu
         .pipeline(&PipelineDesc {
             kernel: "matvec",
-            libs: &["weights", dequant_shader(w.ty), xb.lib()],
+            libs: &[matvec_libs(w.ty), vec![xb.lib()]].concat(),
             constants: &[shape.constants().as_slice(), &[("GLU", 1.0)]].concat(),
             ..Default::default()
         })
@@ -323,6 +332,24 @@ pub async fn matvec_shaped(
     Ok(ops)
 }
 
+/// How a prefill product spreads its work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulLayout {
+    /// `matmul.wgsl`: workgroup tiles of [`MATMUL_TILE_ROWS`] rows x [`MATMUL_TILE_TOKENS`]
+    /// tokens staged through workgroup memory (GPUs).
+    Tiles,
+    /// `matmul_rows.wgsl`: one thread a row, [`rows_tokens`] tokens a dispatch, X read as a
+    /// uniform window (CPU adapters, where every storage or workgroup-memory load is a loop over
+    /// the SIMD lanes).
+    Rows,
+}
+
+/// Tokens per `matmul_rows.wgsl` dispatch for `cols` columns: at most 8, and the tokens' X
+/// rows fit the 64 KiB uniform window. 0 when one row does not.
+pub fn rows_tokens(cols: u32) -> u32 {
+    (X_UNIFORM_BYTES / 4 / u64::from(cols.max(1))).min(8) as u32
+}
+
 /// Prefill products `Y = X W^T` bound to fixed buffers for up to `max_n` tokens: X is
 /// (n, w.cols), Y is (n, y_stride) with W's rows at columns `y_offset..`. The token count is
 /// set per call with [`Matmul::set_n`], which rewrites the pieces' uniforms.
@@ -331,9 +358,15 @@ pub struct Matmul {
     params: Vec<wgpu::Buffer>,
     words: Vec<[u32; 8]>,
     max_n: u32,
+    layout: MatmulLayout,
+    /// Rows: tokens a dispatch; ops run block by block, each block one op per piece.
+    tokens: u32,
 }
 
 impl Matmul {
+    /// [`Matmul::with_layout`] in the adapter's layout: [`MatmulLayout::Rows`] on CPU adapters
+    /// when x allows it (an activations buffer, see [`Gpu::activations`]), else
+    /// [`MatmulLayout::Tiles`].
     pub async fn new(
         gpu: &Gpu,
         w: &WeightTensor,
@@ -342,6 +375,25 @@ impl Matmul {
         max_n: u32,
         y_offset: u32,
         y_stride: u32,
+    ) -> Result<Matmul, Error> {
+        let layout = if gpu.caps.cpu && rows_fit(gpu, x, w.cols, max_n) {
+            MatmulLayout::Rows
+        } else {
+            MatmulLayout::Tiles
+        };
+        Matmul::with_layout(gpu, w, x, y, max_n, y_offset, y_stride, layout).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn with_layout(
+        gpu: &Gpu,
+        w: &WeightTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        max_n: u32,
+        y_offset: u32,
+        y_stride: u32,
+        layout: MatmulLayout,
     ) -> Result<Matmul, Error> {
         check_cols("matmul", w)?;
         if max_n == 0 || u64::from(y_offset) + u64::from(w.rows) > u64::from(y_stride) {
@@ -359,6 +411,41 @@ impl Matmul {
         }
         need_floats("matmul x", x, u64::from(max_n) * u64::from(w.cols))?;
         need_floats("matmul y", y, y_len)?;
+        let mut m = Matmul {
+            ops: Vec::new(),
+            params: Vec::new(),
+            words: Vec::new(),
+            max_n,
+            layout,
+            tokens: 0,
+        };
+        match layout {
+            MatmulLayout::Tiles => m.bind_tiles(gpu, w, x, y, y_offset, y_stride).await?,
+            MatmulLayout::Rows => {
+                if !rows_fit(gpu, x, w.cols, max_n) {
+                    return Err(Error::Unsupported(format!(
+                        "matmul {}: x ({} bytes, {:?}) cannot be read in uniform windows of {} columns",
+                        w.name,
+                        x.size(),
+                        x.usage(),
+                        w.cols
+                    )));
+                }
+                m.bind_rows(gpu, w, x, y, y_offset, y_stride).await?
+            }
+        }
+        Ok(m)
+    }
+
+    async fn bind_tiles(
+        &mut self,
+        gpu: &Gpu,
+        w: &WeightTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        y_offset: u32,
+        y_stride: u32,
+    ) -> Result<(), Error> {
         let pipeline = gpu
             .pipeline(&PipelineDesc {
                 kernel: "matmul",
@@ -366,15 +453,9 @@ impl Matmul {
                 ..Default::default()
             })
             .await?;
-        let mut m = Matmul {
-            ops: Vec::new(),
-            params: Vec::new(),
-            words: Vec::new(),
-            max_n,
-        };
         for piece in &w.pieces {
             let words = [
-                max_n,
+                self.max_n,
                 piece.rows,
                 w.cols,
                 w.row_stride_bytes,
@@ -386,17 +467,85 @@ impl Matmul {
             let params = gpu.uniform_u32("matmul params", &words)?;
             let groups = [
                 piece.rows.div_ceil(MATMUL_TILE_ROWS),
-                max_n.div_ceil(MATMUL_TILE_TOKENS),
+                self.max_n.div_ceil(MATMUL_TILE_TOKENS),
                 1,
             ];
             let op = gpu
                 .bound_op("matmul", &pipeline, &[&piece.buffer, x, y, &params], groups)
                 .await?;
-            m.ops.push(op);
-            m.params.push(params);
-            m.words.push(words);
+            self.ops.push(op);
+            self.params.push(params);
+            self.words.push(words);
         }
-        Ok(m)
+        Ok(())
+    }
+
+    async fn bind_rows(
+        &mut self,
+        gpu: &Gpu,
+        w: &WeightTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        y_offset: u32,
+        y_stride: u32,
+    ) -> Result<(), Error> {
+        let tokens = rows_tokens(w.cols);
+        self.tokens = tokens;
+        let shape = MatvecShape::CPU;
+        let pipeline = gpu
+            .pipeline(&PipelineDesc {
+                kernel: "matmul_rows",
+                libs: &matvec_libs(w.ty),
+                constants: &[
+                    ("WG", f64::from(shape.workgroup)),
+                    ("TOKENS", f64::from(tokens)),
+                ],
+                ..Default::default()
+            })
+            .await?;
+        let row_bytes = u64::from(w.cols) * 4;
+        for tok0 in (0..self.max_n).step_by(tokens as usize) {
+            for piece in &w.pieces {
+                let words = [
+                    tokens.min(self.max_n - tok0),
+                    piece.rows,
+                    w.cols,
+                    w.row_stride_bytes,
+                    y_offset + piece.first_row,
+                    y_stride,
+                    tok0,
+                    0,
+                ];
+                let params = gpu.uniform_u32("matmul_rows params", &words)?;
+                let window = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: x,
+                    offset: u64::from(tok0) * row_bytes,
+                    size: wgpu::BufferSize::new(X_UNIFORM_BYTES),
+                });
+                let resources = [
+                    piece.buffer.as_entire_binding(),
+                    window,
+                    y.as_entire_binding(),
+                    params.as_entire_binding(),
+                    piece.buffer.as_entire_binding(),
+                ];
+                let groups = fold_workgroups(piece.rows.div_ceil(shape.workgroup));
+                let op = gpu
+                    .scoped("matmul_rows", || {
+                        gpu.op("matmul_rows", &pipeline, &resources, groups)
+                    })
+                    .await?;
+                self.ops.push(op);
+                self.params.push(params);
+                self.words.push(words);
+            }
+        }
+        Ok(())
+    }
+
+    /// The layout these ops use.
+    pub fn layout(&self) -> MatmulLayout {
+        self.layout
     }
 
     /// The ops for `n` tokens (1..=max_n): record all of them.
@@ -407,11 +556,51 @@ impl Matmul {
                 self.max_n
             )));
         }
-        for ((op, params), words) in self.ops.iter_mut().zip(&self.params).zip(&mut self.words) {
-            words[0] = n;
-            gpu.write_u32(params, 0, words)?;
-            op.workgroups[1] = n.div_ceil(MATMUL_TILE_TOKENS);
+        match self.layout {
+            MatmulLayout::Tiles => {
+                for ((op, params), words) in
+                    self.ops.iter_mut().zip(&self.params).zip(&mut self.words)
+                {
+                    words[0] = n;
+                    gpu.write_u32(params, 0, words)?;
+                    op.workgroups[1] = n.div_ceil(MATMUL_TILE_TOKENS);
+                }
+                Ok(&self.ops)
+            }
+            MatmulLayout::Rows => {
+                // Blocks of `tokens` from token 0: the first ceil(n / tokens) blocks run, the
+                // last with what is left.
+                let mut used = 0;
+                for (params, words) in self.params.iter().zip(&mut self.words) {
+                    let tok0 = words[6];
+                    if tok0 >= n {
+                        break;
+                    }
+                    let count = self.tokens.min(n - tok0);
+                    if words[0] != count {
+                        words[0] = count;
+                        gpu.write_u32(params, 0, words)?;
+                    }
+                    used += 1;
+                }
+                Ok(&self.ops[..used])
+            }
         }
-        Ok(&self.ops)
     }
+}
+
+/// Whether `matmul_rows.wgsl` can read x for `max_n` tokens of `cols`: x bindable as a uniform,
+/// a token's row fits the window, each block's window starts on the device's uniform offset
+/// alignment and lies inside x.
+fn rows_fit(gpu: &Gpu, x: &wgpu::Buffer, cols: u32, max_n: u32) -> bool {
+    let tokens = rows_tokens(cols);
+    if tokens == 0 || !x.usage().contains(wgpu::BufferUsages::UNIFORM) {
+        return false;
+    }
+    let limits = gpu.device.limits();
+    let block_bytes = u64::from(tokens) * u64::from(cols) * 4;
+    let last_start = u64::from(max_n.saturating_sub(1) / tokens) * block_bytes;
+    u64::from(limits.max_uniform_buffer_binding_size) >= X_UNIFORM_BYTES
+        && block_bytes % u64::from(limits.min_uniform_buffer_offset_alignment) == 0
+        && last_start + X_UNIFORM_BYTES <= x.size()
 }

@@ -19,7 +19,9 @@ mod weights;
 pub use buffer::{Readback, MAX_UPLOAD_CHUNK};
 pub use op::{fold_workgroups, Op, MAX_WORKGROUPS_PER_DIM};
 pub use pipeline::{assemble, shader_source, Enable, PipelineDesc, SHADERS};
-pub use weights::{dequant_shader, WeightPiece, WeightTensor, WeightUpload};
+pub use weights::{
+    dequant_shader, gpu_row_bytes, WeightPiece, WeightTensor, WeightUpload, ROW_ALIGN,
+};
 
 use crate::Error;
 use std::collections::HashMap;

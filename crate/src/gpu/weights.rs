@@ -1,5 +1,18 @@
-//! Weight matrices on the GPU: rows padded to 4 bytes, split by whole rows into pieces that
+//! Weight matrices on the GPU: rows padded to 16 bytes, split by whole rows into pieces that
 //! each fit one binding, uploaded incrementally as the loader streams the file.
+//!
+//! Most types keep GGUF's block layout. Three whose blocks are not a multiple of 16 bytes are
+//! regrouped within each row at upload, eight blocks at a time, so that every field a kernel
+//! reads starts on a word and the quants on 16 bytes (one `vec4<u32>` load on the kernels'
+//! `weights4` view, where a lane otherwise pays a load per word, as on CPU adapters, or re-joins
+//! words split by a 2-byte offset). The same bytes, reordered; a last group of `m < 8` blocks
+//! keeps the same offsets and is padded:
+//! - Q8_0 (34-byte blocks): a group is the 8 f16 scales (16 bytes), then the 8 x 32 quants.
+//! - Q5_0 (22): the 8 f16 scales (16), the 8 u32 fifth-bit words (32), the 8 x 16 nibble bytes.
+//! - Q6_K (210): the 8 f16 super-scales (16), then per block its 16 scales, 128 ql and 64 qh
+//!   bytes (208).
+//!
+//! The `dequant_<type>.wgsl` libraries read this layout ([`gpu_row_bytes`] gives its size).
 
 use super::Gpu;
 use crate::gguf::GgmlType;
@@ -24,6 +37,105 @@ pub fn dequant_shader(ty: GgmlType) -> &'static str {
     }
 }
 
+/// Blocks per regrouped group (see the module note).
+const GROUP_BLOCKS: usize = 8;
+
+/// GPU rows start on this many bytes: a `vec4<u32>`.
+pub const ROW_ALIGN: u64 = 16;
+
+/// How a type's blocks are regrouped: (bytes of the group header, bytes per block after it), or
+/// `None` for GGUF's layout.
+fn regrouping(ty: GgmlType) -> Option<(usize, usize)> {
+    match ty {
+        GgmlType::Q8_0 => Some((16, 32)),
+        GgmlType::Q5_0 => Some((48, 16)),
+        GgmlType::Q6K => Some((16, 208)),
+        _ => None,
+    }
+}
+
+/// Bytes of one row of `cols` weights in the GPU layout, before padding to [`ROW_ALIGN`].
+pub fn gpu_row_bytes(ty: GgmlType, cols: u64) -> Option<u64> {
+    let gguf = ty.row_bytes(cols)?;
+    let Some((header, per_block)) = regrouping(ty) else {
+        return Some(gguf);
+    };
+    let blocks = cols / ty.block_len();
+    let (full, rest) = (blocks / GROUP_BLOCKS as u64, blocks % GROUP_BLOCKS as u64);
+    let group = (header + GROUP_BLOCKS * per_block) as u64;
+    let last = if rest == 0 {
+        0
+    } else {
+        header as u64 + rest * per_block as u64
+    };
+    Some(full * group + last)
+}
+
+/// A row of Q5_0 blocks as Q8_0 blocks holding the same weights.
+fn q5_0_row_as_q8_0(row: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(row.len() / 22 * 34);
+    for block in row.chunks_exact(22) {
+        let block: &[u8; 22] = block.try_into().expect("chunks_exact(22)");
+        out.extend_from_slice(&block[..2]);
+        out.extend(crate::gguf::q5_0_values(block).map(|v| v as u8));
+    }
+    out
+}
+
+/// Appends one GGUF row of `ty` to `out` in the GPU layout (unpadded).
+fn push_gpu_row(ty: GgmlType, row: &[u8], out: &mut Vec<u8>) {
+    let Some((header, per_block)) = regrouping(ty) else {
+        out.extend_from_slice(row);
+        return;
+    };
+    let bb = ty.block_bytes() as usize;
+    for group in row.chunks(GROUP_BLOCKS * bb) {
+        let start = out.len();
+        out.resize(start + header, 0);
+        for (j, b) in group.chunks_exact(bb).enumerate() {
+            match ty {
+                GgmlType::Q8_0 => {
+                    // d f16 @0, quants @2.
+                    out[start + 2 * j..start + 2 * j + 2].copy_from_slice(&b[..2]);
+                    out.extend_from_slice(&b[2..34]);
+                }
+                GgmlType::Q5_0 => {
+                    // d f16 @0, qh u32 @2, nibbles @6.
+                    out[start + 2 * j..start + 2 * j + 2].copy_from_slice(&b[..2]);
+                    out[start + 16 + 4 * j..start + 20 + 4 * j].copy_from_slice(&b[2..6]);
+                    out.extend_from_slice(&b[6..22]);
+                }
+                _ => {
+                    // Q6_K: ql @0, qh @128, scales @192, d f16 @208.
+                    out[start + 2 * j..start + 2 * j + 2].copy_from_slice(&b[208..210]);
+                    out.extend_from_slice(&b[192..208]);
+                    out.extend_from_slice(&b[..192]);
+                }
+            }
+        }
+        debug_assert_eq!(
+            out.len() - start,
+            header + group.len() / bb * per_block,
+            "{ty:?} group"
+        );
+    }
+}
+
+/// The WGSL libraries a matvec of `ty` reads its weights through: `weights`, the type's, and for
+/// types whose runs of 32 weights share no fields `dot_no_head` (matvec.wgsl's `Head`, `head8`
+/// and `dot32h`, over the type's `dot32`).
+pub fn matvec_libs(ty: GgmlType) -> Vec<&'static str> {
+    let own_head = matches!(
+        ty,
+        GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4K | GgmlType::Q6K
+    );
+    let mut libs = vec!["weights", dequant_shader(ty)];
+    if !own_head {
+        libs.push("dot_no_head");
+    }
+    libs
+}
+
 /// Rows `first_row .. first_row + rows` of a weight, in one buffer, row r at byte
 /// `(r - first_row) * row_stride_bytes`.
 #[derive(Clone, Debug)]
@@ -33,8 +145,9 @@ pub struct WeightPiece {
     pub rows: u32,
 }
 
-/// A `rows x cols` weight of type `ty` (GGUF's dims[1] x dims[0]); each row holds
-/// `row_bytes` bytes of blocks followed by zero padding up to `row_stride_bytes`.
+/// A `rows x cols` weight of type `ty` (GGUF's dims[1] x dims[0]); each row holds its blocks
+/// in the GPU layout (see the module note) followed by zero padding up to `row_stride_bytes`.
+/// `row_bytes` is the size of a row in the file.
 #[derive(Clone, Debug)]
 pub struct WeightTensor {
     pub name: String,
@@ -65,6 +178,8 @@ impl WeightTensor {
 /// then [`WeightUpload::finish`]. Holds at most one staging chunk plus one partial row.
 pub struct WeightUpload<'g> {
     gpu: &'g Gpu,
+    /// The type of the bytes pushed (the tensor's may be wider, see [`Gpu::begin_weight_as`]).
+    file_ty: GgmlType,
     tensor: WeightTensor,
     /// Row the next complete row will be.
     next_row: u32,
@@ -91,18 +206,38 @@ impl Gpu {
         cols: u32,
         max_piece_bytes: Option<u64>,
     ) -> Result<WeightUpload<'_>, Error> {
-        let row_bytes = ty.row_bytes(u64::from(cols)).ok_or_else(|| {
+        self.begin_weight_as(name, ty, ty, rows, cols, max_piece_bytes)
+            .await
+    }
+
+    /// [`Gpu::begin_weight`] of a file's `file_ty` rows held on the GPU as `gpu_ty`: the same
+    /// type, or Q5_0 widened to Q8_0 (exactly: same scales, the 5-bit values as i8), so that
+    /// a Q5_0 weight stacks with a Q8_0 one into one matvec.
+    pub async fn begin_weight_as(
+        &self,
+        name: &str,
+        file_ty: GgmlType,
+        ty: GgmlType,
+        rows: u32,
+        cols: u32,
+        max_piece_bytes: Option<u64>,
+    ) -> Result<WeightUpload<'_>, Error> {
+        if file_ty != ty && (file_ty, ty) != (GgmlType::Q5_0, GgmlType::Q8_0) {
+            return Err(Error::Unsupported(format!(
+                "{name}: {file_ty} held as {ty}"
+            )));
+        }
+        let row_bytes = file_ty.row_bytes(u64::from(cols)).ok_or_else(|| {
             Error::BadModel(format!(
                 "{name}: {cols} columns is not a whole number of {} blocks",
-                ty.name()
+                file_ty.name()
             ))
         })?;
-        let stride = row_bytes
-            .checked_add(3)
-            .map(|v| v & !3)
+        let stride = gpu_row_bytes(ty, u64::from(cols))
+            .and_then(|b| b.checked_next_multiple_of(ROW_ALIGN))
             .ok_or_else(|| Error::BadModel(format!("{name}: row too large")))?;
         let limit = self.caps.max_binding.min(self.caps.max_buffer);
-        let limit = max_piece_bytes.map_or(limit, |m| m.min(limit)) & !3;
+        let limit = max_piece_bytes.map_or(limit, |m| m.min(limit)) & !(ROW_ALIGN - 1);
         let rows_per_piece = if stride == 0 { 0 } else { limit / stride };
         if rows == 0 || rows_per_piece == 0 {
             return Err(Error::Unsupported(format!(
@@ -143,6 +278,7 @@ impl Gpu {
             .await??;
         Ok(WeightUpload {
             gpu: self,
+            file_ty,
             tensor: WeightTensor {
                 name: name.to_string(),
                 ty,
@@ -274,10 +410,14 @@ impl WeightUpload<'_> {
         if self.staged.is_empty() {
             self.staged_from = self.next_row;
         }
-        self.staged.extend_from_slice(row);
+        let start = self.staged.len();
+        if self.file_ty == self.tensor.ty {
+            push_gpu_row(self.tensor.ty, row, &mut self.staged);
+        } else {
+            push_gpu_row(self.tensor.ty, &q5_0_row_as_q8_0(row), &mut self.staged);
+        }
         let stride = self.tensor.row_stride_bytes as usize;
-        self.staged
-            .resize(self.staged.len() + stride - row.len(), 0);
+        self.staged.resize(start + stride, 0);
         self.next_row += 1;
         let piece_ends = self
             .tensor

@@ -14,7 +14,7 @@ use crate::gpu::attention::{
     AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, LayerCache,
 };
 use crate::gpu::kernels::{self, QkRopeKv, QkRopeKvIo, QkRopeKvParams, TopK};
-use crate::gpu::matvec::{matvec_glu, MatvecShape, MATMUL_TILE_TOKENS};
+use crate::gpu::matvec::{matvec_glu, MatvecShape};
 use crate::gpu::profile::{record_ops, ClassTime, Profiler};
 use crate::gpu::sample::{Draw, GpuSampling, SampleOps, PENALTY_IDS};
 use crate::gpu::{Gpu, Op, Readback, WeightTensor};
@@ -42,9 +42,9 @@ pub struct ModelOptions {
     /// Prompt tokens per prefill block (the activation buffers hold this many tokens).
     pub prefill_chunk: u32,
     /// Prompt blocks shorter than this run token by token through the decode step instead of
-    /// the matmul kernels. `None`: 32 (one matmul tile) on CPU adapters (lavapipe, SwiftShader),
-    /// where a tile costs the same for 1 or 32 tokens and about as much as 32 matvec steps;
-    /// 2 (always the matmul) on GPUs.
+    /// the matmul kernels. `None`: 2 (always the matmul). On CPU adapters the matmul reads each
+    /// weight once per 8 tokens (`MatmulLayout::Rows`); its tiles, which cost about as much for
+    /// 1 token as for 32, are for GPUs.
     pub min_matmul_block: Option<u32>,
     pub load: LoadOptions,
 }
@@ -203,7 +203,7 @@ struct ScoreOps {
 pub struct LoadStats {
     pub file_bytes: u64,
     pub tensor_bytes: u64,
-    /// Bytes held by weight buffers on the GPU (rows padded to 4 bytes).
+    /// Bytes held by weight buffers on the GPU (rows padded to 16 bytes).
     pub weight_gpu_bytes: u64,
     /// Bytes of the KV caches.
     pub kv_cache_bytes: u64,
@@ -488,13 +488,7 @@ impl Model {
                 kv_cache_bytes,
             },
             decode_weight_bytes,
-            min_matmul_block: opts.min_matmul_block.unwrap_or(
-                if MatvecShape::for_gpu(&gpu) == MatvecShape::CPU {
-                    MATMUL_TILE_TOKENS
-                } else {
-                    2
-                },
-            ),
+            min_matmul_block: opts.min_matmul_block.unwrap_or(2),
             token_embd,
             output_norm,
             _norms: norms,

@@ -131,7 +131,7 @@ pub fn qtype(name: &str) -> QType {
     *TYPES.iter().find(|t| t.name == name).expect("known type")
 }
 
-/// A weight matrix as the GPU sees it (rows padded to 4 bytes) and as candle dequantizes it.
+/// A weight matrix in GGUF blocks and as candle dequantizes it.
 pub struct QMatrix {
     pub ty: QType,
     pub rows: usize,
@@ -139,8 +139,7 @@ pub struct QMatrix {
     /// GGUF bytes, `rows * row_bytes`, rows contiguous.
     pub gguf: Vec<u8>,
     pub row_bytes: usize,
-    /// Rows padded to a multiple of 4 bytes, as uploaded.
-    pub padded: Vec<u8>,
+    /// Bytes between rows on the GPU (the uploader's layout, for sizing pieces).
     pub row_stride: usize,
     /// candle's dequantization, row-major `rows x cols`.
     pub dequant: Vec<f32>,
@@ -162,19 +161,15 @@ impl QMatrix {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        let row_stride = row_bytes.div_ceil(4) * 4;
-        let mut padded = vec![0u8; rows * row_stride];
-        for r in 0..rows {
-            padded[r * row_stride..r * row_stride + row_bytes]
-                .copy_from_slice(&gguf[r * row_bytes..(r + 1) * row_bytes]);
-        }
+        let row_stride = gemma_web::gpu::gpu_row_bytes(ty.ggml, cols as u64)
+            .unwrap()
+            .next_multiple_of(gemma_web::gpu::ROW_ALIGN) as usize;
         QMatrix {
             ty,
             rows,
             cols,
             gguf,
             row_bytes,
-            padded,
             row_stride,
             dequant,
         }
@@ -242,11 +237,6 @@ impl QMatrix {
         )
         .await
         .expect("upload the weights")
-    }
-
-    /// The matrix of `rows` rows starting at `row0`, in the padded GPU layout.
-    pub fn padded_rows(&self, row0: usize, rows: usize) -> &[u8] {
-        &self.padded[row0 * self.row_stride..(row0 + rows) * self.row_stride]
     }
 }
 

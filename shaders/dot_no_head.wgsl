@@ -1,0 +1,25 @@
+// The per-group interface of matvec.wgsl and matmul_rows.wgsl (Head, head8, dot32h, dequant32h) for weight types
+// whose runs of 32 weights share no fields: dot32 and dequant8 alone. Types with shared fields (dequant_q8_0,
+// _q5_0, _q4_k, _q6_k) define these themselves.
+
+struct Head {
+    unused: u32,
+}
+
+fn head8(row_byte: u32, g: u32) -> Head {
+    return Head(0u);
+}
+
+fn dot32h(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, 8>) -> f32 {
+    return dot32(row_byte, s, xv);
+}
+
+fn dequant32h(row_byte: u32, s: u32, h: Head) -> array<vec4<f32>, 8> {
+    var out: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let w = dequant8(row_byte, 4u * s + i);
+        out[2u * i] = vec4<f32>(w[0], w[1], w[2], w[3]);
+        out[2u * i + 1u] = vec4<f32>(w[4], w[5], w[6], w[7]);
+    }
+    return out;
+}
