@@ -28,21 +28,25 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     return out;
 }
 
-// What 8 consecutive blocks share for the matvec: their scales and qh words, three vec4 loads for 256 weights.
+// The matvec's run: one block.
+const RUN: u32 = 32u;
+const RUN_X4: u32 = 8u;
+
+// What 8 consecutive blocks (256 weights) share for the matvec: their scales and qh words, three vec4 loads for 256 weights.
 struct Head {
     d: vec4<u32>,
     qh_lo: vec4<u32>, // blocks 0..3
     qh_hi: vec4<u32>, // blocks 4..7
 }
 
-fn head8(row_byte: u32, g: u32) -> Head {
+fn head256(row_byte: u32, g: u32) -> Head {
     let at = (row_byte + g * 176u) >> 4u;
     return Head(weights4[at], weights4[at + 1u], weights4[at + 2u]);
 }
 
 // Dot product of weights 32s..32s+31 (block s) of the row at `row_byte` with xv (those 32 activations), `h` the
 // head of group s / 8: the nibbles are one vec4 load.
-fn dot32h(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, 8>) -> f32 {
+fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
     let j = s % 8u;
     let dd = unpack2x16float(h.d[j / 2u]);
     let d = select(dd.x, dd.y, (j & 1u) != 0u);

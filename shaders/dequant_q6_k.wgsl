@@ -36,20 +36,25 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     return out;
 }
 
-// What the 8 runs of 32 weights of a block share for the matvec: d and the 16 scales (one word, one vec4).
+// The matvec's run: 32 weights. (A half block of 128, whose quarters share their ql and qh bytes, loads a third
+// as often but ran 8x slower on lavapipe: the 32 vec4 of x it takes spill.)
+const RUN: u32 = 32u;
+const RUN_X4: u32 = 8u;
+
+// What a block's 256 weights share for the matvec: d and the 16 scales (one word, one vec4).
 struct Head {
     d: f32,
     sc: vec4<u32>,
 }
 
-fn head8(row_byte: u32, g: u32) -> Head {
+fn head256(row_byte: u32, g: u32) -> Head {
     let at = q6_k_block(row_byte, g);
     return Head(weights_f16_2a(at.x), weights4[at.y >> 4u]);
 }
 
 // Dot product of weights 32s..32s+31 of the row at `row_byte` with xv: quarter r of half h of block s / 8,
 // two scales (one per 16 weights), `h` the block's head. ql and qh are two vec4 loads each.
-fn dot32h(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, 8>) -> f32 {
+fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
     let blk = q6_k_block(row_byte, s / 8u).y;
     let half = (s % 8u) / 4u;
     let r = s % 4u;

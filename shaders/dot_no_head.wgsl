@@ -1,16 +1,21 @@
-// The per-group interface of matvec.wgsl and matmul_rows.wgsl (Head, head8, dot32h, dequant32h) for weight types
-// whose runs of 32 weights share no fields: dot32 and dequant8 alone. Types with shared fields (dequant_q8_0,
-// _q5_0, _q4_k, _q6_k) define these themselves.
+// The interface of matvec.wgsl and matmul_rows.wgsl (RUN, Head, head256, dot_run, dequant32h) for weight types
+// whose weights share no fields across runs of 32: dot32 and dequant8 alone. Types with shared fields
+// (dequant_q8_0, _q5_0, _q4_k, _q6_k) define these themselves.
+
+// Weights a dot_run covers (RUN_X4 vec4 of x).
+const RUN: u32 = 32u;
+const RUN_X4: u32 = 8u;
 
 struct Head {
     unused: u32,
 }
 
-fn head8(row_byte: u32, g: u32) -> Head {
+// The fields weights 256g..256g+255 share: none.
+fn head256(row_byte: u32, g: u32) -> Head {
     return Head(0u);
 }
 
-fn dot32h(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, 8>) -> f32 {
+fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
     return dot32(row_byte, s, xv);
 }
 

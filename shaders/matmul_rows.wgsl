@@ -45,7 +45,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let x_per_token = params.cols / 4u;
     var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (var s0 = 0u; s0 < subs; s0 += 8u) {
-        let h = head8(at, s0 / 8u);
+        let h = head256(at, s0 / 8u);
         for (var s = s0; s < min(s0 + 8u, subs); s++) {
             let w = dequant32h(at, s, h);
             for (var t = 0u; t < TOKENS; t++) {

@@ -1,7 +1,8 @@
 // Decode matrix-vector product y = W x for one piece of a weight matrix (rows split across buffers).
 // Assembled as prelude + weights.wgsl + dequant_<type>.wgsl (+ dot_no_head.wgsl for types without a Head) +
 // matvec_x_<storage|uniform>.wgsl (binding 1, x, read through x4) + this file: one pipeline per weight type and
-// x binding. Weights are dequantized in registers 32 at a time (dot32h of the type); accumulation is f32.
+// x binding. Weights are dequantized in registers a run at a time (dot_run of the type: 32 weights, 64 for Q4_K,
+// 128 for Q6_K, so each loaded byte serves every weight it holds); accumulation is f32.
 
 struct Params {
     rows: u32,        // rows in this piece
@@ -39,18 +40,20 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let step = WG / ROW_THREADS;
     let first = group * step * ROW_REPEAT + lid / ROW_THREADS;
     let lane = lid % ROW_THREADS;
-    let subs = params.cols / 32u;
+    // Runs of RUN weights (the type's dot_run), 256 / RUN of them sharing a head.
+    let runs = params.cols / RUN;
+    let per_head = 256u / RUN;
 
     // Rows the binding holds, through both views of the weights: so that both are always bound (the pipeline's
-    // layout is derived from what it uses, and most types' dot32 read only one).
+    // layout is derived from what it uses, and most types' dot_run read only one).
     let stride_words = params.row_stride / 4u;
     let held = min(arrayLength(&weights) / stride_words, arrayLength(&weights4) / (stride_words / 4u));
     let rows = min(params.rows, select(held, held / 2u, GLU));
 
-    // A thread walks its rows' runs of 32 weights a group of 8 at a time (one thread a row), loading what the
-    // group's runs share (the type's Head: scales, a K-quant block's header) once; with several threads a row,
-    // neighbouring lanes take neighbouring runs, each with its head. Each x run loaded serves every row.
-    let span = select(1u, 8u, ROW_THREADS == 1u);
+    // A thread walks its rows' runs 256 weights at a time (one thread a row), loading what they share (the type's
+    // Head: scales, a K-quant block's header) once; with several threads a row, neighbouring lanes take
+    // neighbouring runs, each with its head. Each x run loaded serves every row.
+    let span = select(1u, per_head, ROW_THREADS == 1u);
     var a0 = 0.0;
     var a1 = 0.0;
     var up0 = 0.0;
@@ -58,37 +61,37 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let row1 = first + step;
     let two = ROW_REPEAT > 1u && row1 < rows;
     if (first < rows) {
-        for (var s0 = lane * span; s0 < subs; s0 += ROW_THREADS * span) {
+        for (var s0 = lane * span; s0 < runs; s0 += ROW_THREADS * span) {
             let at0 = first * params.row_stride;
             let at1 = row1 * params.row_stride;
             let at0_up = (first + params.rows) * params.row_stride;
             let at1_up = (row1 + params.rows) * params.row_stride;
-            let h0 = head8(at0, s0 / 8u);
+            let h0 = head256(at0, s0 / per_head);
             var h1: Head;
             var hu0: Head;
             var hu1: Head;
             if (two) {
-                h1 = head8(at1, s0 / 8u);
+                h1 = head256(at1, s0 / per_head);
             }
             if (GLU) {
-                hu0 = head8(at0_up, s0 / 8u);
+                hu0 = head256(at0_up, s0 / per_head);
                 if (two) {
-                    hu1 = head8(at1_up, s0 / 8u);
+                    hu1 = head256(at1_up, s0 / per_head);
                 }
             }
-            for (var s = s0; s < min(s0 + span, subs); s++) {
-                var xv: array<vec4<f32>, 8>;
-                for (var k = 0u; k < 8u; k++) {
-                    xv[k] = x4(8u * s + k);
+            for (var s = s0; s < min(s0 + span, runs); s++) {
+                var xv: array<vec4<f32>, RUN_X4>;
+                for (var k = 0u; k < RUN_X4; k++) {
+                    xv[k] = x4(RUN_X4 * s + k);
                 }
-                a0 += dot32h(at0, s, h0, xv);
+                a0 += dot_run(at0, s, h0, xv);
                 if (GLU) {
-                    up0 += dot32h(at0_up, s, hu0, xv);
+                    up0 += dot_run(at0_up, s, hu0, xv);
                 }
                 if (two) {
-                    a1 += dot32h(at1, s, h1, xv);
+                    a1 += dot_run(at1, s, h1, xv);
                     if (GLU) {
-                        up1 += dot32h(at1_up, s, hu1, xv);
+                        up1 += dot_run(at1_up, s, hu1, xv);
                     }
                 }
             }

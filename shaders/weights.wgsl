@@ -7,9 +7,10 @@
 // Rows start on 16 bytes, and Q8_0, Q5_0 and Q6_K are regrouped at upload so that their fields are word-aligned
 // and their quants 16-byte aligned (gpu/weights.rs has the layout).
 //
-// `weights4` is a second view of the same buffer, declared here because the dot32 of most types reads it: binding
-// 4, which the matvec binds (no other kernel calls dot32). One vec4<u32> load costs about what one u32 load does on
-// CPU adapters (a loop over the SIMD lanes, a load each), for four times the bytes.
+// `weights4` is a second view of the same buffer, declared here because the dot_run and dequant32h of most types
+// read it: binding 4, which matvec.wgsl and matmul_rows.wgsl bind (no other kernel calls those). One vec4<u32> load
+// costs about what one u32 load does on CPU adapters (a loop over the SIMD lanes, a load each), for four times
+// the bytes.
 @group(0) @binding(4) var<storage, read> weights4: array<vec4<u32>>;
 
 // The byte at `byte`, in the low 8 bits.
