@@ -14,7 +14,11 @@ struct AttnParams {  // the same uniform as attention_decode.wgsl
     n_splits: u32,
     scale: f32,
     softcap: f32,
-    _pad: u32,
+    eps: f32,
+    rope_base: f32,
+    rope_pos_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AttnParams;

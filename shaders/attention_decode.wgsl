@@ -7,6 +7,14 @@
 // the visible keys are max(0, pos + 1 - window) ..= pos, and the splits tile exactly that range,
 // so long contexts spread over many workgroups instead of one thread looping over everything.
 // Dispatch: (n_splits, n_kv_heads, ceil((n_heads / n_kv_heads) / 8)).
+//
+// Two entry points. `main` reads the queries, normed and rotated, from q and the token's key and
+// value from the cache (qk_rope_kv.wgsl put them there). `main_fused` does that step itself, one
+// dispatch fewer a layer: each workgroup norms and rotates its query heads from the projections
+// (qkv) into its split's rows of q, and the workgroup of the last split, the one whose keys end at
+// pos, norms and rotates the key and writes it and the value into the cache before it reads them.
+// Other splits never read slot pos. Needs the query heads of a kv head to fit one workgroup (z = 1).
+// Assembled as prelude + head_norm_rope.wgsl + this file.
 
 struct AttnParams {
     n_heads: u32,
@@ -20,15 +28,26 @@ struct AttnParams {
     n_splits: u32,         // decode only: workgroups along x
     scale: f32,            // 1/sqrt(head_dim) or 1/sqrt(query_pre_attn_scalar)
     softcap: f32,          // s = softcap * tanh(s / softcap) when > 0
-    _pad: u32,
+    eps: f32,              // main_fused: the q/k norms' epsilon
+    rope_base: f32,        // main_fused: RoPE frequency base
+    rope_pos_scale: f32,   // main_fused: 1, or 1 / factor of linear RoPE scaling
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;                // (n_heads, head_dim)
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;          // (n_kv_heads, cache_len, head_dim) [layer-local]
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;                // (n_kv_heads, cache_len, head_dim) [layer-local]
+// main: (n_heads, head_dim); main_fused: (n_splits, n_heads, head_dim), each split's own rows.
+@group(0) @binding(1) var<storage, read_write> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> k_cache: array<vec4<f32>>;    // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(3) var<storage, read_write> v_cache: array<f32>;          // (n_kv_heads, cache_len, head_dim) [layer-local]
 @group(0) @binding(4) var<storage, read_write> part_o: array<f32>;           // (n_splits, n_heads, head_dim), unnormalised
 @group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;    // (n_splits, n_heads): running max, sum
+// main_fused only:
+@group(0) @binding(6) var<storage, read> qkv: array<f32>;                    // (n_heads + 2 n_kv_heads, head_dim): q | k | v
+@group(0) @binding(7) var<storage, read> qk_norm: array<f32>;                // (2, head_dim): q norm, k norm (read when NORM)
+
+// main_fused: Gemma 3's per-head RMSNorm of queries and keys.
+override NORM: bool = true;
 
 // The tile sizes are plain constants because they size workgroup arrays.
 const WG: u32 = 256u;          // threads; also the largest head_dim (one thread per output dim)
@@ -53,6 +72,88 @@ fn logit(raw: f32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    attend(wid, t, 0u);
+}
+
+@compute @workgroup_size(WG)
+fn main_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let hd = params.head_dim;
+    let half = hd / 2u;
+    let group = params.n_heads / params.n_kv_heads;
+    let kv_head = wid.y;
+    let ng = min(GROUP, group);
+    let head0 = kv_head * group;
+    let q_rows = wid.x * params.n_heads;
+    let q_dim = params.n_heads * hd;
+    let kv_dim = params.n_kv_heads * hd;
+    let pos = params.pos;
+    // The query heads together: squares into `partial` (a row of WG per head), one tree over all of them (the
+    // same sums head_norm_rope makes, with a barrier per level instead of per level and head), then the rotation.
+    for (var g = 0u; g < GROUP; g++) {
+        var x = 0.0;
+        if (g < ng && t < hd) {
+            x = qkv[(head0 + g) * hd + t];
+        }
+        partial[g * WG + t] = x * x;
+    }
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if (t < stride) {
+            for (var g = 0u; g < ng; g++) {
+                partial[g * WG + t] += partial[g * WG + t + stride];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (t < ng) {
+        rescale[t] = select(1.0, head_rms_inv(partial[t * WG], hd, params.eps), NORM);
+    }
+    workgroupBarrier();
+    for (var g = 0u; g < ng; g++) {
+        var x = 0.0;
+        if (t < hd) {
+            x = qkv[(head0 + g) * hd + t];
+            if (NORM) {
+                x = x * rescale[g] * qk_norm[t];
+            }
+        }
+        partial[g * WG + t] = x;
+    }
+    workgroupBarrier();
+    if (t < half) {
+        for (var g = 0u; g < ng; g++) {
+            let r = rope_pair(partial[g * WG + t], partial[g * WG + t + half], t, hd, pos, params.rope_base,
+                              params.rope_pos_scale);
+            let at = (q_rows + head0 + g) * hd;
+            q[(at + t) / 4u][(at + t) % 4u] = r.x;
+            q[(at + t + half) / 4u][(at + t + half) % 4u] = r.y;
+        }
+    }
+    if (wid.x == params.n_splits - 1u) {
+        var x = 0.0;
+        var w = 0.0;
+        if (t < hd) {
+            x = qkv[q_dim + kv_head * hd + t];
+            if (NORM) {
+                w = qk_norm[hd + t];
+            }
+        }
+        let r = head_norm_rope(x, t, hd, NORM, w, params.eps, pos, params.rope_base, params.rope_pos_scale);
+        let row = (kv_head * params.cache_len + pos % params.cache_len) * hd;
+        if (t < half) {
+            k_cache[(row + t) / 4u][(row + t) % 4u] = r.x;
+            k_cache[(row + t + half) / 4u][(row + t + half) % 4u] = r.y;
+        }
+        if (t < hd) {
+            v_cache[row + t] = qkv[q_dim + kv_dim + kv_head * hd + t];
+        }
+    }
+    storageBarrier();
+    attend(wid, t, q_rows);
+}
+
+// The first pass for workgroup `wid`, thread `t`, with the queries at rows q_rows.. of q.
+fn attend(wid: vec3<u32>, t: u32, q_rows: u32) {
     let hd = params.head_dim;
     let hd4 = hd / 4u;
     let group = params.n_heads / params.n_kv_heads;
@@ -89,7 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let k4 = k_cache[krow + i];
                 for (var g = 0u; g < GROUP; g++) {
                     if (g < ng) {
-                        dots[g] += dot(q[(head0 + g) * hd4 + i], k4);
+                        dots[g] += dot(q[(q_rows + head0 + g) * hd4 + i], k4);
                     }
                 }
             }

@@ -2,14 +2,14 @@
 // (NORM), then RoPE (NeoX halves: pairs (i, i + head_dim/2) rotate by pos * base^(-2i/head_dim));
 // rotated queries go to q, rotated keys and the values straight into the layer's KV cache at
 // the token's slot (position p in slot p % cache_len). One workgroup per (token, head): the
-// query heads first, then the kv heads. The norm sums as rmsnorm.wgsl does and the rotation is
-// rope.wgsl's, so the result is bit for bit that of the five passes it replaces.
+// query heads first, then the kv heads. Assembled as prelude + head_norm_rope.wgsl (the norm and
+// rotation, shared with attention_decode.wgsl's fused entry) + this file.
 
 struct Params {
     n_tokens: u32,
     n_heads: u32,
     n_kv_heads: u32,
-    head_dim: u32,   // even, <= WG
+    head_dim: u32,   // even, <= 256
     cache_len: u32,
     pos: u32,        // position of the first token; token t is at pos + t
     base: f32,       // RoPE frequency base of this layer
@@ -27,15 +27,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;   // (n_kv_heads, cache_len, head_dim) [layer-local]
 @group(0) @binding(5) var<uniform> p: Params;
 
-override WG: u32 = 256u;   // a power of two >= head_dim
 override NORM: bool = true;
 
-const TWO_PI: f32 = 6.283185307179586;
-
-var<workgroup> partial: array<f32, WG>;
-var<workgroup> row: array<f32, WG>;
-
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let heads = p.n_heads + p.n_kv_heads;
@@ -54,48 +48,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let src = token_base + select(q_dim + kv * hd, head * hd, is_q);
 
     var x = 0.0;
+    var w = 0.0;
     if (lid < hd) {
         x = qkv[src + lid];
-    }
-    if (NORM) {
-        partial[lid] = x * x;
-        workgroupBarrier();
-        for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-            if (lid < stride) {
-                partial[lid] += partial[lid + stride];
-            }
-            workgroupBarrier();
-        }
-        let inv = inverseSqrt(partial[0] / f32(hd) + p.eps);
-        if (lid < hd) {
-            x = x * inv * norm_w[select(hd, 0u, is_q) + lid];
+        if (NORM) {
+            w = norm_w[select(hd, 0u, is_q) + lid];
         }
     }
-    row[lid] = x;
-    workgroupBarrier();
-
     let position = p.pos + t;
+    let r = head_norm_rope(x, lid, hd, NORM, w, p.eps, position, p.base, p.pos_scale);
     let slot = (position % p.cache_len) * hd;
     let half = hd / 2u;
     if (lid < half) {
-        let freq = pow(p.base, -2.0 * f32(lid) / f32(hd));
-        var angle = f32(position) * p.pos_scale * freq;
-        // sin/cos are only accurate near [-pi, pi] on GPUs.
-        angle -= TWO_PI * round(angle / TWO_PI);
-        let c = cos(angle);
-        let s = sin(angle);
-        let x0 = row[lid];
-        let x1 = row[lid + half];
-        let r0 = x0 * c - x1 * s;
-        let r1 = x0 * s + x1 * c;
         if (is_q) {
             let dst = (t * p.n_heads + head) * hd;
-            q[dst + lid] = r0;
-            q[dst + lid + half] = r1;
+            q[dst + lid] = r.x;
+            q[dst + lid + half] = r.y;
         } else {
             let dst = kv * p.cache_len * hd + slot;
-            k_cache[dst + lid] = r0;
-            k_cache[dst + lid + half] = r1;
+            k_cache[dst + lid] = r.x;
+            k_cache[dst + lid + half] = r.y;
         }
     }
     // The values, as they are.

@@ -181,3 +181,155 @@ fn oversized_requests_are_errors_not_panics() {
     };
     assert!(LayerCache::new(&gpu, &huge, "huge").is_err());
 }
+
+/// The fused decode (per-head norms, RoPE and the cache write inside the attention dispatch)
+/// gives exactly the bits of qk_rope_kv.wgsl followed by the decode passes, which the tests
+/// above and kernels_fused.rs check against f64 references: the output and both caches, with
+/// and without the q/k norm, MQA and GQA, one split and many, a window over a ring that wraps,
+/// linear RoPE scaling, head dims 64, 100 and 256.
+#[test]
+fn fused_decode_equals_qk_rope_kv_then_decode() {
+    use gemma_web::gpu::attention::{
+        AttentionIo, AttentionLayer, AttentionScratch, FusedDecodeIo, FusedRope,
+    };
+    use gemma_web::gpu::kernels::{self, QkRopeKvIo, QkRopeKvParams};
+    use gemma_web::testing::Rng;
+    let g = device();
+    let kernels = pollster::block_on(AttentionKernels::load(&g)).unwrap();
+    // (heads, kv heads, head_dim, cache slots, window, position, q/k norm, RoPE scale)
+    let cases = [
+        (4u32, 1u32, 256u32, 700u32, None, 37u32, true, 1.0f32),
+        (8, 4, 64, 700, None, 650, false, 1.0),
+        (4, 1, 100, 520, Some(512), 1300, true, 1.0),
+        (8, 1, 64, 5000, None, 4500, true, 0.125),
+        (2, 2, 256, 9, Some(9), 0, true, 1.0),
+    ];
+    for (i, &(nh, nkv, hd, slots, window, pos, norm, pos_scale)) in cases.iter().enumerate() {
+        let shape = AttentionShape {
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            cache_len: slots,
+            scale: 1.0 / (hd as f32).sqrt(),
+            softcap: None,
+            window,
+        };
+        let rope = FusedRope {
+            base: 10_000.0,
+            pos_scale,
+            eps: 1e-6,
+        };
+        let mut r = Rng::new(100 + i as u64);
+        let (qd, kvd) = ((nh * hd) as usize, (nkv * hd) as usize);
+        let qkv = r.vec_normal(qd + 2 * kvd, 2.0);
+        let nw = r.vec_uniform(2 * hd as usize, 0.5, 1.5);
+        let cache0 = r.vec_normal(kvd * slots as usize, 1.0);
+        let qkv_b = g.storage_f32("qkv", &qkv).unwrap();
+        let nw_b = g.storage_f32("qk_norm", &nw).unwrap();
+        let mut outs = Vec::new();
+        for fused in [false, true] {
+            let cache = LayerCache::new(&g, &shape, "c").unwrap();
+            g.write(&cache.k, 0, bytemuck::cast_slice(&cache0)).unwrap();
+            g.write(&cache.v, 0, bytemuck::cast_slice(&cache0)).unwrap();
+            let scratch = AttentionScratch::new(&g, &shape).unwrap();
+            let q = g.storage("q", (qd * 4) as u64).unwrap();
+            let kv_new = g.storage("kv", (kvd * 4) as u64).unwrap();
+            let out = g.storage("out", (qd * 4) as u64).unwrap();
+            let io = AttentionIo {
+                q: &q,
+                k_new: &kv_new,
+                v_new: &kv_new,
+                out: &out,
+            };
+            let mut layer =
+                AttentionLayer::new(&g, &kernels, shape, io, &cache, &scratch, "l").unwrap();
+            let mut qk = pollster::block_on(kernels::qk_rope_kv(
+                &g,
+                &QkRopeKvIo {
+                    qkv: &qkv_b,
+                    norm_w: norm.then_some(&nw_b),
+                    q: &q,
+                    k_cache: &cache.k,
+                    v_cache: &cache.v,
+                },
+                QkRopeKvParams {
+                    n_tokens: 1,
+                    n_heads: nh,
+                    n_kv_heads: nkv,
+                    head_dim: hd,
+                    cache_len: slots,
+                    pos: 0,
+                    base: rope.base,
+                    eps: rope.eps,
+                    pos_scale: rope.pos_scale,
+                    ..Default::default()
+                },
+                1,
+            ))
+            .unwrap();
+            if fused {
+                let io = FusedDecodeIo {
+                    qkv: &qkv_b,
+                    qk_norm: norm.then_some(&nw_b),
+                    rope,
+                };
+                pollster::block_on(layer.bind_fused_decode(&g, io, &cache, &scratch)).unwrap();
+                assert!(layer.has_fused_decode());
+                let ops = layer.fused_decode_ops(&g, pos).unwrap().unwrap();
+                g.run(&ops).unwrap();
+            } else {
+                let first = qk.set(&g, pos, 1).unwrap().clone();
+                g.run(&[&first]).unwrap();
+                let ops = layer.attend_decode_ops(&g, pos).unwrap();
+                g.run(&ops).unwrap();
+            }
+            let n = cache0.len();
+            outs.push((
+                pollster::block_on(g.read_f32(&out, qd)).unwrap(),
+                pollster::block_on(g.read_f32(&cache.k, n)).unwrap(),
+                pollster::block_on(g.read_f32(&cache.v, n)).unwrap(),
+            ));
+        }
+        let name = format!("case {i}: {nh}/{nkv} heads, hd {hd}, pos {pos}, window {window:?}");
+        assert!(outs[0].0.iter().all(|v| v.is_finite()), "{name}");
+        assert_eq!(outs[0].0, outs[1].0, "{name}: output");
+        assert_eq!(outs[0].1, outs[1].1, "{name}: k cache");
+        assert_eq!(outs[0].2, outs[1].2, "{name}: v cache");
+        assert_ne!(outs[1].1, cache0, "{name}: the key was stored");
+    }
+    // More query heads a kv head than one workgroup takes: not fused, a typed error.
+    let shape = AttentionShape {
+        n_heads: 16,
+        n_kv_heads: 1,
+        head_dim: 64,
+        cache_len: 8,
+        scale: 0.125,
+        softcap: None,
+        window: None,
+    };
+    let cache = LayerCache::new(&g, &shape, "c").unwrap();
+    let scratch = AttentionScratch::new(&g, &shape).unwrap();
+    let b = g.storage("b", 16 * 64 * 4 * 4).unwrap();
+    let io = AttentionIo {
+        q: &b,
+        k_new: &b,
+        v_new: &b,
+        out: &b,
+    };
+    let mut layer = AttentionLayer::new(&g, &kernels, shape, io, &cache, &scratch, "l").unwrap();
+    let fused = FusedDecodeIo {
+        qkv: &b,
+        qk_norm: None,
+        rope: FusedRope {
+            base: 1e4,
+            pos_scale: 1.0,
+            eps: 1e-6,
+        },
+    };
+    let err = pollster::block_on(layer.bind_fused_decode(&g, fused, &cache, &scratch));
+    assert!(
+        matches!(err, Err(gemma_web::Error::Unsupported(_))),
+        "{err:?}"
+    );
+    assert!(!layer.has_fused_decode());
+}

@@ -13,6 +13,7 @@
 //! the ops of a decode step or a prefill block, which writes that step's positions into the
 //! layer's uniform buffers (queue writes land before the next submit).
 
+use super::op::need_floats;
 use super::{fold_workgroups, Gpu, Op, PipelineDesc, MAX_WORKGROUPS_PER_DIM};
 use crate::Error;
 
@@ -29,7 +30,7 @@ pub const MAX_SPLITS: u32 = 256;
 pub const PREFILL_ROWS: u32 = 8;
 const KV_WRITE_WG: u32 = 256;
 
-/// The uniform of the attention kernels (`AttnParams` in the WGSL files), 48 bytes.
+/// The uniform of the attention kernels (`AttnParams` in the WGSL files), 64 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AttnParams {
@@ -50,7 +51,11 @@ pub struct AttnParams {
     pub scale: f32,
     /// Soft-cap of the scores; 0 = none.
     pub softcap: f32,
-    pub _pad: u32,
+    /// The fused decode's q/k norm epsilon and RoPE (see [`FusedRope`]); 0 elsewhere.
+    pub eps: f32,
+    pub rope_base: f32,
+    pub rope_pos_scale: f32,
+    pub _pad: [u32; 2],
 }
 
 /// The uniform of kv_write.wgsl, 32 bytes.
@@ -280,7 +285,12 @@ impl AttentionKernels {
         Ok(AttentionKernels {
             kv_write: gpu.pipeline(&PipelineDesc::kernel("kv_write")).await?,
             decode: gpu
-                .pipeline(&PipelineDesc::kernel("attention_decode"))
+                .pipeline(&PipelineDesc {
+                    kernel: "attention_decode",
+                    libs: &["head_norm_rope"],
+                    entry: Some("main"),
+                    ..Default::default()
+                })
                 .await?,
             combine: gpu
                 .pipeline(&PipelineDesc::kernel("attention_combine"))
@@ -289,6 +299,39 @@ impl AttentionKernels {
                 .pipeline(&PipelineDesc::kernel("attention_prefill"))
                 .await?,
         })
+    }
+}
+
+/// What the fused decode (attention_decode.wgsl's `main_fused`) needs to norm and rotate the
+/// token's queries and key itself: the layer's RoPE and, on Gemma 3, its q/k norm epsilon.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FusedRope {
+    pub base: f32,
+    /// 1, or 1 / factor of linear RoPE scaling.
+    pub pos_scale: f32,
+    pub eps: f32,
+}
+
+/// The inputs of the fused decode: the token's q | k | v projections and, on Gemma 3, the
+/// (2, head_dim) q-norm then k-norm weights.
+#[derive(Clone, Copy, Debug)]
+pub struct FusedDecodeIo<'a> {
+    pub qkv: &'a wgpu::Buffer,
+    pub qk_norm: Option<&'a wgpu::Buffer>,
+    pub rope: FusedRope,
+}
+
+impl AttentionKernels {
+    /// The fused decode pipeline, with or without the q/k norm.
+    pub async fn fused_decode(gpu: &Gpu, qk_norm: bool) -> Result<wgpu::ComputePipeline, Error> {
+        gpu.pipeline(&PipelineDesc {
+            kernel: "attention_decode",
+            libs: &["head_norm_rope"],
+            constants: &[("NORM", if qk_norm { 1.0 } else { 0.0 })],
+            entry: Some("main_fused"),
+            ..Default::default()
+        })
+        .await
     }
 }
 
@@ -324,6 +367,9 @@ pub struct AttentionScratch {
     pub part_o: wgpu::Buffer,
     /// (MAX_SPLITS, n_heads) running max and sum.
     pub part_ml: wgpu::Buffer,
+    /// (MAX_SPLITS, n_heads, head_dim): the fused decode's normed, rotated queries, a copy per
+    /// split (each workgroup writes and reads only its own).
+    pub q_split: wgpu::Buffer,
 }
 
 impl AttentionScratch {
@@ -336,6 +382,7 @@ impl AttentionScratch {
                 "attn.part_ml",
                 u64::from(MAX_SPLITS) * u64::from(shape.n_heads) * 8,
             )?,
+            q_split: gpu.storage("attn.q_split", floats * 4)?,
         })
     }
 }
@@ -365,6 +412,8 @@ pub struct AttentionLayer {
     decode: Op,
     combine: Op,
     prefill: Op,
+    /// The fused decode, once bound ([`AttentionLayer::bind_fused_decode`]).
+    fused: Option<(Op, FusedRope)>,
 }
 
 impl AttentionLayer {
@@ -453,7 +502,88 @@ impl AttentionLayer {
             decode,
             combine,
             prefill,
+            fused: None,
         })
+    }
+
+    /// Binds the fused decode: [`AttentionLayer::fused_decode_ops`] then norms and rotates the
+    /// token's queries and key from `io.qkv` (row 0) and stores its key and value itself, in
+    /// place of `qk_rope_kv.wgsl` + [`AttentionLayer::attend_decode_ops`]. Unsupported when a
+    /// kv head has more query heads than one workgroup takes ([`DECODE_GROUP`]).
+    pub async fn bind_fused_decode(
+        &mut self,
+        gpu: &Gpu,
+        io: FusedDecodeIo<'_>,
+        cache: &LayerCache,
+        scratch: &AttentionScratch,
+    ) -> Result<(), Error> {
+        let s = self.shape;
+        if s.group() > DECODE_GROUP {
+            return Err(Error::Unsupported(format!(
+                "fused decode with {} query heads a kv head",
+                s.group()
+            )));
+        }
+        need_floats(
+            "fused decode qkv",
+            io.qkv,
+            u64::from(s.n_heads + 2 * s.n_kv_heads) * u64::from(s.head_dim),
+        )?;
+        if let Some(w) = io.qk_norm {
+            need_floats("fused decode qk_norm", w, 2 * u64::from(s.head_dim))?;
+        }
+        if scratch.q_split.size() < s.partial_floats()? * 4 {
+            return Err(Error::Unsupported(
+                "fused decode: q scratch too small".into(),
+            ));
+        }
+        let pipeline = AttentionKernels::fused_decode(gpu, io.qk_norm.is_some()).await?;
+        // Without a norm the binding is never read: bind the input there.
+        let qk_norm = io.qk_norm.unwrap_or(io.qkv);
+        let op = gpu
+            .bound_op(
+                "attn_decode_fused",
+                &pipeline,
+                &[
+                    &self.attn_params,
+                    &scratch.q_split,
+                    &cache.k,
+                    &cache.v,
+                    &scratch.part_o,
+                    &scratch.part_ml,
+                    io.qkv,
+                    qk_norm,
+                ],
+                [1, s.n_kv_heads, 1],
+            )
+            .await?;
+        self.fused = Some((op, io.rope));
+        Ok(())
+    }
+
+    /// Whether [`AttentionLayer::bind_fused_decode`] bound the fused decode.
+    pub fn has_fused_decode(&self) -> bool {
+        self.fused.is_some()
+    }
+
+    /// The token at `pos` through the fused decode (bound with
+    /// [`AttentionLayer::bind_fused_decode`]): its queries and key normed and rotated, its key
+    /// and value stored at `pos`, attended, the splits merged. `None` when not bound.
+    pub fn fused_decode_ops(&mut self, gpu: &Gpu, pos: u32) -> Result<Option<[&Op; 2]>, Error> {
+        let Some((op, rope)) = self.fused.as_mut() else {
+            return Ok(None);
+        };
+        let plan = self.shape.decode(pos)?;
+        let params = AttnParams {
+            eps: rope.eps,
+            rope_base: rope.base,
+            rope_pos_scale: rope.pos_scale,
+            ..plan.params
+        };
+        gpu.write(&self.attn_params, 0, bytemuck::bytes_of(&params))?;
+        op.workgroups = plan.attend;
+        self.combine.workgroups = plan.combine;
+        Ok(Some([&*op, &self.combine]))
     }
 
     /// The token at `pos` (its q, k, v in row 0 of the io buffers): stores k and v at `pos`,

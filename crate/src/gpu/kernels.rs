@@ -433,6 +433,7 @@ pub async fn qk_rope_kv(
     let pipeline = gpu
         .pipeline(&PipelineDesc {
             kernel: "qk_rope_kv",
+            libs: &["head_norm_rope"],
             constants: &constants,
             ..Default::default()
         })

@@ -11,7 +11,8 @@
 
 use crate::gguf::GgufHeader;
 use crate::gpu::attention::{
-    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, LayerCache,
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, FusedDecodeIo,
+    FusedRope, LayerCache,
 };
 use crate::gpu::kernels::{self, QkRopeKv, QkRopeKvIo, QkRopeKvParams, TopK};
 use crate::gpu::matvec::{matvec_glu, MatvecShape};
@@ -387,11 +388,26 @@ impl Model {
                 out: &s.att,
             };
             let label = format!("blk.{l}");
-            let attn = gpu
+            let mut attn = gpu
                 .scoped(&label, || {
                     AttentionLayer::new(&gpu, &kernels, shape(l), io, cache, &scratch, &label)
                 })
                 .await??;
+            // Decode: the per-head norms, RoPE and the cache write inside the attention
+            // dispatch (every Gemma has at most 8 query heads a kv head; else they stay apart).
+            let fused = FusedDecodeIo {
+                qkv: &s.qkv,
+                qk_norm: norm.qk.as_ref(),
+                rope: FusedRope {
+                    base: c.rope_base(l),
+                    pos_scale: c.rope_scale(l),
+                    eps: c.eps,
+                },
+            };
+            match attn.bind_fused_decode(&gpu, fused, cache, &scratch).await {
+                Ok(()) | Err(Error::Unsupported(_)) => {}
+                Err(e) => return Err(e),
+            }
             // Q, K and V stacked into one weight when they share a type (else Q and K).
             let qkv_stride = qd + 2 * kvd;
             let label = format!("blk.{l}.attn_qkv");
@@ -559,16 +575,21 @@ impl Model {
             }
             // Gemma 3: RMSNorm over each query and key head; rotary position embedding of
             // queries and keys (per-layer base on Gemma 3); keys and values into the cache.
-            ops.push(("qk_rope_kv", qk_rope_kv.set(gpu, pos, n)?));
-            // Attend: causal, within the window on sliding layers, scores soft-capped on
-            // Gemma 2.
-            if n == 1 {
+            // Then attend: causal, within the window on sliding layers, scores soft-capped on
+            // Gemma 2. A decode step does both in the attention dispatch where it can.
+            if n == 1 && attn.has_fused_decode() {
+                if let Some(fused) = attn.fused_decode_ops(gpu, pos)? {
+                    ops.extend(fused.into_iter().map(|op| ("attention", op)));
+                }
+            } else if n == 1 {
+                ops.push(("qk_rope_kv", qk_rope_kv.set(gpu, pos, n)?));
                 ops.extend(
                     attn.attend_decode_ops(gpu, pos)?
                         .into_iter()
                         .map(|op| ("attention", op)),
                 );
             } else {
+                ops.push(("qk_rope_kv", qk_rope_kv.set(gpu, pos, n)?));
                 ops.extend(
                     attn.attend_prefill_ops(gpu, pos, n)?
                         .into_iter()
