@@ -58,7 +58,8 @@ const GROUP: u32 = 8u;         // query heads per workgroup
 const NEG: f32 = -3.0e38;
 
 var<workgroup> partial: array<f32, GROUP * WG>;  // per-lane partial dot products
-var<workgroup> probs: array<f32, GROUP * TILE>;  // scores, then probabilities, of this step
+// Scores, then probabilities, of this step, (GROUP, TILE) as vec4: the value loop loads four keys' at once.
+var<workgroup> probs: array<vec4<f32>, GROUP * TILE / 4u>;
 var<workgroup> run_max: array<f32, GROUP>;
 var<workgroup> rescale: array<f32, GROUP>;
 
@@ -207,22 +208,23 @@ fn attend(wid: vec3<u32>, t: u32, q_rows: u32) {
             for (var l = 0u; l < LANES; l++) {
                 s += partial[g * WG + j * LANES + l];
             }
-            probs[t] = select(NEG, logit(s), t0 + j < split_end);
+            probs[t / 4u][t % 4u] = select(NEG, logit(s), t0 + j < split_end);
         }
         workgroupBarrier();
         if (t < ng) {
             let m_old = run_max[t];
             var m = m_old;
-            for (var j = 0u; j < TILE; j++) {
-                m = max(m, probs[t * TILE + j]);
+            for (var j = 0u; j < TILE / 4u; j++) {
+                let p = probs[t * (TILE / 4u) + j];
+                m = max(m, max(max(p.x, p.y), max(p.z, p.w)));
             }
             run_max[t] = m;
             rescale[t] = exp(m_old - m);
         }
         workgroupBarrier();
         if (t < GROUP * TILE) {
-            let s = probs[t];
-            probs[t] = select(0.0, exp(s - run_max[t / TILE]), s > NEG);
+            let s = probs[t / 4u][t % 4u];
+            probs[t / 4u][t % 4u] = select(0.0, exp(s - run_max[t / TILE]), s > NEG);
         }
         workgroupBarrier();
         // Values: one thread per output dim, for every head of the group.
@@ -232,14 +234,28 @@ fn attend(wid: vec3<u32>, t: u32, q_rows: u32) {
             sum[g] *= rescale[g];
         }
         if (t < hd) {
+            // Four keys a step, one load of their probabilities per head (on CPU adapters every workgroup-memory
+            // load is a loop over the SIMD lanes). Past n_keys the probabilities are 0 and the slots hold finite
+            // values (a ring slot, or zeros), so the last step may run over.
             var slot = t0 % params.cache_len;  // stepped, not divided, per key
-            for (var j = 0u; j < n_keys; j++) {
-                let v = v_cache[(kv_row0 + slot) * hd + t];
-                slot = select(slot + 1u, 0u, slot + 1u == params.cache_len);
+            for (var j = 0u; j < n_keys; j += 4u) {
+                var v: array<f32, 4>;
+                for (var k = 0u; k < 4u; k++) {
+                    v[k] = v_cache[(kv_row0 + slot) * hd + t];
+                    slot = select(slot + 1u, 0u, slot + 1u == params.cache_len);
+                }
                 for (var g = 0u; g < GROUP; g++) {
-                    let p = probs[g * TILE + j];
-                    acc[g] += p * v;
-                    sum[g] += p;
+                    if (g < ng) {
+                        let p = probs[(g * TILE + j) / 4u];
+                        acc[g] += p.x * v[0];
+                        acc[g] += p.y * v[1];
+                        acc[g] += p.z * v[2];
+                        acc[g] += p.w * v[3];
+                        sum[g] += p.x;
+                        sum[g] += p.y;
+                        sum[g] += p.z;
+                        sum[g] += p.w;
+                    }
                 }
             }
         }

@@ -173,7 +173,7 @@ mod native {
         #[arg(long, value_delimiter = ',')]
         types: Vec<String>,
         /// The matvec thread layout instead of the adapter's: cpu, gpu, or
-        /// WORKGROUP,ROW_THREADS,ROWS_PER_THREAD (e.g. 64,1,4).
+        /// WORKGROUP,ROW_THREADS,ROWS_PER_THREAD (e.g. 64,1,1).
         #[arg(long)]
         matvec_shape: Option<String>,
     }
