@@ -5,29 +5,73 @@
 // load is a loop over the SIMD lanes, one scalar load each, and its inner loop does six of them for eight
 // multiply-adds. Here each lane dequantizes its row's 32 weights once (vec4 loads, the group's head once per 256
 // weights, as the matvec does) and multiplies them with the same 32 activations of each of the TOKENS tokens,
-// read from a uniform binding at indices every lane shares: one scalar load and a broadcast per value.
+// read from uniform bindings at indices every lane shares: one scalar load and a broadcast per value. Each token's
+// row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens.
 
 struct Params {
     n: u32,           // tokens of this dispatch, 1..=TOKENS (token t is row tok0 + t of X and Y)
     rows: u32,        // rows in this piece
-    cols: u32,        // multiple of 32; TOKENS * cols <= 16384
+    cols: u32,        // multiple of 32
     row_stride: u32,  // bytes between rows in `weights` (a multiple of 16)
     y_offset: u32,    // column of Y for this piece's first row
     y_stride: u32,    // floats between tokens in Y
     tok0: u32,        // the dispatch's first token
     _pad: u32,
+    first: array<vec4<u32>, 2>,  // token t's row starts at vec4 first[t / 4][t % 4] of its window
 }
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;          // (rows, row_stride / 4) blocks of the type
-// X from token tok0 on: a 64 KiB window of the activations (TOKENS * cols floats used, the rest unread garbage).
-@group(0) @binding(1) var<uniform> x: array<vec4<f32>, 4096>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;          // (tokens, y_stride)
 @group(0) @binding(3) var<uniform> params: Params;
 // binding 4: weights4, the same buffer as vec4<u32>, declared by weights.wgsl
+// Token t's window of X (the rest of each window unread).
+@group(0) @binding(1) var<uniform> x0: array<vec4<f32>, 4096>;
+@group(0) @binding(5) var<uniform> x1: array<vec4<f32>, 4096>;
+@group(0) @binding(6) var<uniform> x2: array<vec4<f32>, 4096>;
+@group(0) @binding(7) var<uniform> x3: array<vec4<f32>, 4096>;
+@group(0) @binding(8) var<uniform> x4: array<vec4<f32>, 4096>;
+@group(0) @binding(9) var<uniform> x5: array<vec4<f32>, 4096>;
+@group(0) @binding(10) var<uniform> x6: array<vec4<f32>, 4096>;
+@group(0) @binding(11) var<uniform> x7: array<vec4<f32>, 4096>;
 
 override WG: u32 = 64u;
 // Tokens a dispatch, 1..=8: the accumulators live in registers.
 override TOKENS: u32 = 8u;
+
+// Vec4s b..b+7 of token t's window, one function a binding (WGSL cannot index bindings; a switch over them
+// costs every branch on a CPU adapter).
+fn xs0(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x0[b], x0[b + 1u], x0[b + 2u], x0[b + 3u], x0[b + 4u], x0[b + 5u], x0[b + 6u], x0[b + 7u]);
+}
+fn xs1(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x1[b], x1[b + 1u], x1[b + 2u], x1[b + 3u], x1[b + 4u], x1[b + 5u], x1[b + 6u], x1[b + 7u]);
+}
+fn xs2(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x2[b], x2[b + 1u], x2[b + 2u], x2[b + 3u], x2[b + 4u], x2[b + 5u], x2[b + 6u], x2[b + 7u]);
+}
+fn xs3(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x3[b], x3[b + 1u], x3[b + 2u], x3[b + 3u], x3[b + 4u], x3[b + 5u], x3[b + 6u], x3[b + 7u]);
+}
+fn xs4(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x4[b], x4[b + 1u], x4[b + 2u], x4[b + 3u], x4[b + 4u], x4[b + 5u], x4[b + 6u], x4[b + 7u]);
+}
+fn xs5(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x5[b], x5[b + 1u], x5[b + 2u], x5[b + 3u], x5[b + 4u], x5[b + 5u], x5[b + 6u], x5[b + 7u]);
+}
+fn xs6(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x6[b], x6[b + 1u], x6[b + 2u], x6[b + 3u], x6[b + 4u], x6[b + 5u], x6[b + 6u], x6[b + 7u]);
+}
+fn xs7(b: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(x7[b], x7[b + 1u], x7[b + 2u], x7[b + 3u], x7[b + 4u], x7[b + 5u], x7[b + 6u], x7[b + 7u]);
+}
+
+fn dot32f(w: array<vec4<f32>, 8>, x: array<vec4<f32>, 8>) -> f32 {
+    var d = w[0] * x[0];
+    for (var k = 1u; k < 8u; k++) {
+        d += w[k] * x[k];
+    }
+    return d.x + d.y + d.z + d.w;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -42,20 +86,20 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
     let at = row * params.row_stride;
     let subs = params.cols / 32u;
-    let x_per_token = params.cols / 4u;
     var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (var s0 = 0u; s0 < subs; s0 += 8u) {
         let h = head256(at, s0 / 8u);
         for (var s = s0; s < min(s0 + 8u, subs); s++) {
             let w = dequant32h(at, s, h);
-            for (var t = 0u; t < TOKENS; t++) {
-                let base = t * x_per_token + 8u * s;
-                var d = w[0] * x[base];
-                for (var k = 1u; k < 8u; k++) {
-                    d += w[k] * x[base + k];
-                }
-                acc[t] += d.x + d.y + d.z + d.w;
-            }
+            let f = params.first;
+            acc[0] += dot32f(w, xs0(f[0].x + 8u * s));
+            if (TOKENS > 1u) { acc[1] += dot32f(w, xs1(f[0].y + 8u * s)); }
+            if (TOKENS > 2u) { acc[2] += dot32f(w, xs2(f[0].z + 8u * s)); }
+            if (TOKENS > 3u) { acc[3] += dot32f(w, xs3(f[0].w + 8u * s)); }
+            if (TOKENS > 4u) { acc[4] += dot32f(w, xs4(f[1].x + 8u * s)); }
+            if (TOKENS > 5u) { acc[5] += dot32f(w, xs5(f[1].y + 8u * s)); }
+            if (TOKENS > 6u) { acc[6] += dot32f(w, xs6(f[1].z + 8u * s)); }
+            if (TOKENS > 7u) { acc[7] += dot32f(w, xs7(f[1].w + 8u * s)); }
         }
     }
     for (var t = 0u; t < TOKENS; t++) {

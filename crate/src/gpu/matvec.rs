@@ -338,16 +338,22 @@ pub enum MatmulLayout {
     /// `matmul.wgsl`: workgroup tiles of [`MATMUL_TILE_ROWS`] rows x [`MATMUL_TILE_TOKENS`]
     /// tokens staged through workgroup memory (GPUs).
     Tiles,
-    /// `matmul_rows.wgsl`: one thread a row, [`rows_tokens`] tokens a dispatch, X read as a
-    /// uniform window (CPU adapters, where every storage or workgroup-memory load is a loop over
-    /// the SIMD lanes).
+    /// `matmul_rows.wgsl`: one thread a row, [`ROWS_TOKENS`] tokens a dispatch, each token's X
+    /// row read through a uniform window (CPU adapters, where every storage or workgroup-memory
+    /// load is a loop over the SIMD lanes).
     Rows,
 }
 
-/// Tokens per `matmul_rows.wgsl` dispatch for `cols` columns: at most 8, and the tokens' X
-/// rows fit the 64 KiB uniform window. 0 when one row does not.
-pub fn rows_tokens(cols: u32) -> u32 {
-    (X_UNIFORM_BYTES / 4 / u64::from(cols.max(1))).min(8) as u32
+/// Tokens per `matmul_rows.wgsl` dispatch (its `TOKENS`): each reads its X row through its own
+/// uniform binding.
+pub const ROWS_TOKENS: u32 = 8;
+
+/// Where token `tok`'s X row (of `cols` f32) lies for `matmul_rows.wgsl`: the byte offset of its
+/// uniform window (a multiple of `align`) and the row's first vec4 within the window.
+fn row_window(tok: u32, cols: u32, align: u64) -> (u64, u32) {
+    let start = u64::from(tok) * u64::from(cols) * 4;
+    let offset = start / align * align;
+    (offset, ((start - offset) / 16) as u32)
 }
 
 /// Prefill products `Y = X W^T` bound to fixed buffers for up to `max_n` tokens: X is
@@ -356,7 +362,7 @@ pub fn rows_tokens(cols: u32) -> u32 {
 pub struct Matmul {
     ops: Vec<Op>,
     params: Vec<wgpu::Buffer>,
-    words: Vec<[u32; 8]>,
+    words: Vec<[u32; 16]>,
     max_n: u32,
     layout: MatmulLayout,
     /// Rows: tokens a dispatch; ops run block by block, each block one op per piece.
@@ -454,16 +460,15 @@ impl Matmul {
             })
             .await?;
         for piece in &w.pieces {
-            let words = [
+            let mut words = [0u32; 16];
+            words[..6].copy_from_slice(&[
                 self.max_n,
                 piece.rows,
                 w.cols,
                 w.row_stride_bytes,
                 y_offset + piece.first_row,
                 y_stride,
-                0,
-                0,
-            ];
+            ]);
             let params = gpu.uniform_u32("matmul params", &words)?;
             let groups = [
                 piece.rows.div_ceil(MATMUL_TILE_ROWS),
@@ -489,7 +494,7 @@ impl Matmul {
         y_offset: u32,
         y_stride: u32,
     ) -> Result<(), Error> {
-        let tokens = rows_tokens(w.cols);
+        let tokens = ROWS_TOKENS;
         self.tokens = tokens;
         let shape = MatvecShape::CPU;
         let pipeline = gpu
@@ -503,10 +508,22 @@ impl Matmul {
                 ..Default::default()
             })
             .await?;
-        let row_bytes = u64::from(w.cols) * 4;
+        let align = u64::from(gpu.device.limits().min_uniform_buffer_offset_alignment).max(16);
         for tok0 in (0..self.max_n).step_by(tokens as usize) {
+            // Token t's window; tokens past max_n read token tok0's (their sums are not stored).
+            let windows: Vec<(u64, u32)> = (0..tokens)
+                .map(|t| {
+                    let tok = if tok0 + t < self.max_n {
+                        tok0 + t
+                    } else {
+                        tok0
+                    };
+                    row_window(tok, w.cols, align)
+                })
+                .collect();
             for piece in &w.pieces {
-                let words = [
+                let mut words = [0u32; 16];
+                words[..7].copy_from_slice(&[
                     tokens.min(self.max_n - tok0),
                     piece.rows,
                     w.cols,
@@ -514,21 +531,27 @@ impl Matmul {
                     y_offset + piece.first_row,
                     y_stride,
                     tok0,
-                    0,
-                ];
+                ]);
+                for (t, &(_, first)) in windows.iter().enumerate() {
+                    words[8 + t] = first;
+                }
                 let params = gpu.uniform_u32("matmul_rows params", &words)?;
-                let window = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: x,
-                    offset: u64::from(tok0) * row_bytes,
-                    size: wgpu::BufferSize::new(X_UNIFORM_BYTES),
-                });
-                let resources = [
+                let window = |t: usize| {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: x,
+                        offset: windows[t].0,
+                        size: wgpu::BufferSize::new(X_UNIFORM_BYTES),
+                    })
+                };
+                // Bindings: weights, x0, y, params, weights4, x1..x7.
+                let mut resources = vec![
                     piece.buffer.as_entire_binding(),
-                    window,
+                    window(0),
                     y.as_entire_binding(),
                     params.as_entire_binding(),
                     piece.buffer.as_entire_binding(),
                 ];
+                resources.extend((1..tokens as usize).map(window));
                 let groups = fold_workgroups(piece.rows.div_ceil(shape.workgroup));
                 let op = gpu
                     .scoped("matmul_rows", || {
@@ -590,17 +613,14 @@ impl Matmul {
 }
 
 /// Whether `matmul_rows.wgsl` can read x for `max_n` tokens of `cols`: x bindable as a uniform,
-/// a token's row fits the window, each block's window starts on the device's uniform offset
+/// and each token's row inside a 64 KiB window that starts on the device's uniform offset
 /// alignment and lies inside x.
 fn rows_fit(gpu: &Gpu, x: &wgpu::Buffer, cols: u32, max_n: u32) -> bool {
-    let tokens = rows_tokens(cols);
-    if tokens == 0 || !x.usage().contains(wgpu::BufferUsages::UNIFORM) {
-        return false;
-    }
     let limits = gpu.device.limits();
-    let block_bytes = u64::from(tokens) * u64::from(cols) * 4;
-    let last_start = u64::from(max_n.saturating_sub(1) / tokens) * block_bytes;
-    u64::from(limits.max_uniform_buffer_binding_size) >= X_UNIFORM_BYTES
-        && block_bytes % u64::from(limits.min_uniform_buffer_offset_alignment) == 0
-        && last_start + X_UNIFORM_BYTES <= x.size()
+    let align = u64::from(limits.min_uniform_buffer_offset_alignment).max(16);
+    let (last_offset, _) = row_window(max_n.saturating_sub(1), cols, align);
+    x.usage().contains(wgpu::BufferUsages::UNIFORM)
+        && u64::from(limits.max_uniform_buffer_binding_size) >= X_UNIFORM_BYTES
+        && u64::from(cols) * 4 + align - 16 <= X_UNIFORM_BYTES
+        && last_offset + X_UNIFORM_BYTES <= x.size()
 }
