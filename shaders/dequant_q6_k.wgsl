@@ -52,9 +52,15 @@ fn head256(row_byte: u32, g: u32) -> Head {
     return Head(weights_f16_2a(at.x), weights4[at.y >> 4u]);
 }
 
-// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv: quarter r of half h of block s / 8,
-// two scales (one per 16 weights), `h` the block's head. ql and qh are two vec4 loads each.
-fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
+// Weights 32s..32s+31 (quarter r of half h of block s / 8), `h` the block's head: their 6-bit values, a byte each
+// (weights 0..15 in lo, 16..31 in hi; ql and qh are two vec4 loads each), and the scale of each 16.
+struct Q6Run {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+    sc: vec2<f32>,
+}
+
+fn q6_k_run(row_byte: u32, s: u32, h: Head) -> Q6Run {
     let blk = q6_k_block(row_byte, s / 8u).y;
     let half = (s % 8u) / 4u;
     let r = s % 4u;
@@ -64,47 +70,43 @@ fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 
     let shh = r * 2u;
     let ql = array<vec4<u32>, 2>(weights4[l4], weights4[l4 + 1u]);
     let qh = array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
+    var out: Q6Run;
+    for (var k = 0u; k < 4u; k++) {
+        out.lo[k] = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
+        out.hi[k] = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
+    }
+    // Scale bytes half * 8 + r * 2 and the next: one word of the 16.
+    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
+    out.sc = vec2<f32>(f32(weights_i8(sw & 0xffu)), f32(weights_i8((sw >> 8u) & 0xffu)));
+    return out;
+}
+
+// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv, `h` the block's head.
+fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
+    let q = q6_k_run(row_byte, s, h);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var xs0 = vec4<f32>(0.0);
     var xs1 = vec4<f32>(0.0);
     for (var k = 0u; k < 4u; k++) {
-        let v0 = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
-        let v1 = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
-        acc0 += vec4<f32>(unpack4xU8(v0)) * xv[k];
-        acc1 += vec4<f32>(unpack4xU8(v1)) * xv[k + 4u];
+        acc0 += vec4<f32>(unpack4xU8(q.lo[k])) * xv[k];
+        acc1 += vec4<f32>(unpack4xU8(q.hi[k])) * xv[k + 4u];
         xs0 += xv[k];
         xs1 += xv[k + 4u];
     }
-    // Scale bytes half * 8 + r * 2 and the next: one word of the 16.
-    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
-    let sc0 = f32(weights_i8(sw & 0xffu));
-    let sc1 = f32(weights_i8((sw >> 8u) & 0xffu));
     let t0 = acc0.x + acc0.y + acc0.z + acc0.w - 32.0 * (xs0.x + xs0.y + xs0.z + xs0.w);
     let t1 = acc1.x + acc1.y + acc1.z + acc1.w - 32.0 * (xs1.x + xs1.y + xs1.z + xs1.w);
-    return h.d * (sc0 * t0 + sc1 * t1);
+    return h.d * (q.sc.x * t0 + q.sc.y * t1);
 }
 
 // Weights 32s..32s+31 as floats, `h` the block's head (prefill on CPU adapters reuses them for several tokens).
 fn dequant32h(row_byte: u32, s: u32, h: Head) -> array<vec4<f32>, 8> {
-    let blk = q6_k_block(row_byte, s / 8u).y;
-    let half = (s % 8u) / 4u;
-    let r = s % 4u;
-    let l4 = (blk + 16u + half * 64u + (r % 2u) * 32u) >> 4u;
-    let h4 = (blk + 144u + half * 32u) >> 4u;
-    let shl = (r / 2u) * 4u;
-    let shh = r * 2u;
-    let ql = array<vec4<u32>, 2>(weights4[l4], weights4[l4 + 1u]);
-    let qh = array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
-    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
-    let d0 = h.d * f32(weights_i8(sw & 0xffu));
-    let d1 = h.d * f32(weights_i8((sw >> 8u) & 0xffu));
+    let q = q6_k_run(row_byte, s, h);
+    let d = h.d * q.sc;
     var out: array<vec4<f32>, 8>;
     for (var k = 0u; k < 4u; k++) {
-        let v0 = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
-        let v1 = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
-        out[k] = d0 * (vec4<f32>(unpack4xU8(v0)) - 32.0);
-        out[k + 4u] = d1 * (vec4<f32>(unpack4xU8(v1)) - 32.0);
+        out[k] = d.x * (vec4<f32>(unpack4xU8(q.lo[k])) - 32.0);
+        out[k + 4u] = d.y * (vec4<f32>(unpack4xU8(q.hi[k])) - 32.0);
     }
     return out;
 }

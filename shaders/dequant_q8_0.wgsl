@@ -35,38 +35,39 @@ fn head256(row_byte: u32, g: u32) -> Head {
     return Head(weights4[(row_byte + g * 272u) >> 4u]);
 }
 
-// Dot product of weights 32s..32s+31 (block s) of the row at `row_byte` with xv (those 32 activations), `h` the
-// head of group s / 8: the quants are two vec4 loads.
-fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
+// Block s's scale, from `h`, the head of its group, and its 32 quants as 8 words (two vec4 loads).
+struct Q8Run {
+    d: f32,
+    q: array<vec4<u32>, 2>,
+}
+
+fn q8_0_run(row_byte: u32, s: u32, h: Head) -> Q8Run {
     let j = s % 8u;
     let dd = unpack2x16float(h.d[j / 2u]);
-    let d = select(dd.x, dd.y, (j & 1u) != 0u);
     let q4 = q8_0_block(row_byte, s).y >> 4u;
-    let q0 = weights4[q4];
-    let q1 = weights4[q4 + 1u];
-    var acc = vec4<f32>(unpack4xI8(q0.x)) * xv[0];
-    acc += vec4<f32>(unpack4xI8(q0.y)) * xv[1];
-    acc += vec4<f32>(unpack4xI8(q0.z)) * xv[2];
-    acc += vec4<f32>(unpack4xI8(q0.w)) * xv[3];
-    acc += vec4<f32>(unpack4xI8(q1.x)) * xv[4];
-    acc += vec4<f32>(unpack4xI8(q1.y)) * xv[5];
-    acc += vec4<f32>(unpack4xI8(q1.z)) * xv[6];
-    acc += vec4<f32>(unpack4xI8(q1.w)) * xv[7];
-    return d * (acc.x + acc.y + acc.z + acc.w);
+    return Q8Run(select(dd.x, dd.y, (j & 1u) != 0u), array<vec4<u32>, 2>(weights4[q4], weights4[q4 + 1u]));
+}
+
+// Dot product of weights 32s..32s+31 (block s) of the row at `row_byte` with xv (those 32 activations), `h` the
+// head of group s / 8.
+fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
+    let r = q8_0_run(row_byte, s, h);
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        acc += vec4<f32>(unpack4xI8(r.q[0][k])) * xv[k];
+        acc += vec4<f32>(unpack4xI8(r.q[1][k])) * xv[k + 4u];
+    }
+    return r.d * (acc.x + acc.y + acc.z + acc.w);
 }
 
 // Weights 32s..32s+31 (block s) as floats, `h` the head of group s / 8 (prefill on CPU adapters reuses them for
 // several tokens).
 fn dequant32h(row_byte: u32, s: u32, h: Head) -> array<vec4<f32>, 8> {
-    let j = s % 8u;
-    let dd = unpack2x16float(h.d[j / 2u]);
-    let d = select(dd.x, dd.y, (j & 1u) != 0u);
-    let q4 = q8_0_block(row_byte, s).y >> 4u;
-    let q0 = weights4[q4];
-    let q1 = weights4[q4 + 1u];
-    return array<vec4<f32>, 8>(
-        d * vec4<f32>(unpack4xI8(q0.x)), d * vec4<f32>(unpack4xI8(q0.y)),
-        d * vec4<f32>(unpack4xI8(q0.z)), d * vec4<f32>(unpack4xI8(q0.w)),
-        d * vec4<f32>(unpack4xI8(q1.x)), d * vec4<f32>(unpack4xI8(q1.y)),
-        d * vec4<f32>(unpack4xI8(q1.z)), d * vec4<f32>(unpack4xI8(q1.w)));
+    let r = q8_0_run(row_byte, s, h);
+    var out: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        out[k] = r.d * vec4<f32>(unpack4xI8(r.q[0][k]));
+        out[k + 4u] = r.d * vec4<f32>(unpack4xI8(r.q[1][k]));
+    }
+    return out;
 }

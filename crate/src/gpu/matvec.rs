@@ -4,7 +4,7 @@
 //! piece, each writing its own rows of the output.
 
 use super::op::need_floats;
-use super::weights::{dequant_shader, matvec_libs, WeightTensor};
+use super::weights::{dequant_shader, matvec_libs, WeightPiece, WeightTensor};
 use super::{fold_workgroups, Gpu, Op, PipelineDesc};
 use crate::Error;
 
@@ -425,8 +425,15 @@ impl Matmul {
             layout,
             tokens: 0,
         };
+        let t = Target {
+            w,
+            x,
+            y,
+            y_offset,
+            y_stride,
+        };
         match layout {
-            MatmulLayout::Tiles => m.bind_tiles(gpu, w, x, y, y_offset, y_stride).await?,
+            MatmulLayout::Tiles => m.bind_tiles(gpu, &t).await?,
             MatmulLayout::Rows => {
                 if !rows_fit(gpu, x, w.cols, max_n) {
                     return Err(Error::Unsupported(format!(
@@ -437,21 +444,14 @@ impl Matmul {
                         w.cols
                     )));
                 }
-                m.bind_rows(gpu, w, x, y, y_offset, y_stride).await?
+                m.bind_rows(gpu, &t).await?
             }
         }
         Ok(m)
     }
 
-    async fn bind_tiles(
-        &mut self,
-        gpu: &Gpu,
-        w: &WeightTensor,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        y_offset: u32,
-        y_stride: u32,
-    ) -> Result<(), Error> {
+    async fn bind_tiles(&mut self, gpu: &Gpu, t: &Target<'_>) -> Result<(), Error> {
+        let Target { w, x, y, .. } = *t;
         let pipeline = gpu
             .pipeline(&PipelineDesc {
                 kernel: "matmul",
@@ -460,15 +460,7 @@ impl Matmul {
             })
             .await?;
         for piece in &w.pieces {
-            let mut words = [0u32; 16];
-            words[..6].copy_from_slice(&[
-                self.max_n,
-                piece.rows,
-                w.cols,
-                w.row_stride_bytes,
-                y_offset + piece.first_row,
-                y_stride,
-            ]);
+            let words = t.piece_words(piece, self.max_n, 0);
             let params = gpu.uniform_u32("matmul params", &words)?;
             let groups = [
                 piece.rows.div_ceil(MATMUL_TILE_ROWS),
@@ -485,15 +477,8 @@ impl Matmul {
         Ok(())
     }
 
-    async fn bind_rows(
-        &mut self,
-        gpu: &Gpu,
-        w: &WeightTensor,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        y_offset: u32,
-        y_stride: u32,
-    ) -> Result<(), Error> {
+    async fn bind_rows(&mut self, gpu: &Gpu, target: &Target<'_>) -> Result<(), Error> {
+        let Target { w, x, y, .. } = *target;
         let tokens = ROWS_TOKENS;
         self.tokens = tokens;
         let shape = MatvecShape::CPU;
@@ -522,16 +507,7 @@ impl Matmul {
                 })
                 .collect();
             for piece in &w.pieces {
-                let mut words = [0u32; 16];
-                words[..7].copy_from_slice(&[
-                    tokens.min(self.max_n - tok0),
-                    piece.rows,
-                    w.cols,
-                    w.row_stride_bytes,
-                    y_offset + piece.first_row,
-                    y_stride,
-                    tok0,
-                ]);
+                let mut words = target.piece_words(piece, tokens.min(self.max_n - tok0), tok0);
                 for (t, &(_, first)) in windows.iter().enumerate() {
                     words[8 + t] = first;
                 }
@@ -609,6 +585,34 @@ impl Matmul {
                 Ok(&self.ops[..used])
             }
         }
+    }
+}
+
+/// What a [`Matmul`] binds: W, X, Y, and where W's rows go in Y's rows.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    w: &'a WeightTensor,
+    x: &'a wgpu::Buffer,
+    y: &'a wgpu::Buffer,
+    y_offset: u32,
+    y_stride: u32,
+}
+
+impl Target<'_> {
+    /// The uniform words both matmul kernels start with (`Params`: n, rows, cols, row_stride,
+    /// y_offset, y_stride, tok0), for `piece`; the rest zero.
+    fn piece_words(&self, piece: &WeightPiece, n: u32, tok0: u32) -> [u32; 16] {
+        let mut words = [0u32; 16];
+        words[..7].copy_from_slice(&[
+            n,
+            piece.rows,
+            self.w.cols,
+            self.w.row_stride_bytes,
+            self.y_offset + piece.first_row,
+            self.y_stride,
+            tok0,
+        ]);
+        words
     }
 }
 
