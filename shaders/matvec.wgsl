@@ -21,8 +21,10 @@ struct Params {
 // CPU adapters (lavapipe); GPUs want a whole warp or more a row so neighbouring threads read neighbouring bytes.
 override WG: u32 = 64u;
 override ROW_THREADS: u32 = 1u;
-// Rows per thread (1 or 2, 2 only with ROW_THREADS = 1): each block of x loaded serves that many rows. On CPU
-// adapters loads cost per lane, and x is 4 bytes a weight against the weights' 0.5 to 1.
+// Rows per thread (1..4, more than 1 only with ROW_THREADS = 1): each block of x loaded serves that many rows. On
+// CPU adapters loads cost per lane, and x is 4 bytes a weight against the weights' 0.5 to 1. Each row has its own
+// named accumulator and head (an array indexed by the row costs a scratch-memory round trip on CPU adapters);
+// the GLU matvec takes one row (gate and up already make two).
 override ROW_REPEAT: u32 = 1u;
 // The fused MLP input: the weight holds the gate rows, then as many up rows; output row r is
 // gelu_tanh(gate_r . x) * (up_r . x), params.rows = the gate rows. One dispatch instead of three.
@@ -60,6 +62,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
     var up1 = 0.0;
     let row1 = first + step;
     let two = ROW_REPEAT > 1u && row1 < rows;
+    let row2 = first + 2u * step;
+    let row3 = first + 3u * step;
+    let three = ROW_REPEAT > 2u && row2 < rows;
+    let four = ROW_REPEAT > 3u && row3 < rows;
+    var a2 = 0.0;
+    var a3 = 0.0;
     if (first < rows) {
         for (var s0 = lane * span; s0 < runs; s0 += ROW_THREADS * span) {
             let at0 = first * params.row_stride;
@@ -68,6 +76,16 @@ fn main(@builtin(local_invocation_index) lid: u32,
             let at1_up = (row1 + params.rows) * params.row_stride;
             let h0 = head256(at0, s0 / per_head);
             var h1: Head;
+            var h2: Head;
+            var h3: Head;
+            let at2 = row2 * params.row_stride;
+            let at3 = row3 * params.row_stride;
+            if (three) {
+                h2 = head256(at2, s0 / per_head);
+            }
+            if (four) {
+                h3 = head256(at3, s0 / per_head);
+            }
             var hu0: Head;
             var hu1: Head;
             if (two) {
@@ -94,11 +112,17 @@ fn main(@builtin(local_invocation_index) lid: u32,
                         up1 += dot_run(at1_up, s, hu1, xv);
                     }
                 }
+                if (three) {
+                    a2 += dot_run(at2, s, h2, xv);
+                }
+                if (four) {
+                    a3 += dot_run(at3, s, h3, xv);
+                }
             }
         }
     }
-    let acc = array<f32, 2>(a0, a1);
-    let acc_up = array<f32, 2>(up0, up1);
+    let acc = array<f32, 4>(a0, a1, a2, a3);
+    let acc_up = array<f32, 4>(up0, up1, 0.0, 0.0);
     for (var j = 0u; j < ROW_REPEAT; j++) {
         var a = acc[j];
         var u = acc_up[j];

@@ -1,6 +1,6 @@
 //! Decode matvec y = W x for every weight type against candle-core's dequantization with f64
 //! dot products, at WebGPU's default limits, in both thread layouts (one thread a row, as on
-//! CPU adapters, with 1 or 2 rows a thread, and a warp a row, as on GPUs), with x read as
+//! CPU adapters, with 1, 2 or 4 rows a thread, and a warp a row, as on GPUs), with x read as
 //! storage and (one thread a row) as a uniform, and with weights split into several pieces.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -76,7 +76,7 @@ fn check(g: &Gpu, m: &QMatrix, seed: u64) {
         (MatvecShape::CPU, true, None),
         (MatvecShape::GPU, false, None),
         (MatvecShape::CPU, true, Some(m.rows / 3 + 1)),
-        // One row a thread (the CPU layout has two), and two with x as storage.
+        // One row a thread (the CPU layout has four), and two with x as storage.
         (MatvecShape::parse("64,1,1").unwrap(), true, None),
         (MatvecShape::parse("32,1,2").unwrap(), false, None),
     ] {

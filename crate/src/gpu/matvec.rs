@@ -21,20 +21,20 @@ pub struct MatvecShape {
     pub workgroup: u32,
     /// Threads sharing one row: a power of two dividing `workgroup`.
     pub row_threads: u32,
-    /// Rows per thread, 1 or 2 (2 only with one thread a row): each block of x a thread loads
-    /// serves that many rows.
+    /// Rows per thread, 1..=4 (more than 1 only with one thread a row): each block of x a
+    /// thread loads serves that many rows.
     pub rows_per_thread: u32,
 }
 
 impl MatvecShape {
     /// One thread per row: fastest on CPU adapters, where a "thread" is a SIMD lane and the
-    /// cross-lane reduction costs more than it saves. Two rows a thread: each x load serves
-    /// two rows (measured faster than 1 on lavapipe in `bench-kernels`; 4 was slower still, and
-    /// the kernel no longer offers it).
+    /// cross-lane reduction costs more than it saves. Four rows a thread: each x load serves
+    /// four rows (the Q8_0 LM head of the 270M took 39-47 ms a token against 52 with two, in
+    /// `bench --profile` runs interleaved on lavapipe).
     pub const CPU: MatvecShape = MatvecShape {
         workgroup: 64,
         row_threads: 1,
-        rows_per_thread: 2,
+        rows_per_thread: 4,
     };
     /// A warp per row, 8 rows per workgroup: neighbouring threads read neighbouring 32-weight
     /// runs of the same row, so the row streams through the caches once.
@@ -66,7 +66,7 @@ impl MatvecShape {
             && self.workgroup <= 256
             && self.row_threads.is_power_of_two()
             && self.workgroup % self.row_threads == 0
-            && (1..=2).contains(&self.rows_per_thread)
+            && (1..=4).contains(&self.rows_per_thread)
             && (self.row_threads == 1 || self.rows_per_thread == 1);
         if ok {
             Ok(())
