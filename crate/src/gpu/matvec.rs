@@ -364,9 +364,9 @@ pub struct Matmul {
     params: Vec<wgpu::Buffer>,
     words: Vec<[u32; 16]>,
     max_n: u32,
+    /// With [`MatmulLayout::Rows`] the ops run block by block of [`ROWS_TOKENS`], each block one
+    /// op per piece.
     layout: MatmulLayout,
-    /// Rows: tokens a dispatch; ops run block by block, each block one op per piece.
-    tokens: u32,
 }
 
 impl Matmul {
@@ -423,7 +423,6 @@ impl Matmul {
             words: Vec::new(),
             max_n,
             layout,
-            tokens: 0,
         };
         let t = Target {
             w,
@@ -480,7 +479,6 @@ impl Matmul {
     async fn bind_rows(&mut self, gpu: &Gpu, target: &Target<'_>) -> Result<(), Error> {
         let Target { w, x, y, .. } = *target;
         let tokens = ROWS_TOKENS;
-        self.tokens = tokens;
         let shape = MatvecShape::CPU;
         let pipeline = gpu
             .pipeline(&PipelineDesc {
@@ -575,7 +573,7 @@ impl Matmul {
                     if tok0 >= n {
                         break;
                     }
-                    let count = self.tokens.min(n - tok0);
+                    let count = ROWS_TOKENS.min(n - tok0);
                     if words[0] != count {
                         words[0] = count;
                         gpu.write_u32(params, 0, words)?;

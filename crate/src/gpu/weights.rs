@@ -122,8 +122,9 @@ fn push_gpu_row(ty: GgmlType, row: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The WGSL libraries a matvec of `ty` reads its weights through: `weights`, the type's, and for
-/// types whose runs of 32 weights share no fields `dot_no_head` (matvec.wgsl's `Head`, `head8`
-/// and `dot32h`, over the type's `dot32`).
+/// types whose weights share no fields `dot_no_head` (the `RUN`, `Head`, `head256`, `dot_run`
+/// and `dequant32h` that matvec.wgsl and matmul_rows.wgsl call, over the type's `dot32` and
+/// `dequant8`).
 pub fn matvec_libs(ty: GgmlType) -> Vec<&'static str> {
     let own_head = matches!(
         ty,

@@ -577,6 +577,7 @@ impl Model {
             // queries and keys (per-layer base on Gemma 3); keys and values into the cache.
             // Then attend: causal, within the window on sliding layers, scores soft-capped on
             // Gemma 2. A decode step does both in the attention dispatch where it can.
+            // (Asked first: the ops hold a borrow of `attn` either way.)
             if n == 1 && attn.has_fused_decode() {
                 if let Some(fused) = attn.fused_decode_ops(gpu, pos)? {
                     ops.extend(fused.into_iter().map(|op| ("attention", op)));
