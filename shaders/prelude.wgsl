@@ -1,5 +1,8 @@
 // Helpers shared by every kernel. Prepended to each shader; references no binding.
 
+// No token / no candidate.
+const NONE: u32 = 0xffffffffu;
+
 // Workgroup index when the dispatch was folded into 2D to stay under 65535 per dimension
 // (see gpu::fold_workgroups): x varies fastest.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -4,8 +4,6 @@
 // fewer than K values pad with index NONE. K = 1 is argmax. NaN is never picked.
 // topk_merge.wgsl reduces the (groups * K) candidates to the final K.
 
-const NONE: u32 = 0xffffffffu;
-
 struct Params {
     n: u32,
     _pad0: u32,
@@ -21,14 +19,6 @@ struct Params {
 override WG: u32 = 256u;     // a power of two
 override CHUNK: u32 = 4096u; // values per workgroup; groups = ceil(n / CHUNK)
 override K: u32 = 1u;
-
-var<workgroup> red_v: array<f32, WG>;
-var<workgroup> red_i: array<u32, WG>;
-
-// (v, i) ranks before (bv, bi)?
-fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-    return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -56,22 +46,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 }
             }
         }
-        red_v[lid] = bv;
-        red_i[lid] = bi;
-        workgroupBarrier();
-        for (var s = WG / 2u; s > 0u; s >>= 1u) {
-            if (lid < s && better(red_v[lid + s], red_i[lid + s], red_v[lid], red_i[lid])) {
-                red_v[lid] = red_v[lid + s];
-                red_i[lid] = red_i[lid + s];
-            }
-            workgroupBarrier();
-        }
-        prev_v = red_v[0];
-        prev_i = red_i[0];
+        let b = workgroup_best(lid, bv, bi);
+        prev_v = b.v;
+        prev_i = b.i;
         if (lid == 0u) {
             cand_idx[group * K + j] = prev_i;
             cand_val[group * K + j] = prev_v;
         }
-        workgroupBarrier();
     }
 }

@@ -2,8 +2,6 @@
 // value descending, index ascending; NONE entries skipped). K = 1 gives the argmax in out_idx[0],
 // so greedy decoding reads back 4 bytes.
 
-const NONE: u32 = 0xffffffffu;
-
 struct Params {
     m: u32,       // candidates = groups * K
     _pad0: u32,
@@ -19,13 +17,6 @@ struct Params {
 
 override WG: u32 = 256u; // a power of two
 override K: u32 = 1u;
-
-var<workgroup> red_v: array<f32, WG>;
-var<workgroup> red_i: array<u32, WG>;
-
-fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-    return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -45,22 +36,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 }
             }
         }
-        red_v[lid] = bv;
-        red_i[lid] = bi;
-        workgroupBarrier();
-        for (var s = WG / 2u; s > 0u; s >>= 1u) {
-            if (lid < s && better(red_v[lid + s], red_i[lid + s], red_v[lid], red_i[lid])) {
-                red_v[lid] = red_v[lid + s];
-                red_i[lid] = red_i[lid + s];
-            }
-            workgroupBarrier();
-        }
-        prev_v = red_v[0];
-        prev_i = red_i[0];
+        let b = workgroup_best(lid, bv, bi);
+        prev_v = b.v;
+        prev_i = b.i;
         if (lid == 0u) {
             out_idx[j] = prev_i;
             out_val[j] = prev_v;
         }
-        workgroupBarrier();
     }
 }

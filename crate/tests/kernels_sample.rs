@@ -1,10 +1,10 @@
 //! Sampling on the GPU (penalty, top-k, temperature, top-p, counter-based draws) against the
-//! CPU `Sampler`: the penalty kernel value by value, and the draws by their distribution, a
-//! chi-square over thousands of seeded draws compared with the exact truncated softmax
-//! (computed here in f64) and with as many draws of the CPU sampler.
+//! CPU `Sampler`: the penalty kernel value by value, the selects' kept set token by token
+//! against a sort, and the draws by their distribution, a chi-square over thousands of seeded draws compared with the exact
+//! truncated softmax (computed here in f64) and with as many draws of the CPU sampler.
 #![cfg(not(target_arch = "wasm32"))]
 
-use gemma_web::gpu::sample::{Draw, GpuSampling, SampleOps};
+use gemma_web::gpu::sample::{Draw, GpuSampling, SampleOps, SelectState};
 use gemma_web::gpu::{Gpu, GpuOptions};
 use gemma_web::model::{Output, Sampler, SamplingParams};
 use gemma_web::testing::Rng;
@@ -40,11 +40,14 @@ fn penalized(l: &[f32], recent: &[u32], penalty: f32) -> Vec<f32> {
     out
 }
 
-/// The exact probability of every token under top-k, temperature and top-p, in f64.
-fn exact(l: &[f32], p: &GpuSampling) -> Vec<f64> {
+/// The tokens top-k and top-p keep, most likely first, with their weights
+/// exp((logit - max) / temperature), in f64.
+fn kept(l: &[f32], p: &GpuSampling) -> Vec<(usize, f64)> {
     let mut idx: Vec<usize> = (0..l.len()).filter(|&i| !l[i].is_nan()).collect();
     idx.sort_by(|&a, &b| l[b].partial_cmp(&l[a]).unwrap().then(a.cmp(&b)));
-    idx.truncate(p.top_k as usize);
+    if p.top_k > 0 {
+        idx.truncate(p.top_k as usize);
+    }
     let top = f64::from(l[idx[0]]);
     let w: Vec<f64> = idx
         .iter()
@@ -60,10 +63,16 @@ fn exact(l: &[f32], p: &GpuSampling) -> Vec<f64> {
             break;
         }
     }
-    let kept: f64 = w[..keep].iter().sum();
+    idx.into_iter().zip(w).take(keep).collect()
+}
+
+/// The exact probability of every token under top-k, temperature and top-p, in f64.
+fn exact(l: &[f32], p: &GpuSampling) -> Vec<f64> {
+    let kept = kept(l, p);
+    let mass: f64 = kept.iter().map(|k| k.1).sum();
     let mut probs = vec![0.0; l.len()];
-    for j in 0..keep {
-        probs[idx[j]] = w[j] / kept;
+    for (i, w) in kept {
+        probs[i] = w / mass;
     }
     probs
 }
@@ -113,15 +122,31 @@ fn limit(df: usize) -> f64 {
 }
 
 fn gpu_draws(g: &Gpu, l: &[f32], p: &GpuSampling, recent: &[u32], counter: u64) -> Vec<Draw> {
+    gpu_run(g, l, p, recent, counter, DRAWS).0
+}
+
+/// `draws` draws over `l`, and the select state after them.
+fn gpu_run(
+    g: &Gpu,
+    l: &[f32],
+    p: &GpuSampling,
+    recent: &[u32],
+    counter: u64,
+    draws: u32,
+) -> (Vec<Draw>, SelectState) {
     let buf = g.storage_f32("logits", l).unwrap();
-    let mut ops = block_on(SampleOps::new(g, &buf, VOCAB as u32, DRAWS)).unwrap();
+    let mut ops = block_on(SampleOps::new(g, &buf, l.len() as u32, draws)).unwrap();
     let mut ids = recent.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let list = ops.set(g, p, &ids, counter, DRAWS).unwrap();
+    let list = ops.set(g, p, &ids, counter, draws).unwrap();
     g.run(&list).unwrap();
-    let bytes = block_on(g.read(&ops.out, 0, u64::from(DRAWS) * 16)).unwrap();
-    bytemuck::pod_collect_to_vec(&bytes)
+    let bytes = block_on(g.read(&ops.out, 0, u64::from(draws) * 16)).unwrap();
+    let state = block_on(g.read(&ops.state, 0, 64)).unwrap();
+    (
+        bytemuck::pod_collect_to_vec(&bytes),
+        bytemuck::pod_read_unaligned(&state),
+    )
 }
 
 #[test]
@@ -164,6 +189,15 @@ fn draws_follow_the_cpu_samplers_distribution() {
         (2, 0.7, 40, 0.9, 1.0),
         (3, 1.3, 7, 1.0, 1.0),
         (4, 1.0, 64, 0.95, 1.5),
+        // Every token, a top-k above 64, top-p alone and after a top-k, with the penalty.
+        (7, 1.0, 0, 1.0, 1.0),
+        (8, 2.0, 0, 1.0, 1.0),
+        (9, 1.2, 300, 1.0, 1.0),
+        (10, 1.5, 0, 0.8, 1.0),
+        (11, 1.8, 200, 0.9, 1.3),
+        // A few tokens hold the mass: the noise must be Gumbel's exactly (with many tokens
+        // in play, other noise laws come close to the softmax too).
+        (12, 0.3, 0, 1.0, 1.0),
     ] {
         let l = logits(seed);
         let p = GpuSampling {
@@ -277,4 +311,106 @@ fn draws_depend_on_seed_and_counter_only() {
         .max_by(|&a, &b| l[a].partial_cmp(&l[b]).unwrap().then(b.cmp(&a)))
         .unwrap() as u32;
     assert!(ids(&greedy, 3).iter().all(|&id| id == best));
+}
+
+/// Logits full of exact ties (a few distinct values over many tokens), so every boundary the
+/// selects look for falls inside a run of equal logits, and some NaN and -inf.
+fn tied_logits(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n)
+        .map(|i| match i % 97 {
+            5 => f32::NAN,
+            6 => f32::NEG_INFINITY,
+            _ => (r.normal() * 2.0).round() * 0.5,
+        })
+        .collect()
+}
+
+#[test]
+fn selects_keep_exactly_the_cpu_prefix() {
+    // Against a sort: the kept set is the first top-k tokens in the sampler's order (logit
+    // descending, lower index first) cut to the shortest prefix of mass top-p, token by
+    // token, ties at the boundary included. Sizes that need 1, 2 and 3 index bytes, and
+    // more than one workgroup of tokens.
+    let g = gpu();
+    for (n, top_k, top_p, temperature) in [
+        (250usize, 0u32, 0.7f32, 1.0f32),
+        (1003, 100, 1.0, 1.0),
+        (1003, 333, 0.5, 0.6),
+        (9000, 0, 0.9, 1.7),
+        (9000, 4097, 1.0, 1.0),
+        (70_001, 1000, 0.95, 1.0),
+        (70_001, 70_500, 1.0, 1.0),
+    ] {
+        let l = tied_logits(n, n as u64 + u64::from(top_k));
+        let p = GpuSampling {
+            temperature,
+            top_k,
+            top_p,
+            penalty: 1.0,
+            seed: 3,
+        };
+        let (draws, state) = gpu_run(&g, &l, &p, &[], 0, 1);
+        let want = kept(&l, &p);
+        let case = format!("n {n} top-k {top_k} top-p {top_p}");
+        assert_eq!(state.kept as usize, want.len(), "{case}: {state:?}");
+        let keeps = |i: usize| {
+            !l[i].is_nan() && state.keeps(SelectState::rank_key(l[i], i as u32, n as u32))
+        };
+        let mut set: Vec<usize> = want.iter().map(|k| k.0).collect();
+        set.sort_unstable();
+        let got: Vec<usize> = (0..n).filter(|&i| keeps(i)).collect();
+        if got != set {
+            let missing: Vec<_> = set.iter().filter(|i| !got.contains(i)).take(5).collect();
+            let extra: Vec<_> = got.iter().filter(|i| !set.contains(i)).take(5).collect();
+            panic!(
+                "{case}: kept {} tokens, want {}; missing {missing:?}, extra {extra:?}; {state:?}",
+                got.len(),
+                set.len()
+            );
+        }
+        let mass: f64 = want.iter().map(|k| k.1).sum();
+        assert!(
+            (state.kept_mass() - mass).abs() <= 1e-5 * mass,
+            "{case}: mass {} vs {mass}",
+            state.kept_mass()
+        );
+        assert!(keeps(draws[0].id as usize), "{case}: drew {:?}", draws[0]);
+    }
+}
+
+#[test]
+fn draws_on_a_gemma_sized_vocabulary() {
+    // 262,144 tokens (Gemma 3's vocabulary): 64 workgroups a pass, three index bytes. The
+    // draws land in the kept set with the probability the f64 reference gives them, and a
+    // peaked distribution is drawn from in proportion.
+    let g = gpu();
+    let n = 262_144;
+    let mut r = Rng::new(12);
+    let mut l: Vec<f32> = (0..n).map(|_| r.normal() * 2.0 - 10.0).collect();
+    l[100] = 8.0;
+    l[200_000] = 8.0 + 2f32.ln();
+    l[7] = f32::NAN;
+    let p = GpuSampling {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 0.9,
+        penalty: 1.0,
+        seed: 21,
+    };
+    let draws = 256;
+    let (got, state) = gpu_run(&g, &l, &p, &[], 5, draws);
+    let probs = exact(&l, &p);
+    assert_eq!(state.kept, 2, "{state:?}");
+    let mut counts = vec![0u32; n];
+    for d in &got {
+        assert!(probs[d.id as usize] > 0.0, "{d:?}");
+        assert!(
+            (f64::from(d.prob) - probs[d.id as usize]).abs() < 1e-4,
+            "{d:?}"
+        );
+        counts[d.id as usize] += 1;
+    }
+    let (chi, df) = chi_square(&counts, &probs, draws);
+    assert!(chi < limit(df), "chi-square {chi:.1} over {df} bins");
 }

@@ -75,6 +75,21 @@ fn one_submit_and_at_most_64_bytes_per_token() {
             repetition_penalty: 1.2,
             seed: 6,
         },
+        // Every token, and a top-k above 64 with top-p.
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 7,
+        },
+        SamplingParams {
+            temperature: 0.9,
+            top_k: 200,
+            top_p: 0.9,
+            repetition_penalty: 1.1,
+            seed: 8,
+        },
     ];
     for p in modes {
         assert!(!matches!(p.head(), Head::Logits | Head::TopK), "{p:?}");
@@ -99,8 +114,20 @@ fn gpu_sampling_is_reproducible_from_the_seed() {
     let (a, ..) = run(&mut s, p.clone(), 16);
     let (b, ..) = run(&mut s, p.clone(), 16);
     assert_eq!(a, b);
-    let (c, ..) = run(&mut s, SamplingParams { seed: 43, ..p }, 16);
+    let (c, ..) = run(
+        &mut s,
+        SamplingParams {
+            seed: 43,
+            ..p.clone()
+        },
+        16,
+    );
     assert_ne!(a, c, "another seed, other tokens");
+    // So is a draw from every token.
+    let full = SamplingParams { top_k: 0, ..p };
+    let (d, ..) = run(&mut s, full.clone(), 16);
+    assert_eq!(d, run(&mut s, full.clone(), 16).0);
+    assert_ne!(d, run(&mut s, SamplingParams { seed: 43, ..full }, 16).0);
 }
 
 #[test]

@@ -138,6 +138,56 @@ async fn web_topk_small() {
     assert_eq!(got, want);
 }
 
+#[wasm_bindgen_test]
+async fn web_sampling_keeps_the_sorted_prefix() {
+    // The radix selects and the Gumbel draw under the browser's shader compiler: the kept set
+    // of a top-k above 64 then a top-p, over tied values, is the sorted prefix, and draws land
+    // in it.
+    use gemma_web::gpu::sample::{Draw, GpuSampling, SampleOps, SelectState};
+    let g = gpu().await;
+    let n = 5000usize;
+    let mut r = Rng::new(10);
+    let v: Vec<f32> = (0..n).map(|_| (r.normal() * 8.0).round() / 4.0).collect();
+    let b = g.storage_f32("logits", &v).unwrap();
+    let p = GpuSampling {
+        temperature: 0.8,
+        top_k: 300,
+        top_p: 0.9,
+        penalty: 1.0,
+        seed: 4,
+    };
+    let draws = 16;
+    let mut ops = SampleOps::new(&g, &b, n as u32, draws).await.unwrap();
+    let list = ops.set(&g, &p, &[], 0, draws).unwrap();
+    g.run(&list).unwrap();
+    let state: SelectState =
+        bytemuck::pod_read_unaligned(&g.read(&ops.state, 0, 64).await.unwrap());
+    let got: Vec<Draw> =
+        bytemuck::pod_collect_to_vec(&g.read(&ops.out, 0, u64::from(draws) * 16).await.unwrap());
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| v[b].partial_cmp(&v[a]).unwrap().then(a.cmp(&b)));
+    idx.truncate(300);
+    let w: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((f64::from(v[i]) - f64::from(v[idx[0]])) / 0.8).exp())
+        .collect();
+    let total: f64 = w.iter().sum();
+    let mut acc = 0.0;
+    let keep = w.iter().take_while(|&&x| {
+        let before = acc;
+        acc += x / total;
+        before < 0.9
+    });
+    let keep = keep.count();
+    let mut want: Vec<usize> = idx[..keep].to_vec();
+    want.sort_unstable();
+    let kept = |i: usize| state.keeps(SelectState::rank_key(v[i], i as u32, n as u32));
+    let have: Vec<usize> = (0..n).filter(|&i| kept(i)).collect();
+    assert_eq!(state.kept as usize, keep, "{state:?}");
+    assert!(have == want, "{} kept, want {}", have.len(), want.len());
+    assert!(got.iter().all(|d| kept(d.id as usize)), "{got:?}");
+}
+
 /// The native attention cases' runners at browser sizes: GQA and MQA, window, soft-cap, head_dim
 /// 256 and 64, a ring cache, and a stream of prefill blocks and decode steps on one bound layer.
 #[wasm_bindgen_test]

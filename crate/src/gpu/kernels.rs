@@ -249,6 +249,7 @@ pub async fn topk(gpu: &Gpu, values: &wgpu::Buffer, n: u32, k: u32) -> Result<To
     let p1 = gpu
         .pipeline(&PipelineDesc {
             kernel: "topk",
+            libs: &["workgroup_best"],
             constants: &c1,
             ..Default::default()
         })
@@ -257,6 +258,7 @@ pub async fn topk(gpu: &Gpu, values: &wgpu::Buffer, n: u32, k: u32) -> Result<To
     let p2 = gpu
         .pipeline(&PipelineDesc {
             kernel: "topk_merge",
+            libs: &["workgroup_best"],
             constants: &c2,
             ..Default::default()
         })

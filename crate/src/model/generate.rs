@@ -2,12 +2,12 @@
 //! decode loop with its stop conditions, and a [`Session`] that keeps the KV cache of earlier
 //! turns so a chat never re-runs them.
 //!
-//! The sampler asks the GPU for as little as it needs: the argmax (4 bytes) when greedy, a
-//! token drawn on the GPU (16 bytes) when top-k keeps at most [`SAMPLE_K`] tokens, the whole
-//! logit vector for a wider top-k. The CPU [`Sampler`] samples from logits (and is the
-//! reference the GPU draw is tested against).
+//! The sampler asks the GPU for as little as it needs: the argmax (4 bytes) when greedy, else
+//! a token drawn on the GPU (16 bytes), whatever the top-k and top-p. The CPU [`Sampler`]
+//! samples from logits: the CPU engine's path, and the reference the GPU draw is tested
+//! against.
 
-use crate::gpu::sample::{GpuSampling, SAMPLE_K};
+use crate::gpu::sample::GpuSampling;
 use crate::model::engine::Engine;
 use crate::model::gemma::{Head, Output};
 use crate::rng::SplitMix64;
@@ -81,13 +81,12 @@ impl SamplingParams {
     }
 
     /// What the GPU must hand back for this sampler: the argmax when greedy, else a token
-    /// drawn on the GPU ([`Head::Sample`], 16 bytes) when top-k keeps at most [`SAMPLE_K`]
-    /// tokens; the whole logit vector only for a wider top-k (0 or more than [`SAMPLE_K`]).
+    /// drawn on the GPU ([`Head::Sample`], 16 bytes), whatever the top-k.
     pub fn head(&self) -> Head {
         let greedy = self.is_greedy();
         if greedy && !self.has_penalty() {
             Head::Argmax
-        } else if greedy || (1..=SAMPLE_K).contains(&self.top_k) {
+        } else {
             Head::Sample(GpuSampling {
                 temperature: if greedy { 0.0 } else { self.temperature },
                 top_k: if greedy { 1 } else { self.top_k },
@@ -95,8 +94,6 @@ impl SamplingParams {
                 penalty: self.repetition_penalty,
                 seed: self.seed,
             })
-        } else {
-            Head::Logits
         }
     }
 }
@@ -159,9 +156,14 @@ impl Sampler {
                 }
             }
         }
-        // NaN logits never win.
+        // NaN logits never win. Without them the order is total (and -0 ties with +0, as on
+        // the GPU).
         self.candidates.retain(|c| !c.1.is_nan());
-        let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let better = |a: &(u32, f32), b: &(u32, f32)| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.0.cmp(&b.0))
+        };
         if p.is_greedy() {
             return self
                 .candidates
@@ -462,8 +464,8 @@ impl Session {
     /// sampled. `on_token` sees only the new tokens; the result reads as one generation of
     /// `prompt` (its `generated_ids` start with `sampled`). Greedy decoding continues exactly
     /// where it stopped; so does a sampled one drawn on the GPU (each draw depends only on the
-    /// seed and its position), while one sampled on the CPU (a top-k wider than
-    /// [`SAMPLE_K`]) continues with a fresh random stream.
+    /// seed and its position), while one sampled on the CPU engine continues with a fresh
+    /// random stream.
     pub async fn resume(
         &mut self,
         prompt: &[u32],
