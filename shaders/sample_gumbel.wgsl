@@ -6,26 +6,11 @@
 // (draw * groups + group); many draws in one dispatch for the tests, one for the model.
 // Temperature 0 takes the best logit (greedy after the penalty).
 
-struct Params {
-    n: u32,
-    temperature: f32,  // >= 0
-    digits: u32,
-    draws: u32,
-    groups: u32,       // ceil(n / CHUNK)
-    seed_lo: u32,
-    seed_hi: u32,
-    counter_lo: u32,
-    counter_hi: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<storage, read> logits: array<f32>;               // (n)
 @group(0) @binding(1) var<storage, read> largest: array<f32>;               // [0]: the largest logit
 @group(0) @binding(2) var<storage, read> state: Select;                    // the kept set
 @group(0) @binding(3) var<storage, read_write> partial: array<vec2<u32>>;  // (draws, groups): score bits, index
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> p: DrawParams;
 
 override WG: u32 = 256u; // a power of two
 override CHUNK: u32 = 4096u;

@@ -2,21 +2,6 @@
 // token drawn. Writes its Draw: the id, its logit, and its probability among the kept tokens (its mass over the kept set's, from the
 // select state; 1 at temperature 0). One workgroup per draw.
 
-struct Params {
-    n: u32,
-    temperature: f32,
-    digits: u32,
-    draws: u32,
-    groups: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    counter_lo: u32,
-    counter_hi: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 struct Draw {
     id: u32,
     logit: f32,
@@ -29,7 +14,7 @@ struct Draw {
 @group(0) @binding(2) var<storage, read> state: Select;
 @group(0) @binding(3) var<storage, read> partial: array<vec2<u32>>;    // (draws, groups)
 @group(0) @binding(4) var<storage, read_write> out: array<Draw>;       // (draws)
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> p: DrawParams;
 
 override WG: u32 = 64u; // a power of two
 

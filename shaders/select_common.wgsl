@@ -38,6 +38,34 @@ struct Select {
     _pad2: u32,
 }
 
+// A select's parameters (select_init, select_hist, select_scan).
+struct SelectParams {
+    n: u32,            // tokens
+    temperature: f32,  // > 0 (greedy draws run no select)
+    digits: u32,       // index bytes of the rank key
+    mode: u32,         // 0: keep the first k tokens; 1: the shortest prefix of mass top_p
+    k: u32,
+    top_p: f32,
+    first: u32,        // 1: reset the kept set to every token
+    _pad: u32,
+}
+
+// A draw's parameters (sample_gumbel, sample_pick).
+struct DrawParams {
+    n: u32,
+    temperature: f32,  // >= 0
+    digits: u32,
+    draws: u32,
+    groups: u32,       // ceil(n / CHUNK)
+    seed_lo: u32,
+    seed_hi: u32,
+    counter_lo: u32,
+    counter_hi: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 // The logit's bits as an unsigned integer in the same order (-inf lowest; -0 is +0, as for the
 // comparisons of the other samplers). Not for NaN.
 fn order_key(l: f32) -> u32 {

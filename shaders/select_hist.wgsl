@@ -3,22 +3,11 @@
 // workgroup takes CHUNK tokens into its own histogram, then adds it to the global one.
 // Does nothing once the select is done.
 
-struct Params {
-    n: u32,
-    temperature: f32,
-    digits: u32,
-    mode: u32,
-    k: u32,
-    top_p: f32,
-    first: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read> logits: array<f32>;            // (n)
 @group(0) @binding(1) var<storage, read> largest: array<f32>;            // [0]: the largest logit
 @group(0) @binding(2) var<storage, read> state: Select;
 @group(0) @binding(3) var<storage, read_write> hist: array<atomic<u32>>; // (3, BINS)
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> p: SelectParams;
 
 override WG: u32 = 256u;    // BINS: thread t adds bin t
 override CHUNK: u32 = 4096u;

@@ -2,20 +2,9 @@
 // select of a draw also resets the kept set to every token; a later one searches inside the
 // set the earlier one kept. One thread.
 
-struct Params {
-    n: u32,            // tokens
-    temperature: f32,  // > 0
-    digits: u32,       // index bytes of the rank key
-    mode: u32,         // 0: keep the first k tokens; 1: the shortest prefix of mass top_p
-    k: u32,
-    top_p: f32,
-    first: u32,        // 1: reset the kept set to every token
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read_write> state: Select;
 @group(0) @binding(1) var<storage, read_write> hist: array<u32>; // (3, BINS): counts, mass lo, mass hi
-@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(2) var<uniform> p: SelectParams;
 
 @compute @workgroup_size(1)
 fn main() {

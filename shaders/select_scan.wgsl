@@ -6,20 +6,9 @@
 // done; else the next pass looks inside it. A target never reached keeps every token counted.
 // Clears the histogram for the next pass. One thread.
 
-struct Params {
-    n: u32,
-    temperature: f32,
-    digits: u32,
-    mode: u32,
-    k: u32,
-    top_p: f32,
-    first: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read_write> state: Select;
 @group(0) @binding(1) var<storage, read_write> hist: array<u32>; // (3, BINS)
-@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(2) var<uniform> p: SelectParams;
 
 @compute @workgroup_size(1)
 fn main() {
