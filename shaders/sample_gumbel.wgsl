@@ -57,11 +57,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let hi = p.counter_hi + select(0u, 1u, lo < p.counter_lo);
     let bits = draw_hash(p.seed_lo, p.seed_hi, lo, hi);
     let top = largest[0];
+    let floor_hi = state.floor_hi;
+    let floor_lo = state.floor_lo;
     var bv = 0.0;
     var bi = NONE;
     for (var i = start + lid; i < end; i += WG) {
         let l = logits[i];
-        if (l == l && key_at_least(rank_key(l, i, p.digits), state.floor_hi, state.floor_lo)) {
+        if (l == l && key_at_least(rank_key(l, i, p.digits), floor_hi, floor_lo)) {
             // Temperature 0: the largest (penalized) logit, no noise.
             var v = l;
             if (p.temperature > 0.0) {

@@ -27,12 +27,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let pass_ = state.pass_;
     let mask = prefix_mask(pass_);
     let prefix = vec2<u32>(state.prefix_hi, state.prefix_lo) & mask;
+    let floor_hi = state.floor_hi;
+    let floor_lo = state.floor_lo;
     let top = largest[0];
     for (var i = start + lid; i < end; i += WG) {
         let l = logits[i];
         let k = rank_key(l, i, p.digits);
         // l == l excludes NaN.
-        if (l == l && key_at_least(k, state.floor_hi, state.floor_lo) && all((k & mask) == prefix)) {
+        if (l == l && key_at_least(k, floor_hi, floor_lo) && all((k & mask) == prefix)) {
             let b = key_byte(k, pass_);
             atomicAdd(&h_count[b], 1u);
             let m = fixed_mass(l, top, p.temperature);

@@ -49,8 +49,8 @@ pub struct SampleOps {
     penalty: Op,
     penalty_params: wgpu::Buffer,
     recent: wgpu::Buffer,
-    /// Bytes of the rank key: 4 of logit, then the index's.
-    passes: u32,
+    /// Index bytes of the rank key ([`index_bytes`]); a select takes 4 + digits passes.
+    digits: u32,
     largest: TopK,
     by_count: RadixSelect,
     by_mass: RadixSelect,
@@ -180,7 +180,7 @@ impl SampleOps {
             penalty,
             penalty_params,
             recent,
-            passes: 4 + index_bytes(vocab),
+            digits: index_bytes(vocab),
             largest,
             by_count,
             by_mass,
@@ -230,10 +230,8 @@ impl SampleOps {
             ops.push(&self.penalty);
         }
         let n = self.vocab;
-        let digits = index_bytes(n);
-        let greedy = s.temperature == 0.0;
-        // Keeping every token takes one pass (its target is never crossed); it still sums the
-        // kept mass the draw's probability needs. Greedy only resets the kept set.
+        let digits = self.digits;
+        let passes = 4 + digits;
         let k = if s.top_k == 0 { n } else { s.top_k.min(n) };
         let words = |mode: u32, first: u32| {
             [
@@ -247,18 +245,29 @@ impl SampleOps {
                 0,
             ]
         };
-        gpu.write_u32(&self.by_count.params, 0, &words(0, 1))?;
-        ops.extend([&self.largest.stage1, &self.largest.merge]);
-        ops.push(&self.by_count.init);
-        if !greedy {
-            let count_passes = if k < n { self.passes } else { 1 };
-            for _ in 0..count_passes {
-                ops.extend([&self.by_count.hist, &self.by_count.scan]);
+        if s.temperature == 0.0 {
+            // Greedy: the best logit of every token, so only the kept set is reset.
+            gpu.write_u32(&self.by_count.params, 0, &words(0, 1))?;
+            ops.push(&self.by_count.init);
+        } else {
+            ops.extend([&self.largest.stage1, &self.largest.merge]);
+            // The count select runs for a top-k below the vocabulary, or, keeping every
+            // token, for the kept mass alone (one pass: its target is never crossed), which
+            // the mass select sums itself when there is one.
+            let by_mass = s.top_p < 1.0;
+            if k < n || !by_mass {
+                gpu.write_u32(&self.by_count.params, 0, &words(0, 1))?;
+                ops.push(&self.by_count.init);
+                let count_passes = if k < n { passes } else { 1 };
+                for _ in 0..count_passes {
+                    ops.extend([&self.by_count.hist, &self.by_count.scan]);
+                }
             }
-            if s.top_p < 1.0 {
-                gpu.write_u32(&self.by_mass.params, 0, &words(1, 0))?;
+            if by_mass {
+                let first = u32::from(k == n);
+                gpu.write_u32(&self.by_mass.params, 0, &words(1, first))?;
                 ops.push(&self.by_mass.init);
-                for _ in 0..self.passes {
+                for _ in 0..passes {
                     ops.extend([&self.by_mass.hist, &self.by_mass.scan]);
                 }
             }
@@ -322,7 +331,8 @@ pub struct SelectState {
     /// Their mass, exp((logit - max) / temperature) summed in fixed point (2^31 is 1).
     pub kept_lo: u32,
     pub kept_hi: u32,
-    pub target: f32,
+    /// A mass select's target: top_p times the kept mass it started from.
+    pub goal: f32,
     pub _pad: [u32; 3],
 }
 
