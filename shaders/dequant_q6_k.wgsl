@@ -36,10 +36,11 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     return out;
 }
 
-// The matvec's run: 32 weights. (A half block of 128, whose quarters share their ql and qh bytes, loads a third
-// as often but ran 8x slower on lavapipe: the 32 vec4 of x it takes spill.)
-const RUN: u32 = 32u;
-const RUN_X4: u32 = 8u;
+// The matvec's run: 64 weights, quarters 2p and 2p + 1 of a half, which share their 32 qh bytes and the shift of
+// their ql nibbles: 6 vec4 loads for 64 weights, against 8 with runs of 32. (A whole half of 128, whose quarters
+// also share their ql bytes, loads half as often but ran 8x slower on lavapipe: the 32 vec4 of x it takes spill.)
+const RUN: u32 = 64u;
+const RUN_X4: u32 = 16u;
 
 // What a block's 256 weights share for the matvec: d and the 16 scales (one word, one vec4).
 struct Head {
@@ -52,51 +53,86 @@ fn head256(row_byte: u32, g: u32) -> Head {
     return Head(weights_f16_2a(at.x), weights4[at.y >> 4u]);
 }
 
-// Weights 32s..32s+31 (quarter r of half h of block s / 8), `h` the block's head: their 6-bit values, a byte each
-// (weights 0..15 in lo, 16..31 in hi; ql and qh are two vec4 loads each), and the scale of each 16.
+// The 6-bit values of quarter r (32 weights) of a half, a byte each (weights 0..15 in lo, 16..31 in hi), from the
+// quarter's ql bytes and the half's qh bytes.
+struct Q6Quarter {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
+fn q6_k_quarter(ql: array<vec4<u32>, 2>, qh: array<vec4<u32>, 2>, r: u32) -> Q6Quarter {
+    let shl = (r / 2u) * 4u;
+    let shh = r * 2u;
+    var out: Q6Quarter;
+    for (var k = 0u; k < 4u; k++) {
+        out.lo[k] = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
+        out.hi[k] = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
+    }
+    return out;
+}
+
+// Quarter r (0..3) of half `half` of the block whose scales are at `blk`: its values and the scale of each 16.
 struct Q6Run {
     lo: vec4<u32>,
     hi: vec4<u32>,
     sc: vec2<f32>,
 }
 
+// The scales of quarter r of half `half` (bytes half * 8 + r * 2 and the next: one word of the 16).
+fn q6_k_scales(h: Head, half: u32, r: u32) -> vec2<f32> {
+    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
+    return vec2<f32>(f32(weights_i8(sw & 0xffu)), f32(weights_i8((sw >> 8u) & 0xffu)));
+}
+
+// The ql bytes of quarter r of half `half` (two vec4) and the half's qh bytes (two vec4).
+fn q6_k_ql(blk: u32, half: u32, r: u32) -> array<vec4<u32>, 2> {
+    let l4 = (blk + 16u + half * 64u + (r % 2u) * 32u) >> 4u;
+    return array<vec4<u32>, 2>(weights4[l4], weights4[l4 + 1u]);
+}
+
+fn q6_k_qh(blk: u32, half: u32) -> array<vec4<u32>, 2> {
+    let h4 = (blk + 144u + half * 32u) >> 4u;
+    return array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
+}
+
+// Weights 32s..32s+31 (quarter s % 4 of half (s % 8) / 4 of block s / 8), `h` the block's head.
 fn q6_k_run(row_byte: u32, s: u32, h: Head) -> Q6Run {
     let blk = q6_k_block(row_byte, s / 8u).y;
     let half = (s % 8u) / 4u;
     let r = s % 4u;
-    let l4 = (blk + 16u + half * 64u + (r % 2u) * 32u) >> 4u;
-    let h4 = (blk + 144u + half * 32u) >> 4u;
-    let shl = (r / 2u) * 4u;
-    let shh = r * 2u;
-    let ql = array<vec4<u32>, 2>(weights4[l4], weights4[l4 + 1u]);
-    let qh = array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
-    var out: Q6Run;
-    for (var k = 0u; k < 4u; k++) {
-        out.lo[k] = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
-        out.hi[k] = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
-    }
-    // Scale bytes half * 8 + r * 2 and the next: one word of the 16.
-    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
-    out.sc = vec2<f32>(f32(weights_i8(sw & 0xffu)), f32(weights_i8((sw >> 8u) & 0xffu)));
-    return out;
+    let q = q6_k_quarter(q6_k_ql(blk, half, r), q6_k_qh(blk, half), r);
+    return Q6Run(q.lo, q.hi, q6_k_scales(h, half, r));
 }
 
-// Dot product of weights 32s..32s+31 of the row at `row_byte` with xv, `h` the block's head.
-fn dot_run(row_byte: u32, s: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
-    let q = q6_k_run(row_byte, s, h);
+// Dot product of one quarter's 32 weights (values q, scales sc) with the 8 vec4 of x from xv[x0].
+fn q6_k_dot_quarter(q: Q6Quarter, sc: vec2<f32>, xv: array<vec4<f32>, RUN_X4>, x0: u32) -> f32 {
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var xs0 = vec4<f32>(0.0);
     var xs1 = vec4<f32>(0.0);
     for (var k = 0u; k < 4u; k++) {
-        acc0 += vec4<f32>(unpack4xU8(q.lo[k])) * xv[k];
-        acc1 += vec4<f32>(unpack4xU8(q.hi[k])) * xv[k + 4u];
-        xs0 += xv[k];
-        xs1 += xv[k + 4u];
+        acc0 += vec4<f32>(unpack4xU8(q.lo[k])) * xv[x0 + k];
+        acc1 += vec4<f32>(unpack4xU8(q.hi[k])) * xv[x0 + k + 4u];
+        xs0 += xv[x0 + k];
+        xs1 += xv[x0 + k + 4u];
     }
     let t0 = acc0.x + acc0.y + acc0.z + acc0.w - 32.0 * (xs0.x + xs0.y + xs0.z + xs0.w);
     let t1 = acc1.x + acc1.y + acc1.z + acc1.w - 32.0 * (xs1.x + xs1.y + xs1.z + xs1.w);
-    return h.d * (q.sc.x * t0 + q.sc.y * t1);
+    return sc.x * t0 + sc.y * t1;
+}
+
+// Dot product of weights 64t..64t+63 (quarters 2p, 2p + 1 of half (t % 4) / 2 of block t / 4, p = t % 2) of the
+// row at `row_byte` with xv, `h` the block's head.
+fn dot_run(row_byte: u32, t: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
+    let blk = q6_k_block(row_byte, t / 4u).y;
+    let half = (t % 4u) / 2u;
+    let r = (t % 2u) * 2u;
+    let qh = q6_k_qh(blk, half);
+    let q0 = q6_k_quarter(q6_k_ql(blk, half, r), qh, r);
+    let q1 = q6_k_quarter(q6_k_ql(blk, half, r + 1u), qh, r + 1u);
+    let a = q6_k_dot_quarter(q0, q6_k_scales(h, half, r), xv, 0u);
+    let b = q6_k_dot_quarter(q1, q6_k_scales(h, half, r + 1u), xv, 8u);
+    return h.d * (a + b);
 }
 
 // Weights 32s..32s+31 as floats, `h` the block's head (prefill on CPU adapters reuses them for several tokens).
