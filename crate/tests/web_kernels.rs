@@ -241,13 +241,14 @@ async fn web_attention_decode_prefill_and_ring() {
 }
 
 // ---- quantized matvec / matmul (owner: matvec). The reference dequantizes with ggml's
-// formulas (dequantize_row_q8_0 / dequantize_row_q4_K), written here in plain Rust.
+// formulas (dequantize_row_q8_0 / _q4_K / _q6_K), written here in plain Rust.
 
 fn f16_at(b: &[u8], o: usize) -> f32 {
     half::f16::from_le_bytes([b[o], b[o + 1]]).to_f32()
 }
 
-/// Random Q8_0 or Q4_K rows (sane f16 scales, random everything else) and their dequantization.
+/// Random Q8_0, Q4_K or Q6_K rows (sane f16 scales, random everything else) and their
+/// dequantization.
 fn random_quant(
     ty: gemma_web::gguf::GgmlType,
     rows: usize,
@@ -259,7 +260,8 @@ fn random_quant(
     let (qk, bytes, f16s): (usize, usize, &[usize]) = match ty {
         GgmlType::Q8_0 => (32, 34, &[0]),
         GgmlType::Q4K => (256, 144, &[0, 2]),
-        _ => panic!("only Q8_0 and Q4_K here"),
+        GgmlType::Q6K => (256, 210, &[208]),
+        _ => panic!("only Q8_0, Q4_K and Q6_K here"),
     };
     let mut data = r.bytes(rows * cols / qk * bytes);
     let mut w = Vec::with_capacity(rows * cols);
@@ -272,6 +274,29 @@ fn random_quant(
             GgmlType::Q8_0 => {
                 let d = f16_at(b, 0);
                 w.extend(b[2..34].iter().map(|&q| d * f32::from(q as i8)));
+            }
+            GgmlType::Q6K => {
+                // ql u8[128] @0, qh u8[64] @128, scales i8[16] @192, d @208; each half of 128
+                // weights takes 64 ql bytes, 32 qh bytes and 8 scales.
+                let d = f16_at(b, 208);
+                let mut y = [0f32; 256];
+                for half in 0..2 {
+                    let (ql, qh) = (&b[64 * half..], &b[128 + 32 * half..]);
+                    let sc = |i: usize| f32::from(b[192 + 8 * half + i] as i8);
+                    for l in 0..32 {
+                        let is = l / 16;
+                        let q = [
+                            (ql[l] & 0xf) | ((qh[l] & 3) << 4),
+                            (ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4),
+                            (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                            (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
+                        ];
+                        for (k, &v) in q.iter().enumerate() {
+                            y[128 * half + l + 32 * k] = d * sc(is + 2 * k) * (f32::from(v) - 32.0);
+                        }
+                    }
+                }
+                w.extend_from_slice(&y);
             }
             _ => {
                 let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
@@ -311,7 +336,7 @@ fn dot_rows(w: &[f32], x: &[f32], cols: usize) -> Vec<f32> {
 }
 
 #[wasm_bindgen_test]
-async fn web_matvec_q4_k_and_q8_0() {
+async fn web_matvec_q4_k_q6_k_and_q8_0() {
     use gemma_web::gguf::GgmlType;
     use gemma_web::gpu::matvec::{matvec_shaped, MatvecShape, XBinding};
     let g = gpu().await;
@@ -320,6 +345,7 @@ async fn web_matvec_q4_k_and_q8_0() {
     for (ty, rows, cols, seed) in [
         (GgmlType::Q4K, 37usize, 3 * 256usize, 11u64),
         (GgmlType::Q8_0, 45, 7 * 32, 12),
+        (GgmlType::Q6K, 29, 3 * 256, 13),
     ] {
         let (data, w) = random_quant(ty, rows, cols, seed);
         let x = Rng::new(seed + 100).vec_uniform(cols, -1.0, 1.0);
