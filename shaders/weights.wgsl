@@ -10,7 +10,9 @@
 // `weights4` is a second view of the same buffer, declared here because the dot_run and dequant32h of most types
 // read it: binding 4, which matvec.wgsl and matmul_rows.wgsl bind (no other kernel calls those). One vec4<u32> load
 // costs about what one u32 load does on CPU adapters (a loop over the SIMD lanes, a load each), for four times
-// the bytes.
+// the bytes. (A uniform load is one gather there, and a probe streamed 1.3-1.8x faster through 64 KiB uniform
+// windows. But a matvec must pick a row's window per lane, through a switch over the window bindings whose cases
+// all run on lavapipe: the Q8_0 matvec ran 2x slower and F32 10x, so the weights stay in storage.)
 @group(0) @binding(4) var<storage, read> weights4: array<vec4<u32>>;
 
 // The byte at `byte`, in the low 8 bits.
