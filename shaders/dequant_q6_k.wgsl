@@ -71,7 +71,7 @@ fn q6_k_quarter(ql: array<vec4<u32>, 2>, qh: array<vec4<u32>, 2>, r: u32) -> Q6Q
     return out;
 }
 
-// Quarter r (0..3) of half `half` of the block whose scales are at `blk`: its values and the scale of each 16.
+// One quarter for dequant32h: its values and the scale of each 16.
 struct Q6Run {
     lo: vec4<u32>,
     hi: vec4<u32>,
