@@ -1,8 +1,9 @@
 // Decode matrix-vector product y = W x for one piece of a weight matrix (rows split across buffers).
 // Assembled as prelude + weights.wgsl + dequant_<type>.wgsl (+ dot_no_head.wgsl for types without a Head) +
-// matvec_x_<storage|uniform>.wgsl (binding 1, x, read through x4) + this file: one pipeline per weight type and
-// x binding. Weights are dequantized in registers a run at a time (dot_run of the type: 32 weights, 64 for Q4_K,
-// 128 for Q6_K, so each loaded byte serves every weight it holds); accumulation is f32.
+// matvec_x_<storage|uniform>.wgsl (binding 1, x, read through x4) + row_sum_<barrier|subgroup>.wgsl (the sum over
+// a row's lanes) + this file: one pipeline per weight type, x binding and reduction. Weights are dequantized in
+// registers a run at a time (dot_run of the type: 32 weights, 64 for Q4_K and Q6_K, so each loaded byte serves
+// every weight it holds); accumulation is f32.
 
 struct Params {
     rows: u32,        // rows in this piece
@@ -29,8 +30,6 @@ override ROW_REPEAT: u32 = 1u;
 // The fused MLP input: the weight holds the gate rows, then as many up rows; output row r is
 // gelu_tanh(gate_r . x) * (up_r . x), params.rows = the gate rows. One dispatch instead of three.
 override GLU: bool = false;
-
-var<workgroup> partial: array<f32, 256>; // >= WG
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -141,19 +140,4 @@ fn main(@builtin(local_invocation_index) lid: u32,
             }
         }
     }
-}
-
-// The sum of `v` over the ROW_THREADS lanes of a row, in lane 0 (a tree through `partial`).
-fn row_sum(lid: u32, lane: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = ROW_THREADS / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            partial[lid] += partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[lid];
-    workgroupBarrier();
-    return total;
 }

@@ -261,7 +261,36 @@ fn x_buffer(g: &Gpu, x: &[f32], activations: bool) -> wgpu::Buffer {
 
 #[test]
 fn gate_up_gelu_in_one_matvec() {
-    let g = gpu();
+    // x in a plain storage buffer, and in an activation buffer (read as a uniform on the
+    // one-row-a-thread layout).
+    gate_up_gelu_shapes(
+        &gpu(),
+        &[
+            (MatvecShape::CPU, false),
+            (MatvecShape::CPU, true),
+            (MatvecShape::GPU, true),
+        ],
+    );
+}
+
+/// The same with a row's lanes summed by subgroup shuffles (8 lanes a row: lavapipe's
+/// subgroups are 8 wide) and by the workgroup tree (32) on a device with subgroups.
+#[test]
+fn gate_up_gelu_with_subgroups() {
+    let g = block_on(Gpu::new(GpuOptions {
+        allow_subgroups: true,
+        ..GpuOptions::for_tests()
+    }))
+    .expect("a wgpu adapter (lavapipe)");
+    let narrow = MatvecShape::parse("64,8,1").unwrap();
+    assert_eq!(
+        gemma_web::gpu::matvec::row_sum_lib(&g, narrow).0,
+        "row_sum_subgroup"
+    );
+    gate_up_gelu_shapes(&g, &[(narrow, false), (MatvecShape::GPU, false)]);
+}
+
+fn gate_up_gelu_shapes(g: &Gpu, shapes: &[(MatvecShape, bool)]) {
     for (name, cols) in [("q5_0", 7 * 32), ("q4_k", 3 * 256)] {
         let ty = qtype(name);
         let ffn = 97; // odd: not a multiple of any workgroup's rows
@@ -272,24 +301,18 @@ fn gate_up_gelu_in_one_matvec() {
         let want: Vec<f32> = (0..ffn)
             .map(|r| (gelu_tanh(f64::from(full[r])) * f64::from(full[ffn + r])) as f32)
             .collect();
-        // x in a plain storage buffer, and in an activation buffer (read as a uniform on the
-        // one-row-a-thread layout).
-        for (shape, x_uniform) in [
-            (MatvecShape::CPU, false),
-            (MatvecShape::CPU, true),
-            (MatvecShape::GPU, true),
-        ] {
+        for &(shape, x_uniform) in shapes {
             let got = block_on(async {
-                let w = m.upload(&g, None).await;
-                let xb = x_buffer(&g, &x, x_uniform);
+                let w = m.upload(g, None).await;
+                let xb = x_buffer(g, &x, x_uniform);
                 let want_xb = if x_uniform && shape == MatvecShape::CPU {
                     XBinding::Uniform
                 } else {
                     XBinding::Storage
                 };
-                assert_eq!(XBinding::choose(&g, &xb, cols as u32, shape), want_xb);
+                assert_eq!(XBinding::choose(g, &xb, cols as u32, shape), want_xb);
                 let yb = g.storage("y", (ffn * 4) as u64).unwrap();
-                let op = matvec_glu(&g, &w, &xb, &yb, shape).await.unwrap();
+                let op = matvec_glu(g, &w, &xb, &yb, shape).await.unwrap();
                 g.run(&[&op]).unwrap();
                 g.read_f32(&yb, ffn).await.unwrap()
             });

@@ -186,3 +186,53 @@ fn q5_0_widened_to_q8_0_is_exact() {
     let tol = dot_tolerance(&m.dequant, m.rows, m.cols, &x);
     assert_close("Q5_0 as Q8_0", &expected, &y, tol, 1e-5);
 }
+
+/// A row's lanes summed by subgroup shuffles (where the adapter's smallest subgroup holds a
+/// row: 2, 4 and 8 lanes a row on lavapipe, whose subgroups are 8 wide) and by the workgroup
+/// tree (32 lanes a row, wider than its subgroups) on a device with subgroups, for the types of
+/// the real models (x as storage: several lanes a row read different x).
+#[test]
+fn row_sums_by_subgroup_shuffles_and_by_barriers() {
+    use gemma_web::gpu::matvec::row_sum_lib;
+    let g = pollster::block_on(Gpu::new(GpuOptions {
+        allow_subgroups: true,
+        ..GpuOptions::for_tests()
+    }))
+    .expect("a wgpu adapter (lavapipe)");
+    assert!(g.caps.subgroups, "lavapipe offers subgroups");
+    let min = g.caps.subgroup_min_size;
+    assert!(min >= 4, "subgroups of {min}");
+    let mut took = Vec::new();
+    for text in ["64,2,1", "64,4,1", "64,8,1", "256,32,1"] {
+        let shape = MatvecShape::parse(text).unwrap();
+        let lib = row_sum_lib(&g, shape).0;
+        let want = if shape.row_threads <= min {
+            "row_sum_subgroup"
+        } else {
+            "row_sum_barrier"
+        };
+        assert_eq!(lib, want, "{text} with subgroups of {min}");
+        took.push(lib);
+        for (i, name) in ["q8_0", "q4_k", "q6_k", "q5_0"].into_iter().enumerate() {
+            let ty = qtype(name);
+            let cols = if ty.block_len == 256 {
+                5 * 256
+            } else {
+                19 * 32
+            };
+            let m = QMatrix::random_blocks(ty, 75, cols, 40 + i as u64);
+            let x = random_vec(cols, 50 + i as u64);
+            let expected = matvec_ref(&m.dequant, m.rows, m.cols, &x);
+            let tol = dot_tolerance(&m.dequant, m.rows, m.cols, &x);
+            let y = gpu_matvec(&g, &m, &x, shape, false, None);
+            assert_close(
+                &format!("matvec {name} {text} ({lib})"),
+                &expected,
+                &y,
+                tol,
+                1e-5,
+            );
+        }
+    }
+    assert!(took.contains(&"row_sum_subgroup") && took.contains(&"row_sum_barrier"));
+}

@@ -5,7 +5,7 @@
 
 use super::op::need_floats;
 use super::weights::{dequant_shader, matvec_libs, WeightPiece, WeightTensor};
-use super::{fold_workgroups, Gpu, Op, PipelineDesc};
+use super::{fold_workgroups, Enable, Gpu, Op, PipelineDesc};
 use crate::Error;
 
 /// Columns per matmul k-step and per `dot32` call: every weight type's blocks are a multiple.
@@ -119,6 +119,18 @@ impl MatvecShape {
     }
 }
 
+/// How matvec.wgsl sums the lanes of a row: the `row_sum_*.wgsl` library and the extension it
+/// needs. Subgroup shuffles where the adapter's smallest subgroup holds a whole row's lanes (a
+/// warp a row on NVIDIA and AMD), else a tree through workgroup memory with a barrier a step.
+pub fn row_sum_lib(gpu: &Gpu, shape: MatvecShape) -> (&'static str, &'static [Enable]) {
+    let caps = &gpu.caps;
+    if shape.row_threads > 1 && caps.subgroups && caps.subgroup_min_size >= shape.row_threads {
+        ("row_sum_subgroup", &[Enable::Subgroups])
+    } else {
+        ("row_sum_barrier", &[])
+    }
+}
+
 /// Bytes of x a uniform binding holds (`matvec_x_uniform.wgsl`: 4096 vec4, WebGPU's default
 /// `maxUniformBufferBindingSize`). Buffers meant as matvec inputs are made at least this large
 /// ([`Gpu::activations`]).
@@ -216,10 +228,12 @@ pub async fn matvec_pipeline(
     xb: XBinding,
 ) -> Result<wgpu::ComputePipeline, Error> {
     shape.check()?;
+    let (row_sum, enables) = row_sum_lib(gpu, shape);
     gpu.pipeline(&PipelineDesc {
         kernel: "matvec",
-        libs: &[matvec_libs(w.ty), vec![xb.lib()]].concat(),
+        libs: &[matvec_libs(w.ty), vec![xb.lib(), row_sum]].concat(),
         constants: &shape.constants(),
+        enables,
         ..Default::default()
     })
     .await
@@ -271,11 +285,13 @@ pub async fn matvec_glu(
     need_floats("matvec_glu x", x, u64::from(w.cols))?;
     need_floats("matvec_glu y", y, u64::from(half))?;
     let xb = XBinding::choose(gpu, x, w.cols, shape);
+    let (row_sum, enables) = row_sum_lib(gpu, shape);
     let pipeline = gpu
         .pipeline(&PipelineDesc {
             kernel: "matvec",
-            libs: &[matvec_libs(w.ty), vec![xb.lib()]].concat(),
+            libs: &[matvec_libs(w.ty), vec![xb.lib(), row_sum]].concat(),
             constants: &[shape.constants().as_slice(), &[("GLU", 1.0)]].concat(),
+            enables,
             ..Default::default()
         })
         .await?;

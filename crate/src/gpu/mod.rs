@@ -86,6 +86,9 @@ pub struct Caps {
     pub f16: bool,
     /// Subgroup operations enabled on the device.
     pub subgroups: bool,
+    /// The smallest subgroup the adapter may run (0 without subgroups): a kernel may rely on
+    /// that many consecutive invocations sharing a subgroup.
+    pub subgroup_min_size: u32,
     /// Largest storage-buffer binding, bytes.
     pub max_binding: u64,
     /// Largest buffer, bytes.
@@ -295,6 +298,7 @@ impl Gpu {
             device_type: device_type_name(info.device_type).to_string(),
             f16,
             subgroups,
+            subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
             max_binding: limits.max_storage_buffer_binding_size,
             max_buffer: limits.max_buffer_size,
             max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
