@@ -71,13 +71,6 @@ fn q6_k_quarter(ql: array<vec4<u32>, 2>, qh: array<vec4<u32>, 2>, r: u32) -> Q6Q
     return out;
 }
 
-// One quarter for dequant32h: its values and the scale of each 16.
-struct Q6Run {
-    lo: vec4<u32>,
-    hi: vec4<u32>,
-    sc: vec2<f32>,
-}
-
 // The scales of quarter r of half `half` (bytes half * 8 + r * 2 and the next: one word of the 16).
 fn q6_k_scales(h: Head, half: u32, r: u32) -> vec2<f32> {
     let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
@@ -93,15 +86,6 @@ fn q6_k_ql(blk: u32, half: u32, r: u32) -> array<vec4<u32>, 2> {
 fn q6_k_qh(blk: u32, half: u32) -> array<vec4<u32>, 2> {
     let h4 = (blk + 144u + half * 32u) >> 4u;
     return array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
-}
-
-// Weights 32s..32s+31 (quarter s % 4 of half (s % 8) / 4 of block s / 8), `h` the block's head.
-fn q6_k_run(row_byte: u32, s: u32, h: Head) -> Q6Run {
-    let blk = q6_k_block(row_byte, s / 8u).y;
-    let half = (s % 8u) / 4u;
-    let r = s % 4u;
-    let q = q6_k_quarter(q6_k_ql(blk, half, r), q6_k_qh(blk, half), r);
-    return Q6Run(q.lo, q.hi, q6_k_scales(h, half, r));
 }
 
 // Dot product of one quarter's 32 weights (values q, scales sc) with the 8 vec4 of x from xv[x0].
@@ -137,8 +121,12 @@ fn dot_run(row_byte: u32, t: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 
 
 // Weights 32s..32s+31 as floats, `h` the block's head (prefill on CPU adapters reuses them for several tokens).
 fn dequant32h(row_byte: u32, s: u32, h: Head) -> array<vec4<f32>, 8> {
-    let q = q6_k_run(row_byte, s, h);
-    let d = h.d * q.sc;
+    // Quarter s % 4 of half (s % 8) / 4 of block s / 8.
+    let blk = q6_k_block(row_byte, s / 8u).y;
+    let half = (s % 8u) / 4u;
+    let r = s % 4u;
+    let q = q6_k_quarter(q6_k_ql(blk, half, r), q6_k_qh(blk, half), r);
+    let d = h.d * q6_k_scales(h, half, r);
     var out: array<vec4<f32>, 8>;
     for (var k = 0u; k < 4u; k++) {
         out[k] = d.x * (vec4<f32>(unpack4xU8(q.lo[k])) - 32.0);

@@ -220,19 +220,26 @@ fn check_cols(what: &str, w: &WeightTensor) -> Result<(), Error> {
     Ok(())
 }
 
-/// The matvec pipeline for weight type of `w`, `shape` and x binding.
+/// The matvec pipeline for weight type of `w`, `shape` and x binding; `glu` for the fused MLP
+/// input ([`matvec_glu`]).
 pub async fn matvec_pipeline(
     gpu: &Gpu,
     w: &WeightTensor,
     shape: MatvecShape,
     xb: XBinding,
+    glu: bool,
 ) -> Result<wgpu::ComputePipeline, Error> {
     shape.check()?;
     let (row_sum, enables) = row_sum_lib(gpu, shape);
+    let glu_constant = [("GLU", 1.0)];
     gpu.pipeline(&PipelineDesc {
         kernel: "matvec",
         libs: &[matvec_libs(w.ty), vec![xb.lib(), row_sum]].concat(),
-        constants: &shape.constants(),
+        constants: &[
+            &shape.constants()[..],
+            if glu { &glu_constant[..] } else { &[] },
+        ]
+        .concat(),
         enables,
         ..Default::default()
     })
@@ -285,16 +292,7 @@ pub async fn matvec_glu(
     need_floats("matvec_glu x", x, u64::from(w.cols))?;
     need_floats("matvec_glu y", y, u64::from(half))?;
     let xb = XBinding::choose(gpu, x, w.cols, shape);
-    let (row_sum, enables) = row_sum_lib(gpu, shape);
-    let pipeline = gpu
-        .pipeline(&PipelineDesc {
-            kernel: "matvec",
-            libs: &[matvec_libs(w.ty), vec![xb.lib(), row_sum]].concat(),
-            constants: &[shape.constants().as_slice(), &[("GLU", 1.0)]].concat(),
-            enables,
-            ..Default::default()
-        })
-        .await?;
+    let pipeline = matvec_pipeline(gpu, w, shape, xb, true).await?;
     let params = gpu.uniform_u32("matvec_glu params", &[half, w.cols, w.row_stride_bytes, 0])?;
     let groups = fold_workgroups(half.div_ceil(shape.rows_per_group()));
     matvec_op(
@@ -321,7 +319,7 @@ pub async fn matvec_shaped(
     need_floats("matvec x", x, u64::from(w.cols))?;
     need_floats("matvec y", y, u64::from(y_offset) + u64::from(w.rows))?;
     let xb = XBinding::choose(gpu, x, w.cols, shape);
-    let pipeline = matvec_pipeline(gpu, w, shape, xb).await?;
+    let pipeline = matvec_pipeline(gpu, w, shape, xb, false).await?;
     let mut ops = Vec::with_capacity(w.pieces.len());
     for piece in &w.pieces {
         let params = gpu.uniform_u32(
