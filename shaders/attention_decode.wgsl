@@ -14,7 +14,8 @@
 // (qkv) into its split's rows of q, and the workgroup of the last split, the one whose keys end at
 // pos, norms and rotates the key and writes it and the value into the cache before it reads them.
 // Other splits never read slot pos. Needs the query heads of a kv head to fit one workgroup (z = 1).
-// Assembled as prelude + head_norm_rope.wgsl + this file.
+// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + head_norm_rope.wgsl
+// + this file.
 
 struct AttnParams {
     n_heads: u32,
@@ -38,8 +39,8 @@ struct AttnParams {
 @group(0) @binding(0) var<uniform> params: AttnParams;
 // main: (n_heads, head_dim); main_fused: (n_splits, n_heads, head_dim), each split's own rows.
 @group(0) @binding(1) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> k_cache: array<vec4<f32>>;    // (n_kv_heads, cache_len, head_dim) [layer-local]
-@group(0) @binding(3) var<storage, read_write> v_cache: array<f32>;          // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(2) var<storage, read_write> k_cache: array<kv4_t>;        // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(3) var<storage, read_write> v_cache: array<kv_t>;         // (n_kv_heads, cache_len, head_dim) [layer-local]
 @group(0) @binding(4) var<storage, read_write> part_o: array<f32>;           // (n_splits, n_heads, head_dim), unnormalised
 @group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;    // (n_splits, n_heads): running max, sum
 // main_fused only:
@@ -142,11 +143,11 @@ fn main_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         let r = head_norm_rope(x, t, hd, NORM, w, params.eps, pos, params.rope_base, params.rope_pos_scale);
         let row = (kv_head * params.cache_len + pos % params.cache_len) * hd;
         if (t < half) {
-            k_cache[(row + t) / 4u][(row + t) % 4u] = r.x;
-            k_cache[(row + t + half) / 4u][(row + t + half) % 4u] = r.y;
+            k_cache[(row + t) / 4u][(row + t) % 4u] = to_kv(r.x);
+            k_cache[(row + t + half) / 4u][(row + t + half) % 4u] = to_kv(r.y);
         }
         if (t < hd) {
-            v_cache[row + t] = qkv[q_dim + kv_dim + kv_head * hd + t];
+            v_cache[row + t] = to_kv(qkv[q_dim + kv_dim + kv_head * hd + t]);
         }
     }
     storageBarrier();
@@ -188,7 +189,7 @@ fn attend(wid: vec3<u32>, t: u32, q_rows: u32) {
         if (key < split_end) {
             let krow = (kv_row0 + key % params.cache_len) * hd4;
             for (var i = lane; i < hd4; i += LANES) {
-                let k4 = k_cache[krow + i];
+                let k4 = vec4<f32>(k_cache[krow + i]);
                 for (var g = 0u; g < GROUP; g++) {
                     if (g < ng) {
                         dots[g] += dot(q[(q_rows + head0 + g) * hd4 + i], k4);
@@ -241,7 +242,7 @@ fn attend(wid: vec3<u32>, t: u32, q_rows: u32) {
             for (var j = 0u; j < n_keys; j += 4u) {
                 var v: array<f32, 4>;
                 for (var k = 0u; k < 4u; k++) {
-                    v[k] = v_cache[(kv_row0 + slot) * hd + t];
+                    v[k] = f32(v_cache[(kv_row0 + slot) * hd + t]);
                     slot = select(slot + 1u, 0u, slot + 1u == params.cache_len);
                 }
                 for (var g = 0u; g < GROUP; g++) {

@@ -10,6 +10,7 @@
 // scores TILE keys against all rows (one thread per (row, key)), then every thread accumulates
 // one output dim of all rows, so each key and value read serves ROWS rows.
 // Dispatch: (ceil(n_queries / queries), n_kv_heads * ceil(group / heads), 1).
+// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + this file.
 
 struct AttnParams {  // the same uniform as attention_decode.wgsl
     n_heads: u32,
@@ -32,8 +33,8 @@ struct AttnParams {  // the same uniform as attention_decode.wgsl
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;        // (n_queries, n_heads, head_dim)
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;  // (n_kv_heads, cache_len, head_dim) [layer-local]
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;        // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(2) var<storage, read> k_cache: array<kv4_t>;      // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(3) var<storage, read> v_cache: array<kv_t>;       // (n_kv_heads, cache_len, head_dim) [layer-local]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;      // (n_queries, n_heads, head_dim)
 
 // Plain constants because they size workgroup arrays.
@@ -103,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let krow = (kv_row0 + key % params.cache_len) * hd4;
             var d = 0.0;
             for (var i = 0u; i < hd4; i++) {
-                d += dot(q_rows[my_row * QSTRIDE + i], k_cache[krow + i]);
+                d += dot(q_rows[my_row * QSTRIDE + i], vec4<f32>(k_cache[krow + i]));
             }
             s = d;
             if (params.softcap > 0.0) {
@@ -134,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (t < hd) {
             var slot = t0 % params.cache_len;  // stepped, not divided, per key
             for (var j = 0u; j < n_keys; j++) {
-                let v = v_cache[(kv_row0 + slot) * hd + t];
+                let v = f32(v_cache[(kv_row0 + slot) * hd + t]);
                 slot = select(slot + 1u, 0u, slot + 1u == params.cache_len);
                 for (var r = 0u; r < ROWS; r++) {
                     let p = probs[r * TILE + j];

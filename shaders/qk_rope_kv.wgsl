@@ -2,8 +2,9 @@
 // (NORM), then RoPE (NeoX halves: pairs (i, i + head_dim/2) rotate by pos * base^(-2i/head_dim));
 // rotated queries go to q, rotated keys and the values straight into the layer's KV cache at
 // the token's slot (position p in slot p % cache_len). One workgroup per (token, head): the
-// query heads first, then the kv heads. Assembled as prelude + head_norm_rope.wgsl (the norm and
-// rotation, shared with attention_decode.wgsl's fused entry) + this file.
+// query heads first, then the kv heads. Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the
+// cache's element type) + head_norm_rope.wgsl (the norm and rotation, shared with
+// attention_decode.wgsl's fused entry) + this file.
 
 struct Params {
     n_tokens: u32,
@@ -23,8 +24,8 @@ struct Params {
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;             // (n_tokens, (n_heads + 2 n_kv_heads) head_dim): q | k | v
 @group(0) @binding(1) var<storage, read> norm_w: array<f32>;          // (2, head_dim): q norm, k norm (read when NORM)
 @group(0) @binding(2) var<storage, read_write> q: array<f32>;         // (n_tokens, n_heads, head_dim)
-@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;   // (n_kv_heads, cache_len, head_dim) [layer-local]
-@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;   // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(3) var<storage, read_write> k_cache: array<kv_t>;  // (n_kv_heads, cache_len, head_dim) [layer-local]
+@group(0) @binding(4) var<storage, read_write> v_cache: array<kv_t>;  // (n_kv_heads, cache_len, head_dim) [layer-local]
 @group(0) @binding(5) var<uniform> p: Params;
 
 override NORM: bool = true;
@@ -66,12 +67,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             q[dst + lid + half] = r.y;
         } else {
             let dst = kv * p.cache_len * hd + slot;
-            k_cache[dst + lid] = r.x;
-            k_cache[dst + lid + half] = r.y;
+            k_cache[dst + lid] = to_kv(r.x);
+            k_cache[dst + lid + half] = to_kv(r.y);
         }
     }
     // The values, as they are.
     if (!is_q && lid < hd) {
-        v_cache[kv * p.cache_len * hd + slot + lid] = qkv[token_base + q_dim + kv_dim + kv * hd + lid];
+        v_cache[kv * p.cache_len * hd + slot + lid] = to_kv(qkv[token_base + q_dim + kv_dim + kv * hd + lid]);
     }
 }

@@ -81,6 +81,8 @@ export interface ModelInfo {
   /** The weights' bytes on the GPU (0 on the CPU backend). */
   weightGpuBytes: number;
   kvCacheBytes: number;
+  /** The KV cache's element type: "f16" on WebGPU where the adapter has shader-f16, else "f32". */
+  kvCacheType: "f16" | "f32";
   loadSeconds: number;
   wasmMemory: WasmMemory;
 }

@@ -271,6 +271,8 @@ struct JsModelInfo<'a> {
     /// Bytes of the weights on the GPU (0 on the CPU backend).
     weight_gpu_bytes: u64,
     kv_cache_bytes: u64,
+    /// The KV cache's element type: "f16" on WebGPU with shader-f16, else "f32".
+    kv_cache_type: &'static str,
     load_seconds: f64,
     wasm_memory: WasmMemory,
 }
@@ -389,15 +391,17 @@ impl WebEngine {
         let guard = self.inner.loaded.borrow();
         let l = guard.as_ref().ok_or_else(|| js_error(&self.not_ready()))?;
         let engine = &l.session.engine;
-        let (capabilities, weight_bytes, weight_gpu_bytes, kv_cache_bytes) = match engine {
-            Engine::Gpu(m) => (
-                Some(JsCaps::from(&m.gpu.caps)),
-                m.stats.weight_gpu_bytes,
-                m.stats.weight_gpu_bytes,
-                m.stats.kv_cache_bytes,
-            ),
-            Engine::Cpu(m) => (None, m.stats.weight_bytes, 0, m.stats.kv_cache_bytes),
-        };
+        let (capabilities, weight_bytes, weight_gpu_bytes, kv_cache_bytes, kv_cache_type) =
+            match engine {
+                Engine::Gpu(m) => (
+                    Some(JsCaps::from(&m.gpu.caps)),
+                    m.stats.weight_gpu_bytes,
+                    m.stats.weight_gpu_bytes,
+                    m.stats.kv_cache_bytes,
+                    m.stats.kv_cache_type,
+                ),
+                Engine::Cpu(m) => (None, m.stats.weight_bytes, 0, m.stats.kv_cache_bytes, "f32"),
+            };
         to_js(&JsModelInfo {
             header: &l.summary,
             backend: backend_name(engine),
@@ -408,6 +412,7 @@ impl WebEngine {
             weight_bytes,
             weight_gpu_bytes,
             kv_cache_bytes,
+            kv_cache_type,
             load_seconds: l.load_seconds,
             wasm_memory: l.wasm_memory,
         })
@@ -546,6 +551,7 @@ async fn load(
             .prefill_chunk
             .unwrap_or(crate::model::gemma::DEFAULT_PREFILL_CHUNK),
         min_matmul_block: None,
+        kv_cache: None,
         load: LoadOptions::default(),
     };
     let mut progress = |done: u64, total: u64| {

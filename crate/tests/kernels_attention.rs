@@ -1,23 +1,41 @@
 //! Attention kernels and the KV cache write against a plain f64 CPU reference:
 //! softmax(q k^T * scale [soft-capped] + mask) v per head, kv head = head / (n_heads / n_kv_heads).
 //! Odd lengths, windows shorter than the sequence, soft-cap on and off, MQA and GQA, prefill
-//! on top of an existing cache, at WebGPU's default limits.
+//! on top of an existing cache, at WebGPU's default limits; on an f32 cache, and on an f16
+//! cache where the adapter has shader-f16 (lavapipe has).
 #![cfg(not(target_arch = "wasm32"))]
 
 mod attention_common;
 
-use attention_common::{case, run_case, run_stream, setup, Case};
-use gemma_web::gpu::attention::{AttentionKernels, AttentionShape, LayerCache};
+use attention_common::{
+    cache_bytes, case, kv_types, read_cache, run_case, run_stream, setup, stored, Case,
+};
+use gemma_web::gpu::attention::{
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, KvDtype,
+    LayerCache,
+};
 use gemma_web::gpu::{Gpu, GpuOptions};
+use gemma_web::Error;
 
 fn device() -> Gpu {
-    pollster::block_on(Gpu::new(GpuOptions::for_tests())).expect("a wgpu adapter (lavapipe)")
+    pollster::block_on(Gpu::new(GpuOptions {
+        allow_f16: true,
+        ..GpuOptions::for_tests()
+    }))
+    .expect("a wgpu adapter (lavapipe)")
+}
+
+/// The attention kernels for every cache type the device runs.
+fn kernel_sets(gpu: &Gpu) -> Vec<AttentionKernels> {
+    kv_types(gpu)
+        .into_iter()
+        .map(|kv| pollster::block_on(AttentionKernels::load(gpu, kv)).unwrap())
+        .collect()
 }
 
 #[test]
 fn prefill_matches_reference() {
     let gpu = device();
-    let kernels = pollster::block_on(AttentionKernels::load(&gpu)).unwrap();
     let cases = [
         // Gemma 3 270M: 4 heads on 1 kv head.
         case(4, 1, 0, 1),
@@ -68,15 +86,16 @@ fn prefill_matches_reference() {
             ..case(4, 1, 1000, 33)
         },
     ];
-    for c in &cases {
-        pollster::block_on(run_case(&gpu, &kernels, c, true));
+    for kernels in kernel_sets(&gpu) {
+        for c in &cases {
+            pollster::block_on(run_case(&gpu, &kernels, c, true));
+        }
     }
 }
 
 #[test]
 fn decode_matches_reference() {
     let gpu = device();
-    let kernels = pollster::block_on(AttentionKernels::load(&gpu)).unwrap();
     let mut cases = Vec::new();
     for (i, kv_len) in [1u32, 7, 33, 513, 4097].into_iter().enumerate() {
         let seed = 10 + i as u64;
@@ -140,19 +159,23 @@ fn decode_matches_reference() {
         seed: 26,
         ..case(8, 4, 9000, 1)
     });
-    for c in &cases {
-        pollster::block_on(run_case(&gpu, &kernels, c, false));
+    for kernels in kernel_sets(&gpu) {
+        for c in &cases {
+            pollster::block_on(run_case(&gpu, &kernels, c, false));
+        }
     }
 }
 
 #[test]
 fn streams_of_blocks_and_steps_reuse_the_bound_layer() {
     let gpu = device();
-    let kernels = pollster::block_on(AttentionKernels::load(&gpu)).unwrap();
-    // Every position has its own slot.
-    pollster::block_on(run_stream(&gpu, &kernels, 75, 30));
-    // Sliding-window ring: window 24 + block 11 - 1 = 34 slots for 70 positions.
-    pollster::block_on(run_stream(&gpu, &kernels, 34, 31));
+    for kernels in kernel_sets(&gpu) {
+        // Every position has its own slot.
+        pollster::block_on(run_stream(&gpu, &kernels, 75, 30));
+        // Sliding-window ring: window 24 + block 11 - 1 = 34 slots for 70 positions.
+        pollster::block_on(run_stream(&gpu, &kernels, 34, 31));
+    }
+    let kernels = pollster::block_on(AttentionKernels::load(&gpu, KvDtype::F32)).unwrap();
     // A ring one slot short of that is refused, not silently wrong.
     let c = Case {
         window: Some(24),
@@ -167,7 +190,7 @@ fn streams_of_blocks_and_steps_reuse_the_bound_layer() {
 #[test]
 fn oversized_requests_are_errors_not_panics() {
     let gpu = device();
-    let kernels = pollster::block_on(AttentionKernels::load(&gpu)).unwrap();
+    let kernels = pollster::block_on(AttentionKernels::load(&gpu, KvDtype::F32)).unwrap();
     let mut s = pollster::block_on(setup(&gpu, &kernels, &case(4, 1, 2, 3)));
     let len = s.shape.cache_len;
     assert!(s.layer.decode_ops(&gpu, len).is_err());
@@ -180,22 +203,57 @@ fn oversized_requests_are_errors_not_panics() {
         ..s.shape
     };
     assert!(LayerCache::new(&gpu, &huge, "huge").is_err());
+    // Kernels of one cache type bound to a cache of the other.
+    if gpu.caps.f16 {
+        let half = AttentionShape {
+            kv: KvDtype::F16,
+            ..s.shape
+        };
+        let cache = LayerCache::new(&gpu, &half, "half").unwrap();
+        let io = AttentionIo {
+            q: &s.io[0],
+            k_new: &s.io[1],
+            v_new: &s.io[2],
+            out: &s.io[3],
+        };
+        let scratch = AttentionScratch::new(&gpu, &half).unwrap();
+        let err = AttentionLayer::new(&gpu, &kernels, half, io, &cache, &scratch, "l");
+        assert!(matches!(err, Err(Error::Unsupported(_))), "{err:?}");
+    }
+    // An f16 cache on a device without shader-f16.
+    let plain = pollster::block_on(Gpu::new(GpuOptions::for_tests())).unwrap();
+    let half = AttentionShape {
+        kv: KvDtype::F16,
+        ..s.shape
+    };
+    assert!(matches!(
+        pollster::block_on(AttentionKernels::load(&plain, KvDtype::F16)),
+        Err(Error::Unsupported(_))
+    ));
+    assert!(matches!(
+        LayerCache::new(&plain, &half, "half"),
+        Err(Error::Unsupported(_))
+    ));
 }
 
 /// The fused decode (per-head norms, RoPE and the cache write inside the attention dispatch)
 /// gives exactly the bits of qk_rope_kv.wgsl followed by the decode passes, which the tests
 /// above and kernels_fused.rs check against f64 references: the output and both caches, with
 /// and without the q/k norm, MQA and GQA, one split and many, a window over a ring that wraps,
-/// linear RoPE scaling, head dims 64, 100 and 256.
+/// linear RoPE scaling, head dims 64, 100 and 256, on each cache type.
 #[test]
 fn fused_decode_equals_qk_rope_kv_then_decode() {
-    use gemma_web::gpu::attention::{
-        AttentionIo, AttentionLayer, AttentionScratch, FusedDecodeIo, FusedRope,
-    };
+    let g = device();
+    for kernels in kernel_sets(&g) {
+        fused_decode_cases(&g, &kernels);
+    }
+}
+
+fn fused_decode_cases(g: &Gpu, kernels: &AttentionKernels) {
+    use gemma_web::gpu::attention::{FusedDecodeIo, FusedRope};
     use gemma_web::gpu::kernels::{self, QkRopeKvIo, QkRopeKvParams};
     use gemma_web::testing::Rng;
-    let g = device();
-    let kernels = pollster::block_on(AttentionKernels::load(&g)).unwrap();
+    let kv = kernels.kv;
     // (heads, kv heads, head_dim, cache slots, window, position, q/k norm, RoPE scale)
     let cases = [
         (4u32, 1u32, 256u32, 700u32, None, 37u32, true, 1.0f32),
@@ -213,6 +271,7 @@ fn fused_decode_equals_qk_rope_kv_then_decode() {
             scale: 1.0 / (hd as f32).sqrt(),
             softcap: None,
             window,
+            kv,
         };
         let rope = FusedRope {
             base: 10_000.0,
@@ -223,15 +282,15 @@ fn fused_decode_equals_qk_rope_kv_then_decode() {
         let (qd, kvd) = ((nh * hd) as usize, (nkv * hd) as usize);
         let qkv = r.vec_normal(qd + 2 * kvd, 2.0);
         let nw = r.vec_uniform(2 * hd as usize, 0.5, 1.5);
-        let cache0 = r.vec_normal(kvd * slots as usize, 1.0);
+        let cache0 = stored(kv, &r.vec_normal(kvd * slots as usize, 1.0));
         let qkv_b = g.storage_f32("qkv", &qkv).unwrap();
         let nw_b = g.storage_f32("qk_norm", &nw).unwrap();
         let mut outs = Vec::new();
         for fused in [false, true] {
-            let cache = LayerCache::new(&g, &shape, "c").unwrap();
-            g.write(&cache.k, 0, bytemuck::cast_slice(&cache0)).unwrap();
-            g.write(&cache.v, 0, bytemuck::cast_slice(&cache0)).unwrap();
-            let scratch = AttentionScratch::new(&g, &shape).unwrap();
+            let cache = LayerCache::new(g, &shape, "c").unwrap();
+            g.write(&cache.k, 0, &cache_bytes(kv, &cache0)).unwrap();
+            g.write(&cache.v, 0, &cache_bytes(kv, &cache0)).unwrap();
+            let scratch = AttentionScratch::new(g, &shape).unwrap();
             let q = g.storage("q", (qd * 4) as u64).unwrap();
             let kv_new = g.storage("kv", (kvd * 4) as u64).unwrap();
             let out = g.storage("out", (qd * 4) as u64).unwrap();
@@ -242,15 +301,16 @@ fn fused_decode_equals_qk_rope_kv_then_decode() {
                 out: &out,
             };
             let mut layer =
-                AttentionLayer::new(&g, &kernels, shape, io, &cache, &scratch, "l").unwrap();
+                AttentionLayer::new(g, kernels, shape, io, &cache, &scratch, "l").unwrap();
             let mut qk = pollster::block_on(kernels::qk_rope_kv(
-                &g,
+                g,
                 &QkRopeKvIo {
                     qkv: &qkv_b,
                     norm_w: norm.then_some(&nw_b),
                     q: &q,
                     k_cache: &cache.k,
                     v_cache: &cache.v,
+                    kv,
                 },
                 QkRopeKvParams {
                     n_tokens: 1,
@@ -273,24 +333,26 @@ fn fused_decode_equals_qk_rope_kv_then_decode() {
                     qk_norm: norm.then_some(&nw_b),
                     rope,
                 };
-                pollster::block_on(layer.bind_fused_decode(&g, io, &cache, &scratch)).unwrap();
+                pollster::block_on(layer.bind_fused_decode(g, io, &cache, &scratch)).unwrap();
                 assert!(layer.has_fused_decode());
-                let ops = layer.fused_decode_ops(&g, pos).unwrap().unwrap();
+                let ops = layer.fused_decode_ops(g, pos).unwrap().unwrap();
                 g.run(&ops).unwrap();
             } else {
-                let first = qk.set(&g, pos, 1).unwrap().clone();
+                let first = qk.set(g, pos, 1).unwrap().clone();
                 g.run(&[&first]).unwrap();
-                let ops = layer.attend_decode_ops(&g, pos).unwrap();
+                let ops = layer.attend_decode_ops(g, pos).unwrap();
                 g.run(&ops).unwrap();
             }
             let n = cache0.len();
             outs.push((
                 pollster::block_on(g.read_f32(&out, qd)).unwrap(),
-                pollster::block_on(g.read_f32(&cache.k, n)).unwrap(),
-                pollster::block_on(g.read_f32(&cache.v, n)).unwrap(),
+                pollster::block_on(read_cache(g, &cache.k, n, kv)),
+                pollster::block_on(read_cache(g, &cache.v, n, kv)),
             ));
         }
-        let name = format!("case {i}: {nh}/{nkv} heads, hd {hd}, pos {pos}, window {window:?}");
+        let name = format!(
+            "case {i}, {kv:?} cache: {nh}/{nkv} heads, hd {hd}, pos {pos}, window {window:?}"
+        );
         assert!(outs[0].0.iter().all(|v| v.is_finite()), "{name}");
         assert_eq!(outs[0].0, outs[1].0, "{name}: output");
         assert_eq!(outs[0].1, outs[1].1, "{name}: k cache");
@@ -306,9 +368,10 @@ fn fused_decode_equals_qk_rope_kv_then_decode() {
         scale: 0.125,
         softcap: None,
         window: None,
+        kv,
     };
-    let cache = LayerCache::new(&g, &shape, "c").unwrap();
-    let scratch = AttentionScratch::new(&g, &shape).unwrap();
+    let cache = LayerCache::new(g, &shape, "c").unwrap();
+    let scratch = AttentionScratch::new(g, &shape).unwrap();
     let b = g.storage("b", 16 * 64 * 4 * 4).unwrap();
     let io = AttentionIo {
         q: &b,
@@ -316,7 +379,7 @@ fn fused_decode_equals_qk_rope_kv_then_decode() {
         v_new: &b,
         out: &b,
     };
-    let mut layer = AttentionLayer::new(&g, &kernels, shape, io, &cache, &scratch, "l").unwrap();
+    let mut layer = AttentionLayer::new(g, kernels, shape, io, &cache, &scratch, "l").unwrap();
     let fused = FusedDecodeIo {
         qkv: &b,
         qk_norm: None,
@@ -326,10 +389,7 @@ fn fused_decode_equals_qk_rope_kv_then_decode() {
             eps: 1e-6,
         },
     };
-    let err = pollster::block_on(layer.bind_fused_decode(&g, fused, &cache, &scratch));
-    assert!(
-        matches!(err, Err(gemma_web::Error::Unsupported(_))),
-        "{err:?}"
-    );
+    let err = pollster::block_on(layer.bind_fused_decode(g, fused, &cache, &scratch));
+    assert!(matches!(err, Err(Error::Unsupported(_))), "{err:?}");
     assert!(!layer.has_fused_decode());
 }

@@ -1,10 +1,15 @@
 //! The fused kernels of the decode step against f64 references, at odd sizes: residual +
-//! post-norm + next pre-norm, per-head norm + RoPE + KV-cache write (a ring that wraps), the
+//! post-norm + next pre-norm, per-head norm + RoPE + KV-cache write (a ring that wraps; f32 and
+//! f16 caches), the
 //! gated MLP product, and gate + up + GELU in one matvec (Q5_0 and Q4_K, both thread layouts).
 //! The first two also equal, bit for bit, the separate kernels they replace.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod attention_common;
 mod quant_common;
+
+use attention_common::{cache_bytes, read_cache, stored};
+use gemma_web::gpu::attention::KvDtype;
 
 use gemma_web::gpu::kernels::{self, QkRopeKvIo, QkRopeKvParams};
 use gemma_web::gpu::matvec::{matvec_glu, MatvecShape, XBinding};
@@ -123,23 +128,42 @@ fn residual_norm_odd_rows_with_and_without_post_norm() {
 
 #[test]
 fn qk_rope_kv_norms_rotates_and_fills_a_wrapping_ring() {
-    let g = gpu();
+    let g = block_on(Gpu::new(GpuOptions {
+        allow_f16: true,
+        ..GpuOptions::for_tests()
+    }))
+    .expect("a GPU adapter (lavapipe)");
     // 3 tokens at positions 7, 8, 9 into a ring of 8 slots (slots 7, 0, 1); 3 query heads,
     // 2 kv heads, head_dim 66.
-    // Linear RoPE scaling by 8 (Gemma 3 4B+ global layers) in the last case.
-    for (norm, factor) in [(true, 1.0f32), (false, 1.0), (true, 8.0)] {
+    // Linear RoPE scaling by 8 (Gemma 3 4B+ global layers) in the third case; an f16 cache in
+    // the last.
+    let f16 = if g.caps.f16 {
+        KvDtype::F16
+    } else {
+        KvDtype::F32
+    };
+    for (norm, factor, kv) in [
+        (true, 1.0f32, KvDtype::F32),
+        (false, 1.0, KvDtype::F32),
+        (true, 8.0, KvDtype::F32),
+        (true, 1.0, f16),
+    ] {
         let (n, nh, nkv, hd, cache_len, pos) = (3usize, 3usize, 2usize, 66usize, 8usize, 7u32);
         let (base, eps) = (10_000.0f32, 1e-6f32);
         let stride = (nh + 2 * nkv) * hd;
-        let mut r = Rng::new(if norm { 11 } else { 12 } + factor as u64);
+        let mut r = Rng::new(if norm { 11 } else { 12 } + factor as u64 + kv.bytes());
         let qkv = r.vec_normal(n * stride, 2.0);
         let nw = r.vec_uniform(2 * hd, 0.5, 1.5);
-        let cache0 = r.vec_normal(nkv * cache_len * hd, 1.0);
+        let cache0 = stored(kv, &r.vec_normal(nkv * cache_len * hd, 1.0));
         let qkvb = g.storage_f32("qkv", &qkv).unwrap();
         let nwb = g.storage_f32("norm_w", &nw).unwrap();
         let qb = g.storage("q", (n * nh * hd * 4) as u64).unwrap();
-        let kc = g.storage_f32("k_cache", &cache0).unwrap();
-        let vc = g.storage_f32("v_cache", &cache0).unwrap();
+        let kc = g
+            .storage_init("k_cache", &cache_bytes(kv, &cache0))
+            .unwrap();
+        let vc = g
+            .storage_init("v_cache", &cache_bytes(kv, &cache0))
+            .unwrap();
         let mut op = block_on(kernels::qk_rope_kv(
             &g,
             &QkRopeKvIo {
@@ -148,6 +172,7 @@ fn qk_rope_kv_norms_rotates_and_fills_a_wrapping_ring() {
                 q: &qb,
                 k_cache: &kc,
                 v_cache: &vc,
+                kv,
             },
             QkRopeKvParams {
                 n_tokens: 1,
@@ -207,21 +232,25 @@ fn qk_rope_kv_norms_rotates_and_fills_a_wrapping_ring() {
             let slot = (pos as usize + t) % cache_len;
             for h in 0..nkv {
                 let dst = (h * cache_len + slot) * hd;
-                want_kc[dst..dst + hd].copy_from_slice(&want_k[(t * nkv + h) * hd..][..hd]);
+                let k = &want_k[(t * nkv + h) * hd..][..hd];
+                want_kc[dst..dst + hd].copy_from_slice(&stored(kv, k));
                 let v = &qkv[t * stride + (nh + nkv + h) * hd..][..hd];
-                want_vc[dst..dst + hd].copy_from_slice(v);
+                want_vc[dst..dst + hd].copy_from_slice(&stored(kv, v));
             }
         }
-        let got_k = block_on(g.read_f32(&kc, cache0.len())).unwrap();
-        let got_v = block_on(g.read_f32(&vc, cache0.len())).unwrap();
+        let got_k = block_on(read_cache(&g, &kc, cache0.len(), kv));
+        let got_v = block_on(read_cache(&g, &vc, cache0.len(), kv));
+        // A key the GPU computes a hair off the f64 reference may round to the neighbouring
+        // half: one half ulp (2^-10 relative) on an f16 cache.
+        let rel = if kv == KvDtype::F16 { 1e-3 } else { 1e-4 };
         assert_close(
-            &format!("k cache norm={norm}"),
+            &format!("k cache norm={norm} {kv:?}"),
             &want_kc,
             &got_k,
             2e-5,
-            1e-4,
+            rel,
         );
-        assert_eq!(got_v, want_vc, "v cache norm={norm}");
+        assert_eq!(got_v, want_vc, "v cache norm={norm} {kv:?}");
         // More tokens than it was bound for is an error.
         assert!(op.set(&g, 0, n as u32 + 1).is_err());
     }

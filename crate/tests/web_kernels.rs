@@ -6,7 +6,7 @@
 mod attention_common;
 
 use attention_common::{case, run_case, run_stream, Case};
-use gemma_web::gpu::attention::AttentionKernels;
+use gemma_web::gpu::attention::{AttentionKernels, KvDtype};
 use gemma_web::gpu::{kernels, Gpu, GpuOptions};
 use gemma_web::testing::{assert_close, rope_reference, Rng};
 use wasm_bindgen_test::*;
@@ -193,7 +193,7 @@ async fn web_sampling_keeps_the_sorted_prefix() {
 #[wasm_bindgen_test]
 async fn web_attention_decode_prefill_and_ring() {
     let g = gpu().await;
-    let k = match AttentionKernels::load(&g).await {
+    let k = match AttentionKernels::load(&g, KvDtype::best(&g)).await {
         Ok(k) => k,
         Err(e) => panic!("attention kernels: {e}"),
     };

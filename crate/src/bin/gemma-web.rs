@@ -18,6 +18,7 @@ mod native {
     use std::time::Instant;
 
     use clap::{Args, Parser, Subcommand, ValueEnum};
+    use gemma_web::gpu::attention::KvDtype;
     use gemma_web::gpu::{Gpu, GpuOptions};
     use gemma_web::model::generate::chat_turn_ids;
     use gemma_web::model::{
@@ -80,6 +81,17 @@ mod native {
         /// CPU backend: threads of the matrix products (default: the physical cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// GPU backend: the KV cache's element type; auto is f16 where the adapter has
+        /// shader-f16, else f32.
+        #[arg(long, value_enum, default_value_t = KvArg::Auto)]
+        kv_cache: KvArg,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+    enum KvArg {
+        Auto,
+        F32,
+        F16,
     }
 
     #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -410,6 +422,11 @@ mod native {
         let opts = ModelOptions {
             context_len: Some(args.context),
             prefill_chunk: args.prefill_chunk,
+            kv_cache: match args.kv_cache {
+                KvArg::Auto => None,
+                KvArg::F32 => Some(KvDtype::F32),
+                KvArg::F16 => Some(KvDtype::F16),
+            },
             ..Default::default()
         };
         Model::load(gpu, &mut src, &opts, &mut |_, _| {}).await
@@ -818,6 +835,7 @@ mod native {
             "file_bytes": model.stats.file_bytes,
             "weight_gpu_bytes": model.stats.weight_gpu_bytes,
             "kv_cache_bytes": model.stats.kv_cache_bytes,
+            "kv_cache_type": model.stats.kv_cache_type,
             "host_rss_before_load_bytes": rss_before,
             "host_peak_after_load_bytes": peak_after_load,
             "host_rss_after_load_bytes": rss_after_load,

@@ -2,7 +2,7 @@
 //! `shaders/kv_write.wgsl`, `attention_decode.wgsl` + `attention_combine.wgsl` (one query,
 //! split over the keys) and `attention_prefill.wgsl` (a causal block of queries).
 //!
-//! Layouts (f32, row-major, innermost last):
+//! Layouts (row-major, innermost last; activations f32, the cache f32 or f16, [`KvDtype`]):
 //! - q and the attention output: (tokens, n_heads, head_dim), i.e. one q-projection row per token;
 //! - new k and v rows: (tokens, n_kv_heads, head_dim), already normed and rotated;
 //! - the cache of one layer, one buffer for k and one for v: (n_kv_heads, cache_len, head_dim),
@@ -14,7 +14,7 @@
 //! layer's uniform buffers (queue writes land before the next submit).
 
 use super::op::need_floats;
-use super::{fold_workgroups, Gpu, Op, PipelineDesc, MAX_WORKGROUPS_PER_DIM};
+use super::{fold_workgroups, Enable, Gpu, Op, PipelineDesc, MAX_WORKGROUPS_PER_DIM};
 use crate::Error;
 
 /// Largest head_dim the kernels take (one thread per output dim in a 256-thread workgroup).
@@ -70,6 +70,67 @@ pub struct KvWriteParams {
     pub _pad: [u32; 3],
 }
 
+/// The element type of the KV cache. f16 halves the cache's memory (a Gemma 2 2B at 8192
+/// positions: 1.3 GB in f32) and the bytes attention reads per key; the attention kernels
+/// still compute in f32. Needs shader-f16. The kernels read it through `shaders/kv_f32.wgsl`
+/// or `kv_f16.wgsl`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl KvDtype {
+    /// f16 where the device has shader-f16, else f32.
+    pub fn best(gpu: &Gpu) -> Self {
+        if gpu.caps.f16 {
+            KvDtype::F16
+        } else {
+            KvDtype::F32
+        }
+    }
+
+    pub fn bytes(self) -> u64 {
+        match self {
+            KvDtype::F32 => 4,
+            KvDtype::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F32 => "f32",
+            KvDtype::F16 => "f16",
+        }
+    }
+
+    /// The WGSL library that defines the cache's element types.
+    pub fn lib(self) -> &'static str {
+        match self {
+            KvDtype::F32 => "kv_f32",
+            KvDtype::F16 => "kv_f16",
+        }
+    }
+
+    pub fn enables(self) -> &'static [Enable] {
+        match self {
+            KvDtype::F32 => &[],
+            KvDtype::F16 => &[Enable::F16],
+        }
+    }
+
+    /// An error unless `gpu` can run kernels on this cache.
+    pub fn check(self, gpu: &Gpu) -> Result<(), Error> {
+        if self == KvDtype::F16 && !gpu.caps.f16 {
+            return Err(unsupported(
+                "an f16 KV cache on a device without shader-f16".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The attention of one layer: head counts, cache length and the Gemma-version knobs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionShape {
@@ -87,6 +148,8 @@ pub struct AttentionShape {
     pub softcap: Option<f32>,
     /// Sliding window: key j is visible to query i when 0 <= i - j < window.
     pub window: Option<u32>,
+    /// The cache's element type.
+    pub kv: KvDtype,
 }
 
 /// A decode step: the uniform and the workgroup counts of its two passes.
@@ -140,7 +203,7 @@ impl AttentionShape {
         self.n_heads / self.n_kv_heads.max(1)
     }
 
-    /// f32 values in one layer's k (or v) cache.
+    /// Values in one layer's k (or v) cache.
     pub fn cache_floats(&self) -> Result<u64, Error> {
         let n = u64::from(self.n_kv_heads) * u64::from(self.cache_len) * u64::from(self.head_dim);
         if n > u64::from(u32::MAX) {
@@ -151,7 +214,7 @@ impl AttentionShape {
 
     /// Bytes of one layer's k (or v) cache buffer.
     pub fn cache_bytes(&self) -> Result<u64, Error> {
-        Ok(self.cache_floats()? * 4)
+        Ok(self.cache_floats()? * self.kv.bytes())
     }
 
     /// f32 values in the decode scratch `part_o` (vec2 count of `part_ml` is this / head_dim).
@@ -271,9 +334,10 @@ impl AttentionShape {
     }
 }
 
-/// The four attention pipelines, built once per device.
+/// The four attention pipelines for one cache element type, built once per device.
 #[derive(Clone, Debug)]
 pub struct AttentionKernels {
+    pub kv: KvDtype,
     pub kv_write: wgpu::ComputePipeline,
     pub decode: wgpu::ComputePipeline,
     pub combine: wgpu::ComputePipeline,
@@ -281,23 +345,29 @@ pub struct AttentionKernels {
 }
 
 impl AttentionKernels {
-    pub async fn load(gpu: &Gpu) -> Result<Self, Error> {
+    pub async fn load(gpu: &Gpu, kv: KvDtype) -> Result<Self, Error> {
+        kv.check(gpu)?;
+        let libs = [kv.lib()];
+        let on_cache = |kernel| PipelineDesc {
+            kernel,
+            libs: &libs,
+            enables: kv.enables(),
+            ..Default::default()
+        };
         Ok(AttentionKernels {
-            kv_write: gpu.pipeline(&PipelineDesc::kernel("kv_write")).await?,
+            kv,
+            kv_write: gpu.pipeline(&on_cache("kv_write")).await?,
             decode: gpu
                 .pipeline(&PipelineDesc {
-                    kernel: "attention_decode",
-                    libs: &["head_norm_rope"],
+                    libs: &[kv.lib(), "head_norm_rope"],
                     entry: Some("main"),
-                    ..Default::default()
+                    ..on_cache("attention_decode")
                 })
                 .await?,
             combine: gpu
                 .pipeline(&PipelineDesc::kernel("attention_combine"))
                 .await?,
-            prefill: gpu
-                .pipeline(&PipelineDesc::kernel("attention_prefill"))
-                .await?,
+            prefill: gpu.pipeline(&on_cache("attention_prefill")).await?,
         })
     }
 }
@@ -323,19 +393,23 @@ pub struct FusedDecodeIo<'a> {
 
 impl AttentionKernels {
     /// The fused decode pipeline, with or without the q/k norm.
-    pub async fn fused_decode(gpu: &Gpu, qk_norm: bool) -> Result<wgpu::ComputePipeline, Error> {
+    pub async fn fused_decode(
+        gpu: &Gpu,
+        kv: KvDtype,
+        qk_norm: bool,
+    ) -> Result<wgpu::ComputePipeline, Error> {
         gpu.pipeline(&PipelineDesc {
             kernel: "attention_decode",
-            libs: &["head_norm_rope"],
+            libs: &[kv.lib(), "head_norm_rope"],
             constants: &[("NORM", if qk_norm { 1.0 } else { 0.0 })],
+            enables: kv.enables(),
             entry: Some("main_fused"),
-            ..Default::default()
         })
         .await
     }
 }
 
-/// One layer's KV cache: (n_kv_heads, cache_len, head_dim) f32 each.
+/// One layer's KV cache: (n_kv_heads, cache_len, head_dim) each, of the shape's [`KvDtype`].
 #[derive(Debug)]
 pub struct LayerCache {
     pub k: wgpu::Buffer,
@@ -345,6 +419,7 @@ pub struct LayerCache {
 impl LayerCache {
     pub fn new(gpu: &Gpu, shape: &AttentionShape, label: &str) -> Result<Self, Error> {
         shape.check()?;
+        shape.kv.check(gpu)?;
         let bytes = shape.cache_bytes()?;
         if bytes > gpu.caps.max_binding {
             return Err(Error::Unsupported(format!(
@@ -429,6 +504,13 @@ impl AttentionLayer {
         label: &str,
     ) -> Result<Self, Error> {
         shape.check()?;
+        if kernels.kv != shape.kv {
+            return Err(Error::Unsupported(format!(
+                "{label}: attention kernels for a {} cache bound to a {} cache",
+                kernels.kv.name(),
+                shape.kv.name()
+            )));
+        }
         let q_row = u64::from(shape.n_heads) * u64::from(shape.head_dim) * 4;
         let kv_row = u64::from(shape.n_kv_heads) * u64::from(shape.head_dim) * 4;
         let rows = [
@@ -537,7 +619,7 @@ impl AttentionLayer {
                 "fused decode: q scratch too small".into(),
             ));
         }
-        let pipeline = AttentionKernels::fused_decode(gpu, io.qk_norm.is_some()).await?;
+        let pipeline = AttentionKernels::fused_decode(gpu, s.kv, io.qk_norm.is_some()).await?;
         // Without a norm the binding is never read: bind the input there.
         let qk_norm = io.qk_norm.unwrap_or(io.qkv);
         let op = gpu
@@ -657,6 +739,7 @@ mod tests {
             scale: 0.0625,
             softcap: None,
             window,
+            kv: KvDtype::F32,
         }
     }
 

@@ -3,7 +3,8 @@
 //! pipeline and returns [`Op`]s bound to the given buffers, for a fixed shape. Call them at
 //! load; record the ops per token.
 
-use super::op::need_floats;
+use super::attention::KvDtype;
+use super::op::{need_bytes, need_floats};
 use super::weights::{dequant_shader, WeightTensor};
 use super::{fold_workgroups, Gpu, Op, PipelineDesc, Readback};
 use crate::Error;
@@ -406,9 +407,10 @@ pub struct QkRopeKvIo<'a> {
     pub norm_w: Option<&'a wgpu::Buffer>,
     /// (tokens, n_heads, head_dim) rotated queries.
     pub q: &'a wgpu::Buffer,
-    /// (n_kv_heads, cache_len, head_dim) each.
+    /// (n_kv_heads, cache_len, head_dim) each, of `kv`.
     pub k_cache: &'a wgpu::Buffer,
     pub v_cache: &'a wgpu::Buffer,
+    pub kv: KvDtype,
 }
 
 pub async fn qk_rope_kv(
@@ -425,9 +427,10 @@ pub async fn qk_rope_kv(
     let t = u64::from(max_tokens);
     need_floats("qk_rope_kv qkv", io.qkv, t * row)?;
     need_floats("qk_rope_kv q", io.q, t * u64::from(nh) * u64::from(hd))?;
-    let cache = u64::from(nkv) * u64::from(shape.cache_len) * u64::from(hd);
-    need_floats("qk_rope_kv k_cache", io.k_cache, cache)?;
-    need_floats("qk_rope_kv v_cache", io.v_cache, cache)?;
+    io.kv.check(gpu)?;
+    let cache = u64::from(nkv) * u64::from(shape.cache_len) * u64::from(hd) * io.kv.bytes();
+    need_bytes("qk_rope_kv k_cache", io.k_cache, cache)?;
+    need_bytes("qk_rope_kv v_cache", io.v_cache, cache)?;
     if let Some(w) = io.norm_w {
         need_floats("qk_rope_kv norm_w", w, 2 * u64::from(hd))?;
     }
@@ -435,8 +438,9 @@ pub async fn qk_rope_kv(
     let pipeline = gpu
         .pipeline(&PipelineDesc {
             kernel: "qk_rope_kv",
-            libs: &["head_norm_rope"],
+            libs: &[io.kv.lib(), "head_norm_rope"],
             constants: &constants,
+            enables: io.kv.enables(),
             ..Default::default()
         })
         .await?;

@@ -99,7 +99,11 @@ impl Gpu {
 /// `Error::Unsupported` unless `buffer` holds at least `floats` 32-bit values: a kernel
 /// reading past a binding's end reads clamped garbage instead of failing.
 pub fn need_floats(name: &str, buffer: &wgpu::Buffer, floats: u64) -> Result<(), Error> {
-    let bytes = floats.saturating_mul(4);
+    need_bytes(name, buffer, floats.saturating_mul(4))
+}
+
+/// An error unless `buffer` holds `bytes` bytes.
+pub fn need_bytes(name: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<(), Error> {
     if buffer.size() < bytes {
         return Err(Error::Unsupported(format!(
             "{name}: buffer of {} bytes, kernel needs {bytes}",

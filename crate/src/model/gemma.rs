@@ -12,7 +12,7 @@
 use crate::gguf::GgufHeader;
 use crate::gpu::attention::{
     AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, FusedDecodeIo,
-    FusedRope, LayerCache,
+    FusedRope, KvDtype, LayerCache,
 };
 use crate::gpu::kernels::{self, QkRopeKv, QkRopeKvIo, QkRopeKvParams, TopK};
 use crate::gpu::matvec::{matvec_glu, MatvecShape};
@@ -47,6 +47,8 @@ pub struct ModelOptions {
     /// weight once per 8 tokens (`MatmulLayout::Rows`); its tiles, which cost about as much for
     /// 1 token as for 32, are for GPUs.
     pub min_matmul_block: Option<u32>,
+    /// The KV cache's element type; `None`: f16 where the device has shader-f16, else f32.
+    pub kv_cache: Option<KvDtype>,
     pub load: LoadOptions,
 }
 
@@ -56,6 +58,7 @@ impl Default for ModelOptions {
             context_len: None,
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
             min_matmul_block: None,
+            kv_cache: None,
             load: LoadOptions::default(),
         }
     }
@@ -208,6 +211,8 @@ pub struct LoadStats {
     pub weight_gpu_bytes: u64,
     /// Bytes of the KV caches.
     pub kv_cache_bytes: u64,
+    /// Their element type, "f32" or "f16".
+    pub kv_cache_type: &'static str,
 }
 
 /// A Gemma model on the GPU, ready to run.
@@ -353,7 +358,8 @@ impl Model {
         let s = &state;
 
         // KV caches and attention, per layer.
-        let kernels = AttentionKernels::load(&gpu).await?;
+        let kv = opts.kv_cache.unwrap_or_else(|| KvDtype::best(&gpu));
+        let kernels = AttentionKernels::load(&gpu, kv).await?;
         let shape = |l: u32| AttentionShape {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -363,6 +369,7 @@ impl Model {
             scale: c.query_scale,
             softcap: c.attn_softcap,
             window: c.window(l),
+            kv,
         };
         let scratch = AttentionScratch::new(&gpu, &shape(0))?;
         let mut caches = Vec::with_capacity(c.n_layers as usize);
@@ -433,6 +440,7 @@ impl Model {
                     q: &s.q,
                     k_cache: &cache.k,
                     v_cache: &cache.v,
+                    kv,
                 },
                 QkRopeKvParams {
                     n_tokens: 1,
@@ -502,6 +510,7 @@ impl Model {
                 tensor_bytes,
                 weight_gpu_bytes,
                 kv_cache_bytes,
+                kv_cache_type: kv.name(),
             },
             decode_weight_bytes,
             min_matmul_block: opts.min_matmul_block.unwrap_or(2),

@@ -1,11 +1,14 @@
 //! Attention test cases shared by the native tests (kernels_attention.rs, on lavapipe) and the
 //! browser tests (web_kernels.rs): a plain f64 CPU reference, softmax(q k^T * scale
 //! [soft-capped] + mask) v per head with kv head = head / (n_heads / n_kv_heads), and async
-//! runners that push a case through the bound attention ops.
+//! runners that push a case through the bound attention ops. A case runs on the cache type of
+//! the kernels it is given: with an f16 cache the reference sees the keys and values rounded to
+//! half by the `half` crate, the rest of the arithmetic as in f32.
 #![allow(dead_code)]
 
 use gemma_web::gpu::attention::{
-    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, LayerCache,
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, KvDtype,
+    LayerCache,
 };
 use gemma_web::gpu::Gpu;
 use gemma_web::testing::{assert_close, Rng};
@@ -68,6 +71,50 @@ pub fn attention_ref(
     out
 }
 
+/// The cache types `gpu` runs: f32, and f16 where it has shader-f16.
+pub fn kv_types(gpu: &Gpu) -> Vec<KvDtype> {
+    let mut v = vec![KvDtype::F32];
+    if gpu.caps.f16 {
+        v.push(KvDtype::F16);
+    }
+    v
+}
+
+/// `x` as a cache of type `kv` holds it: rounded to the nearest half (clamped to the largest
+/// finite one, as the kernels store it) for f16.
+pub fn stored(kv: KvDtype, x: &[f32]) -> Vec<f32> {
+    match kv {
+        KvDtype::F32 => x.to_vec(),
+        KvDtype::F16 => x
+            .iter()
+            .map(|&v| half::f16::from_f32(v.clamp(-65504.0, 65504.0)).to_f32())
+            .collect(),
+    }
+}
+
+/// The bytes of a cache of type `kv` holding `x`.
+pub fn cache_bytes(kv: KvDtype, x: &[f32]) -> Vec<u8> {
+    match kv {
+        KvDtype::F32 => bytemuck::cast_slice(x).to_vec(),
+        KvDtype::F16 => x
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// The first `n` values of a cache buffer of type `kv`, widened to f32.
+pub async fn read_cache(gpu: &Gpu, buf: &wgpu::Buffer, n: usize, kv: KvDtype) -> Vec<f32> {
+    let bytes = gpu.read(buf, 0, n as u64 * kv.bytes()).await.unwrap();
+    match kv {
+        KvDtype::F32 => bytemuck::pod_collect_to_vec(&bytes),
+        KvDtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+    }
+}
+
 /// The cache after storing `rows` ((n, n_kv_heads, head_dim)) at positions pos..pos+n
 /// (slots (pos + t) % cache_len).
 pub fn cache_after_write(s: &AttentionShape, cache: &[f32], rows: &[f32], pos: usize) -> Vec<f32> {
@@ -125,7 +172,9 @@ pub async fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
         scale: 1.0 / (c.head_dim as f32).sqrt(),
         softcap: c.softcap,
         window: c.window,
+        kv: kernels.kv,
     };
+    let kv = kernels.kv;
     let mut rng = Rng::new(c.seed);
     let (n, nh, nkv, hd) = (
         c.n as usize,
@@ -135,17 +184,15 @@ pub async fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
     );
     let cache_floats = nkv * shape.cache_len as usize * hd;
     // Random everywhere, including the positions about to be written and the slack.
-    let k_cache = rng.vec_normal(cache_floats, 1.0);
-    let v_cache = rng.vec_normal(cache_floats, 1.0);
+    let k_cache = stored(kv, &rng.vec_normal(cache_floats, 1.0));
+    let v_cache = stored(kv, &rng.vec_normal(cache_floats, 1.0));
     let q = rng.vec_normal(n * nh * hd, c.q_std);
     let k_new = rng.vec_normal(n * nkv * hd, 1.0);
     let v_new = rng.vec_normal(n * nkv * hd, 1.0);
 
     let cache = LayerCache::new(gpu, &shape, "test").unwrap();
-    gpu.write(&cache.k, 0, bytemuck::cast_slice(&k_cache))
-        .unwrap();
-    gpu.write(&cache.v, 0, bytemuck::cast_slice(&v_cache))
-        .unwrap();
+    gpu.write(&cache.k, 0, &cache_bytes(kv, &k_cache)).unwrap();
+    gpu.write(&cache.v, 0, &cache_bytes(kv, &v_cache)).unwrap();
     let io = [
         gpu.storage_f32("q", &q).unwrap(),
         gpu.storage_f32("k_new", &k_new).unwrap(),
@@ -190,7 +237,11 @@ pub async fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
 /// checks both the cache and the attention output.
 pub async fn run_case(gpu: &Gpu, kernels: &AttentionKernels, c: &Case, prefill: bool) {
     let mut s = setup(gpu, kernels, c).await;
-    let name = format!("{} {c:?}", if prefill { "prefill" } else { "decode" });
+    let kv = kernels.kv;
+    let name = format!(
+        "{} on an {kv:?} cache, {c:?}",
+        if prefill { "prefill" } else { "decode" }
+    );
     if prefill {
         let ops = s.layer.prefill_ops(gpu, c.pos, c.n).unwrap();
         gpu.run(&ops).unwrap();
@@ -199,10 +250,12 @@ pub async fn run_case(gpu: &Gpu, kernels: &AttentionKernels, c: &Case, prefill: 
         let ops = s.layer.decode_ops(gpu, c.pos).unwrap();
         gpu.run(&ops).unwrap();
     }
-    let k_expected = cache_after_write(&s.shape, &s.k_cache, &s.k_new, c.pos as usize);
-    let v_expected = cache_after_write(&s.shape, &s.v_cache, &s.v_new, c.pos as usize);
-    let k_got = gpu.read_f32(&s.cache.k, k_expected.len()).await.unwrap();
-    let v_got = gpu.read_f32(&s.cache.v, v_expected.len()).await.unwrap();
+    let k_new = stored(kv, &s.k_new);
+    let v_new = stored(kv, &s.v_new);
+    let k_expected = cache_after_write(&s.shape, &s.k_cache, &k_new, c.pos as usize);
+    let v_expected = cache_after_write(&s.shape, &s.v_cache, &v_new, c.pos as usize);
+    let k_got = read_cache(gpu, &s.cache.k, k_expected.len(), kv).await;
+    let v_got = read_cache(gpu, &s.cache.v, v_expected.len(), kv).await;
     assert_close(&format!("k cache, {name}"), &k_expected, &k_got, 0.0, 0.0);
     assert_close(&format!("v cache, {name}"), &v_expected, &v_got, 0.0, 0.0);
 
@@ -250,6 +303,7 @@ pub async fn run_stream(gpu: &Gpu, kernels: &AttentionKernels, slots: u32, seed:
         ..case(8, 4, 0, max_block)
     };
     let mut s = setup(gpu, kernels, &c).await;
+    let kv = kernels.kv;
     let (nh, nkv, hd) = (8usize, 4usize, 256usize);
     let blocks = [(0u32, 11u32), (11, 1), (12, 1), (13, 1)]
         .into_iter()
@@ -280,12 +334,12 @@ pub async fn run_stream(gpu: &Gpu, kernels: &AttentionKernels, slots: u32, seed:
             let ops = s.layer.prefill_ops(gpu, pos, n).unwrap();
             gpu.run(&ops).unwrap();
         }
-        k_hist = cache_after_write(&logical, &k_hist, &k, p);
-        v_hist = cache_after_write(&logical, &v_hist, &v, p);
+        k_hist = cache_after_write(&logical, &k_hist, &stored(kv, &k), p);
+        v_hist = cache_after_write(&logical, &v_hist, &stored(kv, &v), p);
         let expected = attention_ref(&logical, &q, &k_hist, &v_hist, p, nu);
         let got = gpu.read_f32(&s.io[3], expected.len()).await.unwrap();
         assert_close(
-            &format!("{slots} slots, block at {pos} of {n}"),
+            &format!("{slots} slots on an {kv:?} cache, block at {pos} of {n}"),
             &expected,
             &got,
             2e-5,
@@ -293,10 +347,7 @@ pub async fn run_stream(gpu: &Gpu, kernels: &AttentionKernels, slots: u32, seed:
         );
     }
     // The last `slots` positions (at most) sit in their slots.
-    let k_got = gpu
-        .read_f32(&s.cache.k, nkv * slots as usize * hd)
-        .await
-        .unwrap();
+    let k_got = read_cache(gpu, &s.cache.k, nkv * slots as usize * hd, kv).await;
     let len = slots as usize;
     for h in 0..nkv {
         for p in total.saturating_sub(len)..total {
