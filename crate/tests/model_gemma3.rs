@@ -50,8 +50,8 @@ fn gemma3_270m_matches_llama_cpp() {
     eprintln!("KV cache: {}", model.stats.kv_cache_type);
 
     // First generated position: the top-5 ids in llama.cpp's order, logits within 0.2 of
-    // llama.cpp's (measured on lavapipe: 0.141 at most with the f16 cache, 0.138 with f32, on token 3048; the README
-    // says so).
+    // llama.cpp's (measured on lavapipe, on token 3048: 0.141 at most with the f16 cache, 0.138
+    // with f32; the README says so).
     let top = match pollster::block_on(model.prefill(&HAIKU_PROMPT, 0, Head::TopK)).unwrap() {
         Output::TopK(t) => t,
         o => panic!("{o:?}"),
