@@ -1,12 +1,16 @@
 //! `gemma-web bench-kernels`: the adapter's streaming-read bandwidth and, for every weight type,
 //! the decode matvec's effective bandwidth (weight bytes / time) at Gemma 2B shapes, as a
-//! fraction of it. Wall-clock timing over many dispatches in one submit, ended by waiting for
+//! fraction of it, and decode attention's (KV-cache bytes / time) over contexts of several lengths. Wall-clock timing over many dispatches in one submit, ended by waiting for
 //! the queue; the median of several such runs. Weights are rotated through enough copies that
 //! repeated runs cannot be served from the GPU's L2 cache.
 
 use std::time::{Duration, Instant};
 
 use crate::gguf::GgmlType;
+use crate::gpu::attention::{
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionLayout, AttentionScratch,
+    AttentionShape, KvDtype, LayerCache,
+};
 use crate::gpu::matvec::{matvec_shaped, MatvecShape};
 use crate::gpu::{fold_workgroups, Gpu, GpuOptions, Op, PipelineDesc, WeightTensor};
 use crate::testing::Rng;
@@ -23,6 +27,8 @@ pub struct BenchOptions {
     pub types: Vec<GgmlType>,
     /// This thread layout instead of the adapter's (e.g. the GPU layout on lavapipe).
     pub shape: Option<MatvecShape>,
+    /// Also time decode attention, on an f32 KV cache and on the one the engine picks.
+    pub attention: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -39,6 +45,24 @@ pub struct MatvecResult {
     pub fraction_of_stream: f64,
 }
 
+/// Decode attention (attention_decode.wgsl + attention_combine.wgsl) of one query over `keys`
+/// cached keys and values.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AttentionResult {
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub keys: u32,
+    pub kv_type: &'static str,
+    /// `attention_decode_rows.wgsl` ("rows", CPU adapters) or `attention_decode.wgsl` ("tiles").
+    pub layout: &'static str,
+    /// Bytes of the keys and values read.
+    pub kv_bytes: u64,
+    pub median_ms: f64,
+    pub gb_per_s: f64,
+    pub fraction_of_stream: f64,
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
     pub adapter: String,
@@ -50,6 +74,7 @@ pub struct BenchReport {
     pub stream_bytes: u64,
     pub stream_gb_per_s: f64,
     pub matvec: Vec<MatvecResult>,
+    pub attention: Vec<AttentionResult>,
 }
 
 /// Gemma 2B decode shapes (rows x cols): q/o projections, gate/up, down, LM head.
@@ -64,6 +89,16 @@ const QUICK_TYPES: [GgmlType; 5] = [
     GgmlType::Q5_0,
     GgmlType::F32,
 ];
+
+/// Decode attention (heads, kv heads, head_dim, keys): Gemma 3 270M inside and past its 512
+/// window, Gemma 2 2B and Gemma 1 2B at long contexts.
+const ATTENTION_SHAPES: [(u32, u32, u32, u32); 4] = [
+    (4, 1, 256, 512),
+    (4, 1, 256, 4096),
+    (8, 4, 256, 4096),
+    (8, 1, 256, 8192),
+];
+const QUICK_ATTENTION_SHAPES: [(u32, u32, u32, u32); 2] = [(4, 1, 256, 512), (8, 4, 256, 2048)];
 
 /// The measured time of one run should be at least this, so submit/wait overhead is noise.
 const TARGET_RUN: Duration = Duration::from_millis(40);
@@ -245,6 +280,81 @@ async fn matvec_bandwidth(
     })
 }
 
+async fn attention_bandwidth(
+    gpu: &Gpu,
+    (heads, kv_heads, head_dim, keys): (u32, u32, u32, u32),
+    kv: KvDtype,
+    layout: AttentionLayout,
+    rng: &mut Rng,
+) -> Result<AttentionResult, Error> {
+    let shape = AttentionShape {
+        n_heads: heads,
+        n_kv_heads: kv_heads,
+        head_dim,
+        cache_len: keys,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        softcap: None,
+        window: None,
+        kv,
+    };
+    let kernels = AttentionKernels::load(gpu, &shape, layout).await?;
+    let cache = LayerCache::new(gpu, &shape, "bench")?;
+    // Keys and values of about unit size: 0x3c00 is half 1.0, 0x3f800000 f32 1.0, perturbed.
+    let values = shape.cache_floats()? as usize;
+    let bytes: Vec<u8> = match kv {
+        KvDtype::F16 => (0..values)
+            .flat_map(|_| (0x3800u16 + (rng.next_u32() & 0x7ff) as u16).to_le_bytes())
+            .collect(),
+        KvDtype::F32 => (0..values)
+            .flat_map(|_| (0x3f00_0000u32 + (rng.next_u32() & 0x7f_ffff)).to_le_bytes())
+            .collect(),
+    };
+    gpu.write(&cache.k, 0, &bytes)?;
+    gpu.write(&cache.v, 0, &bytes)?;
+    drop(bytes);
+    let q_bytes = u64::from(heads) * u64::from(head_dim) * 4;
+    let kv_row = u64::from(kv_heads) * u64::from(head_dim) * 4;
+    let q = gpu.storage("bench q", q_bytes)?;
+    let kv_new = gpu.storage("bench kv", kv_row)?;
+    let out = gpu.storage("bench out", q_bytes)?;
+    let scratch = AttentionScratch::new(gpu, &shape)?;
+    let io = AttentionIo {
+        q: &q,
+        k_new: &kv_new,
+        v_new: &kv_new,
+        out: &out,
+    };
+    let mut layer = gpu
+        .scoped("bench attention", || {
+            AttentionLayer::new(gpu, &kernels, shape, io, &cache, &scratch, "bench")
+        })
+        .await??;
+    let ops: Vec<Op> = layer
+        .attend_decode_ops(gpu, keys - 1)?
+        .into_iter()
+        .cloned()
+        .collect();
+    let secs = time_ops(gpu, &|_| ops.as_slice())?;
+    let kv_bytes = shape.cache_bytes()? * 2;
+    cache.k.destroy();
+    cache.v.destroy();
+    Ok(AttentionResult {
+        heads,
+        kv_heads,
+        head_dim,
+        keys,
+        kv_type: kv.name(),
+        layout: match layout {
+            AttentionLayout::Tiles => "tiles",
+            AttentionLayout::Rows { .. } => "rows",
+        },
+        kv_bytes,
+        median_ms: secs * 1e3,
+        gb_per_s: kv_bytes as f64 / secs / 1e9,
+        fraction_of_stream: 0.0,
+    })
+}
+
 /// The adapter's streaming-read bandwidth in GB/s over a buffer of `bytes` (rounded down to 16),
 /// the roofline a memory-bound decode step is measured against.
 pub async fn streaming_read_gb_s(gpu: &Gpu, bytes: u64) -> Result<f64, Error> {
@@ -284,6 +394,33 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, Error> {
             results.push(r);
         }
     }
+    let mut attention = Vec::new();
+    let attention_shapes: &[_] = if opts.quick {
+        &QUICK_ATTENTION_SHAPES
+    } else {
+        &ATTENTION_SHAPES
+    };
+    if opts.attention {
+        // The adapter's layout, then the other; f32, then (if the device has it) f16.
+        let mut layouts = vec![AttentionLayout::for_gpu(&gpu)];
+        if layouts[0] != AttentionLayout::Tiles {
+            layouts.push(AttentionLayout::Tiles);
+        }
+        let mut kvs = vec![KvDtype::F32];
+        if gpu.caps.f16 {
+            kvs.push(KvDtype::F16);
+        }
+        for &layout in &layouts {
+            for &kv in &kvs {
+                for &a in attention_shapes {
+                    let mut r = attention_bandwidth(&gpu, a, kv, layout, &mut rng).await?;
+                    r.fraction_of_stream = r.gb_per_s / stream;
+                    log::info!("{r:?}");
+                    attention.push(r);
+                }
+            }
+        }
+    }
     Ok(BenchReport {
         adapter: gpu.caps.adapter_name.clone(),
         backend: gpu.caps.backend.clone(),
@@ -297,6 +434,7 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, Error> {
         stream_bytes,
         stream_gb_per_s: stream,
         matvec: results,
+        attention,
     })
 }
 
@@ -326,6 +464,25 @@ pub fn table(r: &BenchReport) -> String {
             m.median_ms,
             m.gb_per_s,
             m.fraction_of_stream * 100.0
+        ));
+    }
+    if !r.attention.is_empty() {
+        s.push_str(&format!(
+            "\n{:<9} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8}\n",
+            "attention", "keys", "kv", "layout", "MB", "ms", "GB/s", "stream"
+        ));
+    }
+    for a in &r.attention {
+        s.push_str(&format!(
+            "{:<9} {:>8} {:>6} {:>6} {:>10.1} {:>10.3} {:>8.2} {:>7.0}%\n",
+            format!("{}/{}x{}", a.heads, a.kv_heads, a.head_dim),
+            a.keys,
+            a.kv_type,
+            a.layout,
+            a.kv_bytes as f64 / 1e6,
+            a.median_ms,
+            a.gb_per_s,
+            a.fraction_of_stream * 100.0
         ));
     }
     s

@@ -2,36 +2,37 @@
 //! softmax(q k^T * scale [soft-capped] + mask) v per head, kv head = head / (n_heads / n_kv_heads).
 //! Odd lengths, windows shorter than the sequence, soft-cap on and off, MQA and GQA, prefill
 //! on top of an existing cache, at WebGPU's default limits; on an f32 cache, and on an f16
-//! cache where the adapter has shader-f16 (lavapipe has).
+//! cache where the adapter has shader-f16 (lavapipe has); decode in both layouts (tiles, and
+//! rows in subgroups, which lavapipe has).
 #![cfg(not(target_arch = "wasm32"))]
 
 mod attention_common;
 
 use attention_common::{
-    cache_bytes, case, kv_types, read_cache, run_case, run_stream, setup, stored, Case,
+    cache_bytes, case, kernels_for, kv_types, layouts, read_cache, run_case, run_stream, setup,
+    stored, variants, Case, Variant,
 };
 use gemma_web::gpu::attention::{
-    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, KvDtype,
-    LayerCache,
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionLayout, AttentionScratch,
+    AttentionShape, KvDtype, LayerCache,
 };
 use gemma_web::gpu::{Gpu, GpuOptions};
+use gemma_web::testing::assert_close;
 use gemma_web::Error;
 
 fn device() -> Gpu {
     pollster::block_on(Gpu::new(GpuOptions {
         allow_f16: true,
+        allow_subgroups: true,
         ..GpuOptions::for_tests()
     }))
     .expect("a wgpu adapter (lavapipe)")
 }
 
-/// The attention kernels for every cache type the device runs.
-fn kernel_sets(gpu: &Gpu) -> Vec<AttentionKernels> {
-    kv_types(gpu)
-        .into_iter()
-        .map(|kv| pollster::block_on(AttentionKernels::load(gpu, kv)).unwrap())
-        .collect()
-}
+const F32_TILES: Variant = Variant {
+    kv: KvDtype::F32,
+    layout: AttentionLayout::Tiles,
+};
 
 #[test]
 fn prefill_matches_reference() {
@@ -86,9 +87,14 @@ fn prefill_matches_reference() {
             ..case(4, 1, 1000, 33)
         },
     ];
-    for kernels in kernel_sets(&gpu) {
+    // The decode layout does not touch prefill: each cache type once.
+    for kv in kv_types(&gpu) {
+        let v = Variant {
+            kv,
+            layout: AttentionLayout::Tiles,
+        };
         for c in &cases {
-            pollster::block_on(run_case(&gpu, &kernels, c, true));
+            pollster::block_on(run_case(&gpu, v, c, true));
         }
     }
 }
@@ -159,9 +165,10 @@ fn decode_matches_reference() {
         seed: 26,
         ..case(8, 4, 9000, 1)
     });
-    for kernels in kernel_sets(&gpu) {
+    assert!(layouts(&gpu).len() == 2 || !gpu.caps.subgroups);
+    for v in variants(&gpu) {
         for c in &cases {
-            pollster::block_on(run_case(&gpu, &kernels, c, false));
+            pollster::block_on(run_case(&gpu, v, c, false));
         }
     }
 }
@@ -169,20 +176,19 @@ fn decode_matches_reference() {
 #[test]
 fn streams_of_blocks_and_steps_reuse_the_bound_layer() {
     let gpu = device();
-    for kernels in kernel_sets(&gpu) {
+    for v in variants(&gpu) {
         // Every position has its own slot.
-        pollster::block_on(run_stream(&gpu, &kernels, 75, 30));
+        pollster::block_on(run_stream(&gpu, v, 75, 30));
         // Sliding-window ring: window 24 + block 11 - 1 = 34 slots for 70 positions.
-        pollster::block_on(run_stream(&gpu, &kernels, 34, 31));
+        pollster::block_on(run_stream(&gpu, v, 34, 31));
     }
-    let kernels = pollster::block_on(AttentionKernels::load(&gpu, KvDtype::F32)).unwrap();
     // A ring one slot short of that is refused, not silently wrong.
     let c = Case {
         window: Some(24),
         slots: Some(33),
         ..case(8, 4, 0, 11)
     };
-    let mut s = pollster::block_on(setup(&gpu, &kernels, &c));
+    let mut s = pollster::block_on(setup(&gpu, F32_TILES, &c));
     assert!(s.layer.prefill_ops(&gpu, 40, 11).is_err());
     assert!(s.layer.prefill_ops(&gpu, 40, 10).is_ok());
 }
@@ -190,8 +196,8 @@ fn streams_of_blocks_and_steps_reuse_the_bound_layer() {
 #[test]
 fn oversized_requests_are_errors_not_panics() {
     let gpu = device();
-    let kernels = pollster::block_on(AttentionKernels::load(&gpu, KvDtype::F32)).unwrap();
-    let mut s = pollster::block_on(setup(&gpu, &kernels, &case(4, 1, 2, 3)));
+    let mut s = pollster::block_on(setup(&gpu, F32_TILES, &case(4, 1, 2, 3)));
+    let kernels = pollster::block_on(kernels_for(&gpu, &s.shape, AttentionLayout::Tiles));
     let len = s.shape.cache_len;
     assert!(s.layer.decode_ops(&gpu, len).is_err());
     // More tokens than the io buffers hold.
@@ -227,9 +233,37 @@ fn oversized_requests_are_errors_not_panics() {
         ..s.shape
     };
     assert!(matches!(
-        pollster::block_on(AttentionKernels::load(&plain, KvDtype::F16)),
+        pollster::block_on(AttentionKernels::load(
+            &plain,
+            &half,
+            AttentionLayout::Tiles
+        )),
         Err(Error::Unsupported(_))
     ));
+    // The rows layout on a device without subgroups.
+    assert!(matches!(
+        pollster::block_on(AttentionKernels::load(
+            &plain,
+            &s.shape,
+            AttentionLayout::Rows { lanes: 8 }
+        )),
+        Err(Error::Unsupported(_))
+    ));
+    // Kernels built for other heads.
+    let other = AttentionShape {
+        n_heads: 8,
+        ..s.shape
+    };
+    let scratch = AttentionScratch::new(&gpu, &other).unwrap();
+    let cache = LayerCache::new(&gpu, &other, "other").unwrap();
+    let io = AttentionIo {
+        q: &s.io[0],
+        k_new: &s.io[1],
+        v_new: &s.io[2],
+        out: &s.io[3],
+    };
+    let err = AttentionLayer::new(&gpu, &kernels, other, io, &cache, &scratch, "l");
+    assert!(matches!(err, Err(Error::Unsupported(_))), "{err:?}");
     assert!(matches!(
         LayerCache::new(&plain, &half, "half"),
         Err(Error::Unsupported(_))
@@ -237,23 +271,25 @@ fn oversized_requests_are_errors_not_panics() {
 }
 
 /// The fused decode (per-head norms, RoPE and the cache write inside the attention dispatch)
-/// gives exactly the bits of qk_rope_kv.wgsl followed by the decode passes, which the tests
-/// above and kernels_fused.rs check against f64 references: the output and both caches, with
-/// and without the q/k norm, MQA and GQA, one split and many, a window over a ring that wraps,
-/// linear RoPE scaling, head dims 64, 100 and 256, on each cache type.
+/// gives what qk_rope_kv.wgsl followed by the decode passes gives, which the tests above and
+/// kernels_fused.rs check against f64 references: the output and both caches, with and without
+/// the q/k norm, MQA and GQA, one split and many, a window over a ring that wraps, linear RoPE
+/// scaling, head dims 64, 100 and 256, on each cache type and in each layout. In the tiles
+/// layout exactly the same bits (its norm sums as head_norm_rope.wgsl does); in rows the norm's
+/// squares add up across the subgroup in another order, so within rounding.
 #[test]
 fn fused_decode_equals_qk_rope_kv_then_decode() {
     let g = device();
-    for kernels in kernel_sets(&g) {
-        fused_decode_cases(&g, &kernels);
+    for v in variants(&g) {
+        fused_decode_cases(&g, v);
     }
 }
 
-fn fused_decode_cases(g: &Gpu, kernels: &AttentionKernels) {
+fn fused_decode_cases(g: &Gpu, variant: Variant) {
+    let Variant { kv, layout } = variant;
     use gemma_web::gpu::attention::{FusedDecodeIo, FusedRope};
     use gemma_web::gpu::kernels::{self, QkRopeKvIo, QkRopeKvParams};
     use gemma_web::testing::Rng;
-    let kv = kernels.kv;
     // (heads, kv heads, head_dim, cache slots, window, position, q/k norm, RoPE scale)
     let cases = [
         (4u32, 1u32, 256u32, 700u32, None, 37u32, true, 1.0f32),
@@ -273,6 +309,7 @@ fn fused_decode_cases(g: &Gpu, kernels: &AttentionKernels) {
             window,
             kv,
         };
+        let kernels = pollster::block_on(kernels_for(g, &shape, layout));
         let rope = FusedRope {
             base: 10_000.0,
             pos_scale,
@@ -301,7 +338,7 @@ fn fused_decode_cases(g: &Gpu, kernels: &AttentionKernels) {
                 out: &out,
             };
             let mut layer =
-                AttentionLayer::new(g, kernels, shape, io, &cache, &scratch, "l").unwrap();
+                AttentionLayer::new(g, &kernels, shape, io, &cache, &scratch, "l").unwrap();
             let mut qk = pollster::block_on(kernels::qk_rope_kv(
                 g,
                 &QkRopeKvIo {
@@ -351,11 +388,30 @@ fn fused_decode_cases(g: &Gpu, kernels: &AttentionKernels) {
             ));
         }
         let name = format!(
-            "case {i}, {kv:?} cache: {nh}/{nkv} heads, hd {hd}, pos {pos}, window {window:?}"
+            "case {i}, {variant:?}: {nh}/{nkv} heads, hd {hd}, pos {pos}, window {window:?}"
         );
         assert!(outs[0].0.iter().all(|v| v.is_finite()), "{name}");
-        assert_eq!(outs[0].0, outs[1].0, "{name}: output");
-        assert_eq!(outs[0].1, outs[1].1, "{name}: k cache");
+        if layout == AttentionLayout::Tiles {
+            assert_eq!(outs[0].0, outs[1].0, "{name}: output");
+            assert_eq!(outs[0].1, outs[1].1, "{name}: k cache");
+        } else {
+            // A key a hair off may round to the neighbouring half: one half ulp on f16.
+            let rel = if kv == KvDtype::F16 { 1e-3 } else { 1e-5 };
+            assert_close(
+                &format!("{name}: output"),
+                &outs[0].0,
+                &outs[1].0,
+                2e-5,
+                1e-4,
+            );
+            assert_close(
+                &format!("{name}: k cache"),
+                &outs[0].1,
+                &outs[1].1,
+                1e-6,
+                rel,
+            );
+        }
         assert_eq!(outs[0].2, outs[1].2, "{name}: v cache");
         assert_ne!(outs[1].1, cache0, "{name}: the key was stored");
     }
@@ -370,6 +426,7 @@ fn fused_decode_cases(g: &Gpu, kernels: &AttentionKernels) {
         window: None,
         kv,
     };
+    let kernels = pollster::block_on(kernels_for(g, &shape, layout));
     let cache = LayerCache::new(g, &shape, "c").unwrap();
     let scratch = AttentionScratch::new(g, &shape).unwrap();
     let b = g.storage("b", 16 * 64 * 4 * 4).unwrap();
@@ -379,7 +436,7 @@ fn fused_decode_cases(g: &Gpu, kernels: &AttentionKernels) {
         v_new: &b,
         out: &b,
     };
-    let mut layer = AttentionLayer::new(g, kernels, shape, io, &cache, &scratch, "l").unwrap();
+    let mut layer = AttentionLayer::new(g, &kernels, shape, io, &cache, &scratch, "l").unwrap();
     let fused = FusedDecodeIo {
         qkv: &b,
         qk_norm: None,

@@ -1,8 +1,9 @@
 //! The real Gemma 3 270M (Q4_K_M) on the GPU engine, against an independent llama.cpp run
 //! (GEMMA.md) and against the CPU reference (candle-transformers' gemma3 on the dequantized
-//! weights). Against llama.cpp the engine runs as the CLI and the page do, with shader-f16 and
-//! so an f16 KV cache where the adapter has it (llama.cpp's cache is f16 too); against the f32
-//! reference, on an f32 cache.
+//! weights). Against llama.cpp the engine runs with shader-f16 and subgroups, as the CLI and the
+//! page do (on lavapipe: decode attention in the rows layout), on an f16 KV cache where the
+//! adapter has shader-f16 (llama.cpp's cache is f16 too); against the f32 reference, on an f32
+//! cache.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod reference;
@@ -18,16 +19,23 @@ use gemma_web::model::{
 use gemma_web::Error;
 use reference::{HAIKU_PROMPT, LLAMA_CPP_GREEDY, LLAMA_CPP_TOP5};
 
-fn load(path: &PathBuf, context: u32, kv: KvDtype) -> Model {
+/// `features`: shader-f16 and subgroups enabled and an f16 KV cache (where the adapter has
+/// them), or neither and an f32 cache.
+fn load(path: &PathBuf, context: u32, features: bool) -> Model {
     let gpu = pollster::block_on(Gpu::new(GpuOptions {
-        allow_f16: true,
+        allow_f16: features,
+        allow_subgroups: features,
         ..GpuOptions::for_tests()
     }))
     .expect("gpu");
     let mut src = FileSource::open(path).expect("open");
     let opts = ModelOptions {
         context_len: Some(context),
-        kv_cache: Some(kv).filter(|_| gpu.caps.f16),
+        kv_cache: Some(if gpu.caps.f16 {
+            KvDtype::F16
+        } else {
+            KvDtype::F32
+        }),
         ..Default::default()
     };
     pollster::block_on(Model::load(gpu, &mut src, &opts, &mut |_, _| {})).expect("load")
@@ -46,7 +54,7 @@ fn gemma3_270m_matches_llama_cpp() {
     let Some(path) = reference::real_model() else {
         return;
     };
-    let mut model = load(&path, 128, KvDtype::F16);
+    let mut model = load(&path, 128, true);
     eprintln!("KV cache: {}", model.stats.kv_cache_type);
 
     // First generated position: the top-5 ids in llama.cpp's order, logits within 0.2 of
@@ -156,7 +164,7 @@ fn gemma3_270m_matches_reference_per_position() {
     let Some(path) = reference::real_model() else {
         return;
     };
-    let model = load(&path, 1024, KvDtype::F32);
+    let model = load(&path, 1024, false);
     let tokenizer = gemma_web::tokenizer::GemmaTokenizer::from_gguf(&model.header).unwrap();
     let mut model = model;
     let long = tokenizer.encode(LONG_TEXT, true).unwrap();

@@ -2,8 +2,9 @@
 //! against the CPU reference (candle-transformers' full-precision gemma / gemma2 / gemma3 on the
 //! same dequantized weights): logits NMSE at most 1e-4 at every position, through both the
 //! prefill (blocks of odd sizes) and the decode path, and identical greedy tokens for 32 steps.
-//! Gemma 1 and 2 also run on an f16 KV cache (what the engine picks where the adapter has
-//! shader-f16), against the same full-precision reference.
+//! Gemma 1 and 2 also run with shader-f16 and subgroups enabled, as the CLI and the page run: on
+//! lavapipe that is decode attention in the rows layout; on an f16 KV cache, against the same
+//! full-precision reference.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod reference;
@@ -38,6 +39,7 @@ fn prompt(len: usize, vocab: u32, seed: u64) -> Vec<u32> {
 fn check(name: &str, spec: RandomGemmaSpec, prompt_len: usize, chunk: u32, kv: KvDtype) {
     let gpu = pollster::block_on(Gpu::new(GpuOptions {
         allow_f16: kv == KvDtype::F16,
+        allow_subgroups: kv == KvDtype::F16,
         ..GpuOptions::for_tests()
     }))
     .expect("gpu");

@@ -5,8 +5,8 @@
 
 mod attention_common;
 
-use attention_common::{case, run_case, run_stream, Case};
-use gemma_web::gpu::attention::{AttentionKernels, KvDtype};
+use attention_common::{case, run_case, run_stream, variants, Case, Variant};
+use gemma_web::gpu::attention::{AttentionLayout, KvDtype};
 use gemma_web::gpu::{kernels, Gpu, GpuOptions};
 use gemma_web::testing::{assert_close, rope_reference, Rng};
 use wasm_bindgen_test::*;
@@ -190,12 +190,22 @@ async fn web_sampling_keeps_the_sorted_prefix() {
 
 /// The native attention cases' runners at browser sizes: GQA and MQA, window, soft-cap, head_dim
 /// 256 and 64, a ring cache, and a stream of prefill blocks and decode steps on one bound layer.
+/// Decode in every layout and cache type the browser's adapter offers (the rows layout where it
+/// has subgroups).
 #[wasm_bindgen_test]
 async fn web_attention_decode_prefill_and_ring() {
-    let g = gpu().await;
-    let k = match AttentionKernels::load(&g, KvDtype::best(&g)).await {
-        Ok(k) => k,
-        Err(e) => panic!("attention kernels: {e}"),
+    let g = match Gpu::new(GpuOptions {
+        allow_subgroups: true,
+        ..GpuOptions::for_tests()
+    })
+    .await
+    {
+        Ok(g) => g,
+        Err(e) => panic!("no WebGPU in this browser: {e}"),
+    };
+    let k = Variant {
+        kv: KvDtype::F32,
+        layout: AttentionLayout::Tiles,
     };
     let prefill = [
         Case {
@@ -212,7 +222,7 @@ async fn web_attention_decode_prefill_and_ring() {
         },
     ];
     for c in &prefill {
-        run_case(&g, &k, c, true).await;
+        run_case(&g, k, c, true).await;
     }
     let decode = [
         Case {
@@ -234,10 +244,13 @@ async fn web_attention_decode_prefill_and_ring() {
             ..case(8, 4, 30, 1)
         },
     ];
-    for c in &decode {
-        run_case(&g, &k, c, false).await;
+    for v in variants(&g) {
+        web_sys::console::log_1(&format!("attention decode: {v:?}").into());
+        for c in &decode {
+            run_case(&g, v, c, false).await;
+        }
+        run_stream(&g, v, 34, 45).await;
     }
-    run_stream(&g, &k, 34, 45).await;
 }
 
 // ---- quantized matvec / matmul (owner: matvec). The reference dequantizes with ggml's

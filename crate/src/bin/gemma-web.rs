@@ -188,6 +188,10 @@ mod native {
         /// WORKGROUP,ROW_THREADS,ROWS_PER_THREAD (e.g. 64,1,1).
         #[arg(long)]
         matvec_shape: Option<String>,
+        /// Also time decode attention over long contexts: both layouts where the adapter has two, f32
+        /// and (with shader-f16) f16 caches.
+        #[arg(long)]
+        attention: bool,
     }
 
     #[derive(Args)]
@@ -396,6 +400,7 @@ mod native {
                 .as_deref()
                 .map(gemma_web::gpu::matvec::MatvecShape::parse)
                 .transpose()?,
+            attention: args.attention,
         };
         let report = pollster::block_on(run(&opts))?;
         if args.json {

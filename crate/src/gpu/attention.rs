@@ -1,6 +1,7 @@
 //! Attention and the KV cache on the GPU: the parameters, dispatch sizes and bound ops of
-//! `shaders/kv_write.wgsl`, `attention_decode.wgsl` + `attention_combine.wgsl` (one query,
-//! split over the keys) and `attention_prefill.wgsl` (a causal block of queries).
+//! `shaders/kv_write.wgsl`, `attention_decode.wgsl` (GPUs) or `attention_decode_rows.wgsl` (CPU
+//! adapters) + `attention_combine.wgsl` (one query, split over the keys) and
+//! `attention_prefill.wgsl` (a causal block of queries).
 //!
 //! Layouts (row-major, innermost last; activations f32, the cache f32 or f16, [`KvDtype`]):
 //! - q and the attention output: (tokens, n_heads, head_dim), i.e. one q-projection row per token;
@@ -82,9 +83,10 @@ pub enum KvDtype {
 }
 
 impl KvDtype {
-    /// f16 where the device has shader-f16, else f32.
+    /// f16 where the device has shader-f16, except on CPU adapters (whose memory is the host's,
+    /// and where half loads and conversions made decode attention slower, not faster), else f32.
     pub fn best(gpu: &Gpu) -> Self {
-        if gpu.caps.f16 {
+        if gpu.caps.f16 && !gpu.caps.cpu {
             KvDtype::F16
         } else {
             KvDtype::F32
@@ -128,6 +130,31 @@ impl KvDtype {
             ));
         }
         Ok(())
+    }
+}
+
+/// Which kernel runs the first pass of decode attention ([`AttentionLayout::for_gpu`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionLayout {
+    /// `attention_decode.wgsl`: 256 threads a split, 32 keys a step through workgroup memory.
+    Tiles,
+    /// `attention_decode_rows.wgsl`: one subgroup of `lanes` invocations a split, a key at a
+    /// time in registers; for CPU adapters, where workgroup memory and barriers are slow.
+    Rows { lanes: u32 },
+}
+
+impl AttentionLayout {
+    /// Rows on CPU adapters whose every subgroup holds 4 or more invocations (lavapipe: 8),
+    /// tiles elsewhere.
+    pub fn for_gpu(gpu: &Gpu) -> Self {
+        let c = &gpu.caps;
+        if c.cpu && c.subgroups && c.subgroup_min_size >= 4 {
+            AttentionLayout::Rows {
+                lanes: c.subgroup_min_size.min(8),
+            }
+        } else {
+            AttentionLayout::Tiles
+        }
     }
 }
 
@@ -334,10 +361,13 @@ impl AttentionShape {
     }
 }
 
-/// The four attention pipelines for one cache element type, built once per device.
+/// The four attention pipelines for one cache element type, head layout and decode layout.
 #[derive(Clone, Debug)]
 pub struct AttentionKernels {
     pub kv: KvDtype,
+    pub layout: AttentionLayout,
+    /// (n_heads, n_kv_heads, head_dim) they were built for.
+    heads: (u32, u32, u32),
     pub kv_write: wgpu::ComputePipeline,
     pub decode: wgpu::ComputePipeline,
     pub combine: wgpu::ComputePipeline,
@@ -345,7 +375,14 @@ pub struct AttentionKernels {
 }
 
 impl AttentionKernels {
-    pub async fn load(gpu: &Gpu, kv: KvDtype) -> Result<Self, Error> {
+    /// The pipelines for layers of `shape`'s heads and cache type (any cache length or window).
+    pub async fn load(
+        gpu: &Gpu,
+        shape: &AttentionShape,
+        layout: AttentionLayout,
+    ) -> Result<Self, Error> {
+        shape.check()?;
+        let kv = shape.kv;
         kv.check(gpu)?;
         let libs = [kv.lib()];
         let on_cache = |kernel| PipelineDesc {
@@ -354,16 +391,13 @@ impl AttentionKernels {
             enables: kv.enables(),
             ..Default::default()
         };
+        let decode = AttentionKernels::decode_pipeline(gpu, shape, layout, None).await?;
         Ok(AttentionKernels {
             kv,
+            layout,
+            heads: (shape.n_heads, shape.n_kv_heads, shape.head_dim),
             kv_write: gpu.pipeline(&on_cache("kv_write")).await?,
-            decode: gpu
-                .pipeline(&PipelineDesc {
-                    libs: &[kv.lib(), "head_norm_rope"],
-                    entry: Some("main"),
-                    ..on_cache("attention_decode")
-                })
-                .await?,
+            decode,
             combine: gpu
                 .pipeline(&PipelineDesc::kernel("attention_combine"))
                 .await?,
@@ -392,20 +426,59 @@ pub struct FusedDecodeIo<'a> {
 }
 
 impl AttentionKernels {
-    /// The fused decode pipeline, with or without the q/k norm.
-    pub async fn fused_decode(
+    /// The first pass of decode attention in `layout` for `shape`'s heads and cache: `main`,
+    /// or with `fused = Some(qk_norm)` the fused entry, with or without the q/k norm.
+    pub async fn decode_pipeline(
         gpu: &Gpu,
-        kv: KvDtype,
-        qk_norm: bool,
+        shape: &AttentionShape,
+        layout: AttentionLayout,
+        fused: Option<bool>,
     ) -> Result<wgpu::ComputePipeline, Error> {
-        gpu.pipeline(&PipelineDesc {
-            kernel: "attention_decode",
-            libs: &[kv.lib(), "head_norm_rope"],
-            constants: &[("NORM", if qk_norm { 1.0 } else { 0.0 })],
-            enables: kv.enables(),
-            entry: Some("main_fused"),
-        })
-        .await
+        let kv = shape.kv;
+        let mut constants = vec![];
+        if let Some(norm) = fused {
+            constants.push(("NORM", if norm { 1.0 } else { 0.0 }));
+        }
+        let entry = Some(if fused.is_some() {
+            "main_fused"
+        } else {
+            "main"
+        });
+        let libs = [kv.lib(), "head_norm_rope"];
+        match layout {
+            AttentionLayout::Tiles => {
+                gpu.pipeline(&PipelineDesc {
+                    kernel: "attention_decode",
+                    libs: &libs,
+                    constants: &constants,
+                    enables: kv.enables(),
+                    entry,
+                })
+                .await
+            }
+            AttentionLayout::Rows { lanes } => {
+                let c = &gpu.caps;
+                if !(c.subgroups && c.subgroup_min_size >= lanes && (4..=8).contains(&lanes)) {
+                    return Err(unsupported(format!(
+                        "decode attention in subgroups of {lanes} on a device whose subgroups hold {}",
+                        c.subgroup_min_size
+                    )));
+                }
+                constants.extend([
+                    ("LANES", f64::from(lanes)),
+                    ("NG", f64::from(shape.group().min(DECODE_GROUP))),
+                    ("CHUNKS", f64::from((shape.head_dim / 4).div_ceil(lanes))),
+                ]);
+                gpu.pipeline(&PipelineDesc {
+                    kernel: "attention_decode_rows",
+                    libs: &libs,
+                    constants: &constants,
+                    enables: &[kv.enables(), &[Enable::Subgroups]].concat(),
+                    entry,
+                })
+                .await
+            }
+        }
     }
 }
 
@@ -479,6 +552,7 @@ pub struct AttentionIo<'a> {
 #[derive(Debug)]
 pub struct AttentionLayer {
     pub shape: AttentionShape,
+    pub layout: AttentionLayout,
     /// Most tokens the bound activation buffers hold.
     pub max_tokens: u32,
     attn_params: wgpu::Buffer,
@@ -509,6 +583,13 @@ impl AttentionLayer {
                 "{label}: attention kernels for a {} cache bound to a {} cache",
                 kernels.kv.name(),
                 shape.kv.name()
+            )));
+        }
+        if kernels.heads != (shape.n_heads, shape.n_kv_heads, shape.head_dim) {
+            return Err(Error::Unsupported(format!(
+                "{label}: attention kernels for (heads, kv heads, head_dim) {:?} bound to {:?}",
+                kernels.heads,
+                (shape.n_heads, shape.n_kv_heads, shape.head_dim)
             )));
         }
         let q_row = u64::from(shape.n_heads) * u64::from(shape.head_dim) * 4;
@@ -577,6 +658,7 @@ impl AttentionLayer {
         );
         Ok(AttentionLayer {
             shape,
+            layout: kernels.layout,
             max_tokens,
             attn_params,
             kv_params,
@@ -619,7 +701,9 @@ impl AttentionLayer {
                 "fused decode: q scratch too small".into(),
             ));
         }
-        let pipeline = AttentionKernels::fused_decode(gpu, s.kv, io.qk_norm.is_some()).await?;
+        let pipeline =
+            AttentionKernels::decode_pipeline(gpu, &s, self.layout, Some(io.qk_norm.is_some()))
+                .await?;
         // Without a norm the binding is never read: bind the input there.
         let qk_norm = io.qk_norm.unwrap_or(io.qkv);
         let op = gpu

@@ -11,8 +11,8 @@
 
 use crate::gguf::GgufHeader;
 use crate::gpu::attention::{
-    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, FusedDecodeIo,
-    FusedRope, KvDtype, LayerCache,
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionLayout, AttentionScratch,
+    AttentionShape, FusedDecodeIo, FusedRope, KvDtype, LayerCache,
 };
 use crate::gpu::kernels::{self, QkRopeKv, QkRopeKvIo, QkRopeKvParams, TopK};
 use crate::gpu::matvec::{matvec_glu, MatvecShape};
@@ -359,7 +359,6 @@ impl Model {
 
         // KV caches and attention, per layer.
         let kv = opts.kv_cache.unwrap_or_else(|| KvDtype::best(&gpu));
-        let kernels = AttentionKernels::load(&gpu, kv).await?;
         let shape = |l: u32| AttentionShape {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -371,6 +370,8 @@ impl Model {
             window: c.window(l),
             kv,
         };
+        let kernels =
+            AttentionKernels::load(&gpu, &shape(0), AttentionLayout::for_gpu(&gpu)).await?;
         let scratch = AttentionScratch::new(&gpu, &shape(0))?;
         let mut caches = Vec::with_capacity(c.n_layers as usize);
         for l in 0..c.n_layers {

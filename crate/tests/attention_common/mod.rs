@@ -1,14 +1,14 @@
 //! Attention test cases shared by the native tests (kernels_attention.rs, on lavapipe) and the
 //! browser tests (web_kernels.rs): a plain f64 CPU reference, softmax(q k^T * scale
 //! [soft-capped] + mask) v per head with kv head = head / (n_heads / n_kv_heads), and async
-//! runners that push a case through the bound attention ops. A case runs on the cache type of
-//! the kernels it is given: with an f16 cache the reference sees the keys and values rounded to
-//! half by the `half` crate, the rest of the arithmetic as in f32.
+//! runners that push a case through the bound attention ops. A case runs on the cache type and
+//! decode layout of the [`Variant`] it is given: with an f16 cache the reference sees the keys
+//! and values rounded to half by the `half` crate, the rest of the arithmetic as in f32.
 #![allow(dead_code)]
 
 use gemma_web::gpu::attention::{
-    AttentionIo, AttentionKernels, AttentionLayer, AttentionScratch, AttentionShape, KvDtype,
-    LayerCache,
+    AttentionIo, AttentionKernels, AttentionLayer, AttentionLayout, AttentionScratch,
+    AttentionShape, KvDtype, LayerCache,
 };
 use gemma_web::gpu::Gpu;
 use gemma_web::testing::{assert_close, Rng};
@@ -78,6 +78,48 @@ pub fn kv_types(gpu: &Gpu) -> Vec<KvDtype> {
         v.push(KvDtype::F16);
     }
     v
+}
+
+/// The decode layouts `gpu` runs: tiles, and rows where its subgroups hold 4 or more
+/// invocations (whatever the adapter type, so lavapipe runs both).
+pub fn layouts(gpu: &Gpu) -> Vec<AttentionLayout> {
+    let mut v = vec![AttentionLayout::Tiles];
+    if gpu.caps.subgroups && gpu.caps.subgroup_min_size >= 4 {
+        v.push(AttentionLayout::Rows {
+            lanes: gpu.caps.subgroup_min_size.min(8),
+        });
+    }
+    v
+}
+
+/// How a case runs: the cache's element type and the decode kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Variant {
+    pub kv: KvDtype,
+    pub layout: AttentionLayout,
+}
+
+/// Every cache type with every decode layout `gpu` runs.
+pub fn variants(gpu: &Gpu) -> Vec<Variant> {
+    let mut v = Vec::new();
+    for layout in layouts(gpu) {
+        for kv in kv_types(gpu) {
+            v.push(Variant { kv, layout });
+        }
+    }
+    v
+}
+
+/// The attention kernels in `layout` for layers shaped like `shape`.
+pub async fn kernels_for(
+    gpu: &Gpu,
+    shape: &AttentionShape,
+    layout: AttentionLayout,
+) -> AttentionKernels {
+    match AttentionKernels::load(gpu, shape, layout).await {
+        Ok(k) => k,
+        Err(e) => panic!("attention kernels for {shape:?}, {layout:?}: {e}"),
+    }
 }
 
 /// `x` as a cache of type `kv` holds it: rounded to the nearest half (clamped to the largest
@@ -162,7 +204,7 @@ pub struct Setup {
     pub cache: LayerCache,
 }
 
-pub async fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
+pub async fn setup(gpu: &Gpu, variant: Variant, c: &Case) -> Setup {
     let shape = AttentionShape {
         n_heads: c.n_heads,
         n_kv_heads: c.n_kv_heads,
@@ -172,9 +214,10 @@ pub async fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
         scale: 1.0 / (c.head_dim as f32).sqrt(),
         softcap: c.softcap,
         window: c.window,
-        kv: kernels.kv,
+        kv: variant.kv,
     };
-    let kv = kernels.kv;
+    let kv = variant.kv;
+    let kernels = kernels_for(gpu, &shape, variant.layout).await;
     let mut rng = Rng::new(c.seed);
     let (n, nh, nkv, hd) = (
         c.n as usize,
@@ -204,7 +247,7 @@ pub async fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
         .scoped("attention layer", || {
             AttentionLayer::new(
                 gpu,
-                kernels,
+                &kernels,
                 shape,
                 AttentionIo {
                     q: &io[0],
@@ -235,11 +278,11 @@ pub async fn setup(gpu: &Gpu, kernels: &AttentionKernels, c: &Case) -> Setup {
 
 /// Runs the case through kv write + prefill (n > 1 or `prefill`) or kv write + decode, and
 /// checks both the cache and the attention output.
-pub async fn run_case(gpu: &Gpu, kernels: &AttentionKernels, c: &Case, prefill: bool) {
-    let mut s = setup(gpu, kernels, c).await;
-    let kv = kernels.kv;
+pub async fn run_case(gpu: &Gpu, variant: Variant, c: &Case, prefill: bool) {
+    let mut s = setup(gpu, variant, c).await;
+    let kv = variant.kv;
     let name = format!(
-        "{} on an {kv:?} cache, {c:?}",
+        "{} on {variant:?}, {c:?}",
         if prefill { "prefill" } else { "decode" }
     );
     if prefill {
@@ -291,7 +334,7 @@ pub fn case(n_heads: u32, n_kv_heads: u32, pos: u32, n: u32) -> Case {
 /// more steps, with only the uniforms and the io rows rewritten in between. The reference keeps
 /// the whole history by position, so a ring cache (fewer slots than positions) is checked
 /// against what attention over the real history gives.
-pub async fn run_stream(gpu: &Gpu, kernels: &AttentionKernels, slots: u32, seed: u64) {
+pub async fn run_stream(gpu: &Gpu, variant: Variant, slots: u32, seed: u64) {
     let window = 24u32;
     let max_block = 11u32;
     let c = Case {
@@ -302,8 +345,8 @@ pub async fn run_stream(gpu: &Gpu, kernels: &AttentionKernels, slots: u32, seed:
         seed,
         ..case(8, 4, 0, max_block)
     };
-    let mut s = setup(gpu, kernels, &c).await;
-    let kv = kernels.kv;
+    let mut s = setup(gpu, variant, &c).await;
+    let kv = variant.kv;
     let (nh, nkv, hd) = (8usize, 4usize, 256usize);
     let blocks = [(0u32, 11u32), (11, 1), (12, 1), (13, 1)]
         .into_iter()
@@ -339,7 +382,7 @@ pub async fn run_stream(gpu: &Gpu, kernels: &AttentionKernels, slots: u32, seed:
         let expected = attention_ref(&logical, &q, &k_hist, &v_hist, p, nu);
         let got = gpu.read_f32(&s.io[3], expected.len()).await.unwrap();
         assert_close(
-            &format!("{slots} slots on an {kv:?} cache, block at {pos} of {n}"),
+            &format!("{slots} slots on {variant:?}, block at {pos} of {n}"),
             &expected,
             &got,
             2e-5,
