@@ -1,21 +1,12 @@
 // Decode attention for CPU adapters (lavapipe, SwiftShader), first pass of the same split-K scheme as
-// attention_decode.wgsl, whose partial results attention_combine.wgsl merges. A workgroup is one subgroup of
-// LANES invocations and owns one split of the visible keys for one kv head and up to NG of its query heads
-// (x = split, y = kv head, z = chunk of NG query heads). Lane l holds the head dims of vec4 chunks l, l + LANES,
-// l + 2 LANES, ... (CHUNKS of them) of every query head, in registers, and walks the split's keys in order:
-// each key's dot products are the lanes' partial sums added across the subgroup (no workgroup memory, no
-// barrier), then an online softmax (running max m, running sum l) scales the lane's accumulators and adds the
-// key's value.
+// attention_decode.wgsl, whose partial results attention_combine.wgsl merges: a workgroup, one subgroup, owns one
+// split of the visible keys for one kv head and up to NG of its query heads (x = split, y = kv head, z = chunk of
+// NG query heads) and runs attention_rows.wgsl's key loop over it.
 //
 // Why not attention_decode.wgsl on a CPU adapter: there a storage or workgroup-memory load is a loop over the
 // SIMD lanes, one scalar load each, and a barrier switches every fiber of the workgroup; that kernel goes
 // through workgroup memory and five barriers per 32 keys and reads the queries once per key, and ran at 4-11%
-// of lavapipe's streaming bandwidth. Here a key costs each lane its own chunks of the key and value rows (every
-// byte loaded once, 16 at a time), and the rest is arithmetic in registers.
-//
-// NG and CHUNKS are pipeline constants so the loops over heads and chunks unroll and the queries and
-// accumulators stay in registers. Needs every subgroup to hold LANES invocations (gpu/attention.rs checks the
-// adapter's smallest subgroup). Dispatch: (n_splits, n_kv_heads, ceil((n_heads / n_kv_heads) / NG)).
+// of lavapipe's streaming bandwidth, this one at 45-80%.
 //
 // Two entry points, as in attention_decode.wgsl. `main` reads the queries, normed and rotated, from q and the
 // token's key and value from the cache (qk_rope_kv.wgsl put them there). `main_fused` norms and rotates each
@@ -23,8 +14,10 @@
 // subgroup, and the workgroup of the last split stores the token's key, normed and rotated, and value at pos:
 // each lane writes the chunks it then reads, so no barrier is needed. It also leaves its queries in its split's
 // rows of q. Needs the query heads of a kv head to fit one workgroup (z = 1).
-// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + head_norm_rope.wgsl + this
-// file.
+// Needs every subgroup to hold LANES invocations (gpu/attention.rs checks the adapter's smallest subgroup).
+// Dispatch: (n_splits, n_kv_heads, ceil((n_heads / n_kv_heads) / NG)).
+// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + head_norm_rope.wgsl +
+// attention_rows.wgsl + this file.
 
 struct AttnParams {  // the same uniform as attention_decode.wgsl
     n_heads: u32,
@@ -58,25 +51,6 @@ struct AttnParams {  // the same uniform as attention_decode.wgsl
 
 // main_fused: Gemma 3's per-head RMSNorm of queries and keys.
 override NORM: bool = true;
-
-override LANES: u32 = 8u;   // invocations of the workgroup, all in one subgroup
-override NG: u32 = 4u;      // query heads per workgroup, at most MAX_NG
-override CHUNKS: u32 = 8u;  // vec4 chunks of a head per lane: ceil(head_dim / 4 / LANES), at most MAX_CHUNKS
-
-const MAX_NG: u32 = 8u;
-const MAX_CHUNKS: u32 = 16u;  // head_dim 256 over 4 lanes
-const NEG: f32 = -3.0e38;
-
-// The lane's chunks of its NG query heads: chunk c of head g at [g * MAX_CHUNKS + c].
-var<private> qr: array<vec4<f32>, MAX_NG * MAX_CHUNKS>;
-
-fn logit(raw: f32) -> f32 {
-    let s = raw * params.scale;
-    if (params.softcap > 0.0) {
-        return params.softcap * tanh_stable(s / params.softcap);
-    }
-    return s;
-}
 
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
@@ -179,14 +153,13 @@ fn main_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     attend(wid, lane);
 }
 
-// The first pass for workgroup `wid`, lane `lane`, with the queries in qr.
+// The first pass for workgroup `wid`, lane `lane`, with the queries in qr: its split's partial result.
 fn attend(wid: vec3<u32>, lane: u32) {
     let hd4 = params.head_dim / 4u;
     let group = params.n_heads / params.n_kv_heads;
-    let kv_head = wid.y;
     let g0 = wid.z * NG;
     let ng = min(NG, group - g0);
-    let head0 = kv_head * group + g0;
+    let head0 = wid.y * group + g0;
 
     let key_end = params.pos + 1u;
     var key_begin = 0u;
@@ -195,50 +168,7 @@ fn attend(wid: vec3<u32>, lane: u32) {
     }
     let split_begin = key_begin + wid.x * params.keys_per_split;
     let split_end = min(split_begin + params.keys_per_split, key_end);
-
-    var acc: array<vec4<f32>, MAX_NG * MAX_CHUNKS>;
-    var m: array<f32, MAX_NG>;
-    var l: array<f32, MAX_NG>;
-    for (var g = 0u; g < NG; g++) {
-        m[g] = NEG;
-    }
-
-    let kv_row0 = params.cache_len * kv_head;
-    var slot = split_begin % params.cache_len;  // stepped, not divided, per key
-    for (var key = split_begin; key < split_end; key++) {
-        let row = (kv_row0 + slot) * hd4;
-        slot = select(slot + 1u, 0u, slot + 1u == params.cache_len);
-        var dots: array<f32, MAX_NG>;
-        for (var c = 0u; c < CHUNKS; c++) {
-            let d4 = lane + c * LANES;
-            if (d4 < hd4) {
-                let k4 = vec4<f32>(k_cache[row + d4]);
-                for (var g = 0u; g < NG; g++) {
-                    dots[g] += dot(qr[g * MAX_CHUNKS + c], k4);
-                }
-            }
-        }
-        var a: array<f32, MAX_NG>;
-        var p: array<f32, MAX_NG>;
-        for (var g = 0u; g < NG; g++) {
-            let s = logit(subgroupAdd(dots[g]));
-            let m_new = max(m[g], s);
-            a[g] = exp(m[g] - m_new);
-            p[g] = exp(s - m_new);
-            l[g] = l[g] * a[g] + p[g];
-            m[g] = m_new;
-        }
-        for (var c = 0u; c < CHUNKS; c++) {
-            let d4 = lane + c * LANES;
-            if (d4 < hd4) {
-                let v4 = vec4<f32>(v_cache[row + d4]);
-                for (var g = 0u; g < NG; g++) {
-                    let i = g * MAX_CHUNKS + c;
-                    acc[i] = acc[i] * a[g] + p[g] * v4;
-                }
-            }
-        }
-    }
+    attend_keys(lane, wid.y, split_begin, split_end);
 
     for (var g = 0u; g < NG; g++) {
         if (g < ng) {
@@ -250,7 +180,7 @@ fn attend(wid: vec3<u32>, lane: u32) {
                 }
             }
             if (lane == 0u) {
-                part_ml[row] = vec2<f32>(m[g], l[g]);
+                part_ml[row] = vec2<f32>(run_m[g], run_l[g]);
             }
         }
     }

@@ -2,15 +2,15 @@
 //! softmax(q k^T * scale [soft-capped] + mask) v per head, kv head = head / (n_heads / n_kv_heads).
 //! Odd lengths, windows shorter than the sequence, soft-cap on and off, MQA and GQA, prefill
 //! on top of an existing cache, at WebGPU's default limits; on an f32 cache, and on an f16
-//! cache where the adapter has shader-f16 (lavapipe has); decode in both layouts (tiles, and
-//! rows in subgroups, which lavapipe has).
+//! cache where the adapter has shader-f16 (lavapipe has); in both layouts (tiles, and rows in
+//! subgroups, which lavapipe has).
 #![cfg(not(target_arch = "wasm32"))]
 
 mod attention_common;
 
 use attention_common::{
-    cache_bytes, case, kernels_for, kv_types, layouts, read_cache, run_case, run_stream, setup,
-    stored, variants, Case, Variant,
+    cache_bytes, case, kernels_for, layouts, read_cache, run_case, run_stream, setup, stored,
+    variants, Case, Variant,
 };
 use gemma_web::gpu::attention::{
     AttentionIo, AttentionKernels, AttentionLayer, AttentionLayout, AttentionScratch,
@@ -87,12 +87,7 @@ fn prefill_matches_reference() {
             ..case(4, 1, 1000, 33)
         },
     ];
-    // The decode layout does not touch prefill: each cache type once.
-    for kv in kv_types(&gpu) {
-        let v = Variant {
-            kv,
-            layout: AttentionLayout::Tiles,
-        };
+    for v in variants(&gpu) {
         for c in &cases {
             pollster::block_on(run_case(&gpu, v, c, true));
         }

@@ -1,7 +1,7 @@
 //! Attention and the KV cache on the GPU: the parameters, dispatch sizes and bound ops of
-//! `shaders/kv_write.wgsl`, `attention_decode.wgsl` (GPUs) or `attention_decode_rows.wgsl` (CPU
-//! adapters) + `attention_combine.wgsl` (one query, split over the keys) and
-//! `attention_prefill.wgsl` (a causal block of queries).
+//! `shaders/kv_write.wgsl`, `attention_decode.wgsl` + `attention_combine.wgsl` (one query, split
+//! over the keys) and `attention_prefill.wgsl` (a causal block of queries), or on CPU adapters
+//! their `_rows` versions ([`AttentionLayout`]).
 //!
 //! Layouts (row-major, innermost last; activations f32, the cache f32 or f16, [`KvDtype`]):
 //! - q and the attention output: (tokens, n_heads, head_dim), i.e. one q-projection row per token;
@@ -133,13 +133,15 @@ impl KvDtype {
     }
 }
 
-/// Which kernel runs the first pass of decode attention ([`AttentionLayout::for_gpu`]).
+/// Which kernels attend ([`AttentionLayout::for_gpu`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AttentionLayout {
-    /// `attention_decode.wgsl`: 256 threads a split, 32 keys a step through workgroup memory.
+    /// `attention_decode.wgsl` (256 threads a split of the keys) and `attention_prefill.wgsl`
+    /// (8 (query, head) rows a workgroup), 32 keys a step through workgroup memory.
     Tiles,
-    /// `attention_decode_rows.wgsl`: one subgroup of `lanes` invocations a split, a key at a
-    /// time in registers; for CPU adapters, where workgroup memory and barriers are slow.
+    /// `attention_decode_rows.wgsl` (a split) and `attention_prefill_rows.wgsl` (a query) a
+    /// subgroup of `lanes` invocations, a key at a time in registers (`attention_rows.wgsl`);
+    /// for CPU adapters, where workgroup memory and barriers are slow.
     Rows { lanes: u32 },
 }
 
@@ -343,12 +345,33 @@ impl AttentionShape {
 
     /// A causal block of `n` queries at positions pos..pos+n attending to the cache 0..pos+n.
     pub fn prefill(&self, pos: u32, n: u32) -> Result<(AttnParams, [u32; 3]), Error> {
+        self.prefill_in(pos, n, AttentionLayout::Tiles)
+    }
+
+    /// [`AttentionShape::prefill`] for the kernel of `layout`: attention_prefill.wgsl's
+    /// (query, head) rows, or attention_prefill_rows.wgsl's workgroup a query.
+    pub fn prefill_in(
+        &self,
+        pos: u32,
+        n: u32,
+        layout: AttentionLayout,
+    ) -> Result<(AttnParams, [u32; 3]), Error> {
         self.check_span(pos, n)?;
-        let heads = self.group().min(PREFILL_ROWS);
-        let queries = PREFILL_ROWS / heads;
-        let head_chunks = self.group().div_ceil(heads);
-        let x = n.div_ceil(queries);
-        let y = self.n_kv_heads.saturating_mul(head_chunks);
+        let (x, y, z) = match layout {
+            AttentionLayout::Tiles => {
+                let heads = self.group().min(PREFILL_ROWS);
+                let queries = PREFILL_ROWS / heads;
+                let head_chunks = self.group().div_ceil(heads);
+                (
+                    n.div_ceil(queries),
+                    self.n_kv_heads.saturating_mul(head_chunks),
+                    1,
+                )
+            }
+            AttentionLayout::Rows { .. } => {
+                (n, self.n_kv_heads, self.group().div_ceil(DECODE_GROUP))
+            }
+        };
         if x > MAX_WORKGROUPS_PER_DIM || y > MAX_WORKGROUPS_PER_DIM {
             return Err(unsupported(format!("a prefill block of {n} tokens")));
         }
@@ -357,8 +380,29 @@ impl AttentionShape {
             n_queries: n,
             ..self.params()
         };
-        Ok((params, [x, y, 1]))
+        Ok((params, [x, y, z]))
     }
+}
+
+/// An error unless every subgroup of `gpu` holds `lanes` (4 to 8) invocations.
+fn check_rows(gpu: &Gpu, lanes: u32) -> Result<(), Error> {
+    let c = &gpu.caps;
+    if !(c.subgroups && c.subgroup_min_size >= lanes && (4..=8).contains(&lanes)) {
+        return Err(unsupported(format!(
+            "attention in subgroups of {lanes} on a device whose subgroups hold {}",
+            c.subgroup_min_size
+        )));
+    }
+    Ok(())
+}
+
+/// attention_rows.wgsl's pipeline constants for `shape`'s heads.
+fn rows_constants(shape: &AttentionShape, lanes: u32) -> [(&'static str, f64); 3] {
+    [
+        ("LANES", f64::from(lanes)),
+        ("NG", f64::from(shape.group().min(DECODE_GROUP))),
+        ("CHUNKS", f64::from((shape.head_dim / 4).div_ceil(lanes))),
+    ]
 }
 
 /// The four attention pipelines for one cache element type, head layout and decode layout.
@@ -392,6 +436,19 @@ impl AttentionKernels {
             ..Default::default()
         };
         let decode = AttentionKernels::decode_pipeline(gpu, shape, layout, None).await?;
+        let prefill = match layout {
+            AttentionLayout::Tiles => gpu.pipeline(&on_cache("attention_prefill")).await?,
+            AttentionLayout::Rows { lanes } => {
+                check_rows(gpu, lanes)?;
+                gpu.pipeline(&PipelineDesc {
+                    libs: &[kv.lib(), "attention_rows"],
+                    constants: &rows_constants(shape, lanes),
+                    enables: &[kv.enables(), &[Enable::Subgroups]].concat(),
+                    ..on_cache("attention_prefill_rows")
+                })
+                .await?
+            }
+        };
         Ok(AttentionKernels {
             kv,
             layout,
@@ -401,7 +458,7 @@ impl AttentionKernels {
             combine: gpu
                 .pipeline(&PipelineDesc::kernel("attention_combine"))
                 .await?,
-            prefill: gpu.pipeline(&on_cache("attention_prefill")).await?,
+            prefill,
         })
     }
 }
@@ -457,21 +514,11 @@ impl AttentionKernels {
                 .await
             }
             AttentionLayout::Rows { lanes } => {
-                let c = &gpu.caps;
-                if !(c.subgroups && c.subgroup_min_size >= lanes && (4..=8).contains(&lanes)) {
-                    return Err(unsupported(format!(
-                        "decode attention in subgroups of {lanes} on a device whose subgroups hold {}",
-                        c.subgroup_min_size
-                    )));
-                }
-                constants.extend([
-                    ("LANES", f64::from(lanes)),
-                    ("NG", f64::from(shape.group().min(DECODE_GROUP))),
-                    ("CHUNKS", f64::from((shape.head_dim / 4).div_ceil(lanes))),
-                ]);
+                check_rows(gpu, lanes)?;
+                constants.extend(rows_constants(shape, lanes));
                 gpu.pipeline(&PipelineDesc {
                     kernel: "attention_decode_rows",
-                    libs: &libs,
+                    libs: &[kv.lib(), "head_norm_rope", "attention_rows"],
                     constants: &constants,
                     enables: &[kv.enables(), &[Enable::Subgroups]].concat(),
                     entry,
@@ -622,7 +669,7 @@ impl AttentionLayer {
         }
         let (kv, kv_groups) = shape.kv_write(0, 1)?;
         let plan = shape.decode(0)?;
-        let (pre, pre_groups) = shape.prefill(0, 1)?;
+        let (pre, pre_groups) = shape.prefill_in(0, 1, kernels.layout)?;
         let attn_params = gpu.uniform(&format!("{label}.attn"), bytemuck::bytes_of(&pre))?;
         let kv_params = gpu.uniform(&format!("{label}.kv"), bytemuck::bytes_of(&kv))?;
         let kv_write = gpu.op_buffers(
@@ -785,7 +832,7 @@ impl AttentionLayer {
                 self.max_tokens
             )));
         }
-        let (params, groups) = self.shape.prefill(pos, n)?;
+        let (params, groups) = self.shape.prefill_in(pos, n, self.layout)?;
         gpu.write(&self.attn_params, 0, bytemuck::bytes_of(&params))?;
         self.prefill.workgroups = groups;
         Ok([&self.prefill])
@@ -801,7 +848,7 @@ impl AttentionLayer {
             )));
         }
         let (kv, kv_groups) = self.shape.kv_write(pos, n)?;
-        let (params, groups) = self.shape.prefill(pos, n)?;
+        let (params, groups) = self.shape.prefill_in(pos, n, self.layout)?;
         gpu.write(&self.kv_params, 0, bytemuck::bytes_of(&kv))?;
         gpu.write(&self.attn_params, 0, bytemuck::bytes_of(&params))?;
         self.kv_write.workgroups = kv_groups;
