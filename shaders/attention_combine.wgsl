@@ -1,25 +1,6 @@
 // Second pass of decode attention: merges the n_splits partial results of attention_decode.wgsl
 // for each head, rescaling each by exp(m_split - m) so the softmax is over all visible keys.
-// Dispatch: (n_heads, 1, 1).
-
-struct AttnParams {  // the same uniform as attention_decode.wgsl
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    cache_len: u32,
-    pos: u32,
-    n_queries: u32,
-    window: u32,
-    keys_per_split: u32,
-    n_splits: u32,
-    scale: f32,
-    softcap: f32,
-    eps: f32,
-    rope_base: f32,
-    rope_pos_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Dispatch: (n_heads, 1, 1). Assembled as prelude + attention_params.wgsl + this file.
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
 @group(0) @binding(1) var<storage, read> part_o: array<f32>;         // (n_splits, n_heads, head_dim), unnormalised

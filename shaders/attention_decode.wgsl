@@ -14,27 +14,8 @@
 // (qkv) into its split's rows of q, and the workgroup of the last split, the one whose keys end at
 // pos, norms and rotates the key and writes it and the value into the cache before it reads them.
 // Other splits never read slot pos. Needs the query heads of a kv head to fit one workgroup (z = 1).
-// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + head_norm_rope.wgsl
-// + this file.
-
-struct AttnParams {
-    n_heads: u32,
-    n_kv_heads: u32,       // divides n_heads
-    head_dim: u32,         // multiple of 4, at most 256
-    cache_len: u32,        // slots the cache holds; position p lives in slot p % cache_len
-    pos: u32,              // position of the (first) query
-    n_queries: u32,        // prefill only
-    window: u32,           // key j visible to query i when 0 <= i - j < window; 0 = no window
-    keys_per_split: u32,   // decode only: keys per workgroup along x, a multiple of TILE
-    n_splits: u32,         // decode only: workgroups along x
-    scale: f32,            // 1/sqrt(head_dim) or 1/sqrt(query_pre_attn_scalar)
-    softcap: f32,          // s = softcap * tanh(s / softcap) when > 0
-    eps: f32,              // main_fused: the q/k norms' epsilon
-    rope_base: f32,        // main_fused: RoPE frequency base
-    rope_pos_scale: f32,   // main_fused: 1, or 1 / factor of linear RoPE scaling
-    _pad0: u32,
-    _pad1: u32,
-}
+// Assembled as prelude + attention_params.wgsl + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) +
+// head_norm_rope.wgsl + this file.
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
 // main: (n_heads, head_dim); main_fused: (n_splits, n_heads, head_dim), each split's own rows.
@@ -63,14 +44,6 @@ var<workgroup> partial: array<f32, GROUP * WG>;  // per-lane partial dot product
 var<workgroup> probs: array<vec4<f32>, GROUP * TILE / 4u>;
 var<workgroup> run_max: array<f32, GROUP>;
 var<workgroup> rescale: array<f32, GROUP>;
-
-fn logit(raw: f32) -> f32 {
-    let s = raw * params.scale;
-    if (params.softcap > 0.0) {
-        return params.softcap * tanh_stable(s / params.softcap);
-    }
-    return s;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -209,7 +182,7 @@ fn attend(wid: vec3<u32>, t: u32, q_rows: u32) {
             for (var l = 0u; l < LANES; l++) {
                 s += partial[g * WG + j * LANES + l];
             }
-            probs[t / 4u][t % 4u] = select(NEG, logit(s), t0 + j < split_end);
+            probs[t / 4u][t % 4u] = select(NEG, attn_logit(s), t0 + j < split_end);
         }
         workgroupBarrier();
         if (t < ng) {

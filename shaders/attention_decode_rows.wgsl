@@ -16,27 +16,8 @@
 // rows of q. Needs the query heads of a kv head to fit one workgroup (z = 1).
 // Needs every subgroup to hold LANES invocations (gpu/attention.rs checks the adapter's smallest subgroup).
 // Dispatch: (n_splits, n_kv_heads, ceil((n_heads / n_kv_heads) / NG)).
-// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + head_norm_rope.wgsl +
-// attention_rows.wgsl + this file.
-
-struct AttnParams {  // the same uniform as attention_decode.wgsl
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    cache_len: u32,
-    pos: u32,
-    n_queries: u32,
-    window: u32,
-    keys_per_split: u32,
-    n_splits: u32,
-    scale: f32,
-    softcap: f32,
-    eps: f32,
-    rope_base: f32,
-    rope_pos_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Assembled as prelude + attention_params.wgsl + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) +
+// head_norm_rope.wgsl + attention_rows.wgsl + this file.
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
 // main: (n_heads, head_dim); main_fused: (n_splits, n_heads, head_dim), each split's own rows.
@@ -54,19 +35,9 @@ override NORM: bool = true;
 
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let hd4 = params.head_dim / 4u;
     let group = params.n_heads / params.n_kv_heads;
     let g0 = wid.z * NG;
-    let ng = min(NG, group - g0);
-    let head0 = wid.y * group + g0;
-    for (var g = 0u; g < NG; g++) {
-        for (var c = 0u; c < CHUNKS; c++) {
-            let d4 = lane + c * LANES;
-            if (g < ng && d4 < hd4) {
-                qr[g * MAX_CHUNKS + c] = q[(head0 + g) * hd4 + d4];
-            }
-        }
-    }
+    load_queries(lane, wid.y * group + g0, min(NG, group - g0));
     attend(wid, lane);
 }
 

@@ -10,26 +10,8 @@
 // scores TILE keys against all rows (one thread per (row, key)), then every thread accumulates
 // one output dim of all rows, so each key and value read serves ROWS rows.
 // Dispatch: (ceil(n_queries / queries), n_kv_heads * ceil(group / heads), 1).
-// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + this file.
-
-struct AttnParams {  // the same uniform as attention_decode.wgsl
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    cache_len: u32,
-    pos: u32,
-    n_queries: u32,
-    window: u32,
-    keys_per_split: u32,
-    n_splits: u32,
-    scale: f32,
-    softcap: f32,
-    eps: f32,
-    rope_base: f32,
-    rope_pos_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Assembled as prelude + attention_params.wgsl + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + this
+// file.
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;        // (n_queries, n_heads, head_dim)

@@ -4,26 +4,8 @@
 // up to NG of its query heads, with attention_rows.wgsl's key loop, and writes the normalised output: no split,
 // no second pass. kv_write.wgsl has already stored the block's own keys and values.
 // Needs every subgroup to hold LANES invocations. Dispatch: (n_queries, n_kv_heads, ceil(group / NG)).
-// Assembled as prelude + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) + attention_rows.wgsl + this file.
-
-struct AttnParams {  // the same uniform as attention_decode.wgsl
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    cache_len: u32,
-    pos: u32,
-    n_queries: u32,
-    window: u32,
-    keys_per_split: u32,
-    n_splits: u32,
-    scale: f32,
-    softcap: f32,
-    eps: f32,
-    rope_base: f32,
-    rope_pos_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Assembled as prelude + attention_params.wgsl + kv_f32.wgsl or kv_f16.wgsl (the cache's element type) +
+// attention_rows.wgsl + this file.
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;          // (n_queries, n_heads, head_dim)
@@ -39,14 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ng = min(NG, group - g0);
     let head0 = wid.y * group + g0;
     let query = wid.x;
-    for (var g = 0u; g < NG; g++) {
-        for (var c = 0u; c < CHUNKS; c++) {
-            let d4 = lane + c * LANES;
-            if (g < ng && d4 < hd4) {
-                qr[g * MAX_CHUNKS + c] = q[(query * params.n_heads + head0 + g) * hd4 + d4];
-            }
-        }
-    }
+    load_queries(lane, query * params.n_heads + head0, ng);
     let key_end = params.pos + query + 1u;
     var key_begin = 0u;
     if (params.window > 0u && key_end > params.window) {

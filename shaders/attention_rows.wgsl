@@ -8,8 +8,9 @@
 // key's value. Every key and value byte is loaded once, 16 at a time, by the lane that uses it.
 //
 // NG and CHUNKS are pipeline constants so the loops over heads and chunks unroll and qr and acc stay in
-// registers. The kernel declares `params` (AttnParams), `k_cache` and `v_cache` (array<kv4_t>, kv_f32.wgsl or
-// kv_f16.wgsl) and calls attend_keys in uniform control flow (subgroupAdd).
+// registers. The kernel declares `params` (attention_params.wgsl), `q` (array<vec4<f32>>), `k_cache` and
+// `v_cache` (array<kv4_t>, kv_f32.wgsl or kv_f16.wgsl) and calls attend_keys in uniform control flow
+// (subgroupAdd).
 
 override LANES: u32 = 8u;   // invocations of the workgroup, all in one subgroup
 override NG: u32 = 4u;      // query heads per workgroup, at most MAX_NG
@@ -26,12 +27,17 @@ var<private> acc: array<vec4<f32>, MAX_NG * MAX_CHUNKS>;
 var<private> run_m: array<f32, MAX_NG>;
 var<private> run_l: array<f32, MAX_NG>;
 
-fn rows_logit(raw: f32) -> f32 {
-    let s = raw * params.scale;
-    if (params.softcap > 0.0) {
-        return params.softcap * tanh_stable(s / params.softcap);
+// Fills qr from the kernel's `q` (array<vec4<f32>>, rows of head_dim): heads first .. first + ng.
+fn load_queries(lane: u32, first: u32, ng: u32) {
+    let hd4 = params.head_dim / 4u;
+    for (var g = 0u; g < NG; g++) {
+        for (var c = 0u; c < CHUNKS; c++) {
+            let d4 = lane + c * LANES;
+            if (g < ng && d4 < hd4) {
+                qr[g * MAX_CHUNKS + c] = q[(first + g) * hd4 + d4];
+            }
+        }
     }
-    return s;
 }
 
 // Attends qr to keys begin..end (positions; position p in slot p % cache_len) of kv head `kv_head`, from
@@ -63,7 +69,7 @@ fn attend_keys(lane: u32, kv_head: u32, begin: u32, end: u32) {
         var a: array<f32, MAX_NG>;
         var p: array<f32, MAX_NG>;
         for (var g = 0u; g < NG; g++) {
-            let s = rows_logit(subgroupAdd(dots[g]));
+            let s = attn_logit(subgroupAdd(dots[g]));
             let m_new = max(run_m[g], s);
             a[g] = exp(run_m[g] - m_new);
             p[g] = exp(s - m_new);

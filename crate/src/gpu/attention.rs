@@ -437,11 +437,17 @@ impl AttentionKernels {
         };
         let decode = AttentionKernels::decode_pipeline(gpu, shape, layout, None).await?;
         let prefill = match layout {
-            AttentionLayout::Tiles => gpu.pipeline(&on_cache("attention_prefill")).await?,
+            AttentionLayout::Tiles => {
+                gpu.pipeline(&PipelineDesc {
+                    libs: &["attention_params", kv.lib()],
+                    ..on_cache("attention_prefill")
+                })
+                .await?
+            }
             AttentionLayout::Rows { lanes } => {
                 check_rows(gpu, lanes)?;
                 gpu.pipeline(&PipelineDesc {
-                    libs: &[kv.lib(), "attention_rows"],
+                    libs: &["attention_params", kv.lib(), "attention_rows"],
                     constants: &rows_constants(shape, lanes),
                     enables: &[kv.enables(), &[Enable::Subgroups]].concat(),
                     ..on_cache("attention_prefill_rows")
@@ -456,7 +462,11 @@ impl AttentionKernels {
             kv_write: gpu.pipeline(&on_cache("kv_write")).await?,
             decode,
             combine: gpu
-                .pipeline(&PipelineDesc::kernel("attention_combine"))
+                .pipeline(&PipelineDesc {
+                    kernel: "attention_combine",
+                    libs: &["attention_params"],
+                    ..Default::default()
+                })
                 .await?,
             prefill,
         })
@@ -501,7 +511,7 @@ impl AttentionKernels {
         } else {
             "main"
         });
-        let libs = [kv.lib(), "head_norm_rope"];
+        let libs = ["attention_params", kv.lib(), "head_norm_rope"];
         match layout {
             AttentionLayout::Tiles => {
                 gpu.pipeline(&PipelineDesc {
@@ -518,7 +528,7 @@ impl AttentionKernels {
                 constants.extend(rows_constants(shape, lanes));
                 gpu.pipeline(&PipelineDesc {
                     kernel: "attention_decode_rows",
-                    libs: &[kv.lib(), "head_norm_rope", "attention_rows"],
+                    libs: &[&libs[..], &["attention_rows"]].concat(),
                     constants: &constants,
                     enables: &[kv.enables(), &[Enable::Subgroups]].concat(),
                     entry,
