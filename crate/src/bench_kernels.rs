@@ -299,7 +299,7 @@ async fn attention_bandwidth(
     };
     let kernels = AttentionKernels::load(gpu, &shape, layout).await?;
     let cache = LayerCache::new(gpu, &shape, "bench")?;
-    // Keys and values of about unit size: 0x3c00 is half 1.0, 0x3f800000 f32 1.0, perturbed.
+    // Keys and values of about unit size, no denormals: halves in [0.5, 2), f32s in [0.5, 1).
     let values = shape.cache_floats()? as usize;
     let bytes: Vec<u8> = match kv {
         KvDtype::F16 => (0..values)
