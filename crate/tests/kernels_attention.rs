@@ -204,22 +204,28 @@ fn oversized_requests_are_errors_not_panics() {
         ..s.shape
     };
     assert!(LayerCache::new(&gpu, &huge, "huge").is_err());
-    // Kernels of one cache type bound to a cache of the other.
-    if gpu.caps.f16 {
-        let half = AttentionShape {
-            kv: KvDtype::F16,
-            ..s.shape
-        };
-        let cache = LayerCache::new(&gpu, &half, "half").unwrap();
+    // The f32 kernels of 4 heads bound to a layer of `shape`: refused.
+    let refused = |shape: AttentionShape| {
+        let cache = LayerCache::new(&gpu, &shape, "other").unwrap();
+        let scratch = AttentionScratch::new(&gpu, &shape).unwrap();
         let io = AttentionIo {
             q: &s.io[0],
             k_new: &s.io[1],
             v_new: &s.io[2],
             out: &s.io[3],
         };
-        let scratch = AttentionScratch::new(&gpu, &half).unwrap();
-        let err = AttentionLayer::new(&gpu, &kernels, half, io, &cache, &scratch, "l");
-        assert!(matches!(err, Err(Error::Unsupported(_))), "{err:?}");
+        let err = AttentionLayer::new(&gpu, &kernels, shape, io, &cache, &scratch, "l");
+        assert!(
+            matches!(err, Err(Error::Unsupported(_))),
+            "{shape:?}: {err:?}"
+        );
+    };
+    // A cache of the other type.
+    if gpu.caps.f16 {
+        refused(AttentionShape {
+            kv: KvDtype::F16,
+            ..s.shape
+        });
     }
     // An f16 cache on a device without shader-f16.
     let plain = pollster::block_on(Gpu::new(GpuOptions::for_tests())).unwrap();
@@ -244,21 +250,11 @@ fn oversized_requests_are_errors_not_panics() {
         )),
         Err(Error::Unsupported(_))
     ));
-    // Kernels built for other heads.
-    let other = AttentionShape {
+    // Other heads.
+    refused(AttentionShape {
         n_heads: 8,
         ..s.shape
-    };
-    let scratch = AttentionScratch::new(&gpu, &other).unwrap();
-    let cache = LayerCache::new(&gpu, &other, "other").unwrap();
-    let io = AttentionIo {
-        q: &s.io[0],
-        k_new: &s.io[1],
-        v_new: &s.io[2],
-        out: &s.io[3],
-    };
-    let err = AttentionLayer::new(&gpu, &kernels, other, io, &cache, &scratch, "l");
-    assert!(matches!(err, Err(Error::Unsupported(_))), "{err:?}");
+    });
     assert!(matches!(
         LayerCache::new(&plain, &half, "half"),
         Err(Error::Unsupported(_))

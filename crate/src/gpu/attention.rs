@@ -343,14 +343,10 @@ impl AttentionShape {
         })
     }
 
-    /// A causal block of `n` queries at positions pos..pos+n attending to the cache 0..pos+n.
-    pub fn prefill(&self, pos: u32, n: u32) -> Result<(AttnParams, [u32; 3]), Error> {
-        self.prefill_in(pos, n, AttentionLayout::Tiles)
-    }
-
-    /// [`AttentionShape::prefill`] for the kernel of `layout`: attention_prefill.wgsl's
-    /// (query, head) rows, or attention_prefill_rows.wgsl's workgroup a query.
-    pub fn prefill_in(
+    /// A causal block of `n` queries at positions pos..pos+n attending to the cache 0..pos+n,
+    /// for the kernel of `layout`: attention_prefill.wgsl's (query, head) rows, or
+    /// attention_prefill_rows.wgsl's workgroup a query.
+    pub fn prefill(
         &self,
         pos: u32,
         n: u32,
@@ -679,7 +675,7 @@ impl AttentionLayer {
         }
         let (kv, kv_groups) = shape.kv_write(0, 1)?;
         let plan = shape.decode(0)?;
-        let (pre, pre_groups) = shape.prefill_in(0, 1, kernels.layout)?;
+        let (pre, pre_groups) = shape.prefill(0, 1, kernels.layout)?;
         let attn_params = gpu.uniform(&format!("{label}.attn"), bytemuck::bytes_of(&pre))?;
         let kv_params = gpu.uniform(&format!("{label}.kv"), bytemuck::bytes_of(&kv))?;
         let kv_write = gpu.op_buffers(
@@ -842,7 +838,7 @@ impl AttentionLayer {
                 self.max_tokens
             )));
         }
-        let (params, groups) = self.shape.prefill_in(pos, n, self.layout)?;
+        let (params, groups) = self.shape.prefill(pos, n, self.layout)?;
         gpu.write(&self.attn_params, 0, bytemuck::bytes_of(&params))?;
         self.prefill.workgroups = groups;
         Ok([&self.prefill])
@@ -858,7 +854,7 @@ impl AttentionLayer {
             )));
         }
         let (kv, kv_groups) = self.shape.kv_write(pos, n)?;
-        let (params, groups) = self.shape.prefill_in(pos, n, self.layout)?;
+        let (params, groups) = self.shape.prefill(pos, n, self.layout)?;
         gpu.write(&self.kv_params, 0, bytemuck::bytes_of(&kv))?;
         gpu.write(&self.attn_params, 0, bytemuck::bytes_of(&params))?;
         self.kv_write.workgroups = kv_groups;
@@ -922,19 +918,19 @@ mod tests {
         assert!(shape(4, 1, Some(0)).check().is_err());
         let s = shape(4, 1, None);
         assert!(s.decode(40000).is_err());
-        assert!(s.prefill(39990, 11).is_err());
-        assert!(s.prefill(0, 0).is_err());
+        assert!(s.prefill(39990, 11, AttentionLayout::Tiles).is_err());
+        assert!(s.prefill(0, 0, AttentionLayout::Tiles).is_err());
         assert!(s.kv_write(u32::MAX, 2).is_err());
-        assert!(s.prefill(39990, 10).is_ok());
+        assert!(s.prefill(39990, 10, AttentionLayout::Tiles).is_ok());
         // A ring of 600 slots under a window of 512: any position, blocks up to 89 tokens.
         let ring = AttentionShape {
             cache_len: 600,
             ..shape(4, 1, Some(512))
         };
         assert!(ring.decode(1_000_000).is_ok());
-        assert!(ring.prefill(5000, 89).is_ok());
-        assert!(ring.prefill(5000, 90).is_err());
-        assert!(ring.prefill(0, 600).is_ok());
+        assert!(ring.prefill(5000, 89, AttentionLayout::Tiles).is_ok());
+        assert!(ring.prefill(5000, 90, AttentionLayout::Tiles).is_err());
+        assert!(ring.prefill(0, 600, AttentionLayout::Tiles).is_ok());
         assert!(ring.kv_write(u32::MAX - 1, 2).is_err());
         assert_eq!(AttentionShape::slots_needed(Some(512), 32768, 89), 600);
         assert_eq!(AttentionShape::slots_needed(Some(512), 300, 89), 300);
@@ -944,12 +940,36 @@ mod tests {
     #[test]
     fn prefill_groups_rows_by_kv_head() {
         // Gemma 3: 4 heads share a kv head, 2 queries per workgroup.
-        assert_eq!(shape(4, 1, None).prefill(0, 7).unwrap().1, [4, 1, 1]);
+        assert_eq!(
+            shape(4, 1, None)
+                .prefill(0, 7, AttentionLayout::Tiles)
+                .unwrap()
+                .1,
+            [4, 1, 1]
+        );
         // Gemma 1: 8 heads, 1 query per workgroup.
-        assert_eq!(shape(8, 1, None).prefill(3, 7).unwrap().1, [7, 1, 1]);
+        assert_eq!(
+            shape(8, 1, None)
+                .prefill(3, 7, AttentionLayout::Tiles)
+                .unwrap()
+                .1,
+            [7, 1, 1]
+        );
         // Gemma 2: 2 heads per kv head, 4 queries per workgroup.
-        assert_eq!(shape(8, 4, None).prefill(0, 9).unwrap().1, [3, 4, 1]);
+        assert_eq!(
+            shape(8, 4, None)
+                .prefill(0, 9, AttentionLayout::Tiles)
+                .unwrap()
+                .1,
+            [3, 4, 1]
+        );
         // 16 heads per kv head: two chunks of 8.
-        assert_eq!(shape(16, 1, None).prefill(0, 2).unwrap().1, [2, 2, 1]);
+        assert_eq!(
+            shape(16, 1, None)
+                .prefill(0, 2, AttentionLayout::Tiles)
+                .unwrap()
+                .1,
+            [2, 2, 1]
+        );
     }
 }
