@@ -1,12 +1,15 @@
-// Q6_K: 256 weights in 210 bytes: ql u8[128], qh u8[64], scales i8[16], d f16. Each half of 128 weights uses 64
-// bytes of ql and 32 of qh; its quarter r (32 weights) takes the low (r < 2) or high (r >= 2) nibbles of ql bytes
-// 32 * (r % 2) .. + 31 and bits 2r, 2r + 1 of qh; one scale per 16 weights. w = d * scale * (q - 32).
-// Regrouped at upload (gpu/weights.rs): each group of 8 blocks is their 8 d (16 bytes), then per block its scales
-// (16), ql (128) and qh (64), 208 bytes; a last group of m < 8 blocks the same, shorter.
+// Q6_K: 256 weights in 210 bytes (GGUF): ql u8[128], qh u8[64], scales i8[16], d f16; one scale per 16 weights,
+// w = d * scale * (q - 32) with q a 6-bit value (4 low bits in ql, 2 high bits in qh).
+// Repacked at upload (gpu/weights.rs): each group of 8 blocks is their 8 d (16 bytes), then per block its scales
+// (16) and four runs of 64 weights, each 48 bytes: 32 bytes of low nibbles (byte l holds weight l in its low
+// nibble, weight 32 + l in its high one) and 16 of high bit pairs (bits 2s..2s+1 of byte 4m + c belong to weight
+// 32 * (s / 2) + 16 * (s % 2) + 4m + c). A run's 64 weights are three vec4 loads, each byte read once; in GGUF's
+// order a run of 64 contiguous weights takes six (its low nibbles share bytes with the next run's). A last group of
+// m < 8 blocks is laid out the same, shorter.
 const BLOCK_LEN: u32 = 256u;
 const BLOCK_BYTES: u32 = 210u;
 
-// Byte offsets of block b's d and of its scales (16-byte aligned; ql follows at +16, qh at +144) in the row at
+// Byte offsets of block b's d and of its scales (16-byte aligned; run j follows at +16 + 48j) in the row at
 // `row_byte`.
 fn q6_k_block(row_byte: u32, b: u32) -> vec2<u32> {
     let group = row_byte + (b / 8u) * 1680u;
@@ -14,31 +17,36 @@ fn q6_k_block(row_byte: u32, b: u32) -> vec2<u32> {
     return vec2<u32>(group + 2u * j, group + 16u + 208u * j);
 }
 
+// The 6-bit values of 4 weights, a byte each: `ql` the word of their low nibbles (shifted down by `nib`, 0 or 4)
+// and `qh` the word of their high bit pairs (shifted down by `hs`).
+fn q6_k_values(ql: u32, nib: u32, qh: u32, hs: u32) -> u32 {
+    return ((ql >> nib) & 0x0f0f0f0fu) | (((qh >> hs) & 0x03030303u) << 4u);
+}
+
 fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     let at = q6_k_block(row_byte, g / 32u);
     let w0 = (g % 32u) * 8u;
-    let half = w0 / 128u;
-    let r = (w0 % 128u) / 32u;
-    let l0 = w0 % 32u;
-    let sc = weights_i8(weights_u8(at.y + half * 8u + r * 2u + l0 / 16u));
+    let run = at.y + 16u + (w0 / 64u) * 48u;
+    let i0 = w0 % 64u;
+    // Low or high nibbles; the words k, k + 1 of the run's low nibbles (k even), whose high bits are words
+    // k % 4 and k % 4 + 1 of its high bit pairs, at bits 2 * (2 * nibble + k / 4).
+    let hh = i0 / 32u;
+    let k = (i0 % 32u) / 4u;
+    let sc = weights_i8(weights_u8(at.y + w0 / 16u));
     let dl = weights_f16_2a(at.x) * f32(sc);
-    let lw = (at.y + 16u + half * 64u + (r % 2u) * 32u + l0) >> 2u;
-    let hw = (at.y + 144u + half * 32u + l0) >> 2u;
-    let ql = vec2<u32>(weights[lw], weights[lw + 1u]);
+    let ql = vec2<u32>(weights[(run >> 2u) + k], weights[(run >> 2u) + k + 1u]);
+    let hw = ((run + 32u) >> 2u) + k % 4u;
     let qh = vec2<u32>(weights[hw], weights[hw + 1u]);
-    let shl = (r / 2u) * 4u;
-    let shh = r * 2u;
+    let hs = 2u * (2u * hh + k / 4u);
     var out: array<f32, 8>;
-    for (var k = 0u; k < 8u; k++) {
-        let v = ((byte_of8(ql, k) >> shl) & 15u) | (((byte_of8(qh, k) >> shh) & 3u) << 4u);
-        out[k] = dl * (f32(v) - 32.0);
+    for (var i = 0u; i < 8u; i++) {
+        let v = ((byte_of8(ql, i) >> (4u * hh)) & 15u) | (((byte_of8(qh, i) >> hs) & 3u) << 4u);
+        out[i] = dl * (f32(v) - 32.0);
     }
     return out;
 }
 
-// The matvec's run: 64 weights, quarters 2p and 2p + 1 of a half, which share their 32 qh bytes and the shift of
-// their ql nibbles: 6 vec4 loads for 64 weights, against 8 with runs of 32. (A whole half of 128, whose quarters
-// also share their ql bytes, loads half as often but ran 8x slower on lavapipe: the 32 vec4 of x it takes spill.)
+// The matvec's run: 64 weights, three vec4 loads.
 const RUN: u32 = 64u;
 const RUN_X4: u32 = 16u;
 
@@ -53,84 +61,63 @@ fn head256(row_byte: u32, g: u32) -> Head {
     return Head(weights_f16_2a(at.x), weights4[at.y >> 4u]);
 }
 
-// The 6-bit values of quarter r (32 weights) of a half, a byte each (weights 0..15 in lo, 16..31 in hi), from the
-// quarter's ql bytes and the half's qh bytes.
-struct Q6Quarter {
-    lo: vec4<u32>,
-    hi: vec4<u32>,
+// The four scales of a word of the 16 (each for 16 weights).
+fn q6_k_scales4(w: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(unpack4xI8(w)));
 }
 
-fn q6_k_quarter(ql: array<vec4<u32>, 2>, qh: array<vec4<u32>, 2>, r: u32) -> Q6Quarter {
-    let shl = (r / 2u) * 4u;
-    let shh = r * 2u;
-    var out: Q6Quarter;
-    for (var k = 0u; k < 4u; k++) {
-        out.lo[k] = ((ql[0][k] >> shl) & 0x0f0f0f0fu) | (((qh[0][k] >> shh) & 0x03030303u) << 4u);
-        out.hi[k] = ((ql[1][k] >> shl) & 0x0f0f0f0fu) | (((qh[1][k] >> shh) & 0x03030303u) << 4u);
-    }
-    return out;
+// Run j of block `blk` (its scales' byte offset): its low nibbles (two vec4) and high bit pairs (one).
+struct Q6Run {
+    ql0: vec4<u32>,
+    ql1: vec4<u32>,
+    qh: vec4<u32>,
 }
 
-// The scales of quarter r of half `half` (bytes half * 8 + r * 2 and the next: one word of the 16).
-fn q6_k_scales(h: Head, half: u32, r: u32) -> vec2<f32> {
-    let sw = h.sc[half * 2u + r / 2u] >> ((r % 2u) * 16u);
-    return vec2<f32>(f32(weights_i8(sw & 0xffu)), f32(weights_i8((sw >> 8u) & 0xffu)));
+fn q6_k_run(blk: u32, j: u32) -> Q6Run {
+    let r4 = (blk + 16u + 48u * j) >> 4u;
+    return Q6Run(weights4[r4], weights4[r4 + 1u], weights4[r4 + 2u]);
 }
 
-// The ql bytes of quarter r of half `half` (two vec4) and the half's qh bytes (two vec4).
-fn q6_k_ql(blk: u32, half: u32, r: u32) -> array<vec4<u32>, 2> {
-    let l4 = (blk + 16u + half * 64u + (r % 2u) * 32u) >> 4u;
-    return array<vec4<u32>, 2>(weights4[l4], weights4[l4 + 1u]);
-}
-
-fn q6_k_qh(blk: u32, half: u32) -> array<vec4<u32>, 2> {
-    let h4 = (blk + 144u + half * 32u) >> 4u;
-    return array<vec4<u32>, 2>(weights4[h4], weights4[h4 + 1u]);
-}
-
-// Dot product of one quarter's 32 weights (values q, scales sc) with the 8 vec4 of x from xv[x0].
-fn q6_k_dot_quarter(q: Q6Quarter, sc: vec2<f32>, xv: array<vec4<f32>, RUN_X4>, x0: u32) -> f32 {
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var xs0 = vec4<f32>(0.0);
-    var xs1 = vec4<f32>(0.0);
-    for (var k = 0u; k < 4u; k++) {
-        acc0 += vec4<f32>(unpack4xU8(q.lo[k])) * xv[x0 + k];
-        acc1 += vec4<f32>(unpack4xU8(q.hi[k])) * xv[x0 + k + 4u];
-        xs0 += xv[x0 + k];
-        xs1 += xv[x0 + k + 4u];
-    }
-    let t0 = acc0.x + acc0.y + acc0.z + acc0.w - 32.0 * (xs0.x + xs0.y + xs0.z + xs0.w);
-    let t1 = acc1.x + acc1.y + acc1.z + acc1.w - 32.0 * (xs1.x + xs1.y + xs1.z + xs1.w);
-    return sc.x * t0 + sc.y * t1;
-}
-
-// Dot product of weights 64t..64t+63 (quarters 2p, 2p + 1 of half (t % 4) / 2 of block t / 4, p = t % 2) of the
-// row at `row_byte` with xv, `h` the block's head.
+// Dot product of weights 64t..64t+63 (run t % 4 of block t / 4) of the row at `row_byte` with xv, `h` the block's
+// head. The four groups of 16 weights: low nibbles of the first 16 bytes (bit pairs 0), of the next 16 (bit pairs
+// 2), then the high nibbles of both (bit pairs 4 and 6); q - 32 is folded in as 32 times the sum of x.
 fn dot_run(row_byte: u32, t: u32, h: Head, xv: array<vec4<f32>, RUN_X4>) -> f32 {
-    let blk = q6_k_block(row_byte, t / 4u).y;
-    let half = (t % 4u) / 2u;
-    let r = (t % 2u) * 2u;
-    let qh = q6_k_qh(blk, half);
-    let q0 = q6_k_quarter(q6_k_ql(blk, half, r), qh, r);
-    let q1 = q6_k_quarter(q6_k_ql(blk, half, r + 1u), qh, r + 1u);
-    let a = q6_k_dot_quarter(q0, q6_k_scales(h, half, r), xv, 0u);
-    let b = q6_k_dot_quarter(q1, q6_k_scales(h, half, r + 1u), xv, 8u);
-    return h.d * (a + b);
+    let q = q6_k_run(q6_k_block(row_byte, t / 4u).y, t % 4u);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var x0 = vec4<f32>(0.0);
+    var x1 = vec4<f32>(0.0);
+    var x2 = vec4<f32>(0.0);
+    var x3 = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        a0 += vec4<f32>(unpack4xU8(q6_k_values(q.ql0[k], 0u, q.qh[k], 0u))) * xv[k];
+        a1 += vec4<f32>(unpack4xU8(q6_k_values(q.ql1[k], 0u, q.qh[k], 2u))) * xv[k + 4u];
+        a2 += vec4<f32>(unpack4xU8(q6_k_values(q.ql0[k], 4u, q.qh[k], 4u))) * xv[k + 8u];
+        a3 += vec4<f32>(unpack4xU8(q6_k_values(q.ql1[k], 4u, q.qh[k], 6u))) * xv[k + 12u];
+        x0 += xv[k];
+        x1 += xv[k + 4u];
+        x2 += xv[k + 8u];
+        x3 += xv[k + 12u];
+    }
+    let one = vec4<f32>(1.0);
+    let dots = vec4<f32>(dot(a0, one), dot(a1, one), dot(a2, one), dot(a3, one));
+    let sums = vec4<f32>(dot(x0, one), dot(x1, one), dot(x2, one), dot(x3, one));
+    return h.d * dot(q6_k_scales4(h.sc[t % 4u]), dots - 32.0 * sums);
 }
 
-// Weights 32s..32s+31 as floats, `h` the block's head (prefill on CPU adapters reuses them for several tokens).
+// Weights 32s..32s+31 as floats, `h` the block's head (prefill on CPU adapters reuses them for several tokens):
+// the low (s even) or high (s odd) nibbles of run (s % 8) / 2 of block s / 8.
 fn dequant32h(row_byte: u32, s: u32, h: Head) -> array<vec4<f32>, 8> {
-    // Quarter s % 4 of half (s % 8) / 4 of block s / 8.
-    let blk = q6_k_block(row_byte, s / 8u).y;
-    let half = (s % 8u) / 4u;
-    let r = s % 4u;
-    let q = q6_k_quarter(q6_k_ql(blk, half, r), q6_k_qh(blk, half), r);
-    let d = h.d * q6_k_scales(h, half, r);
+    let q = q6_k_run(q6_k_block(row_byte, s / 8u).y, (s % 8u) / 2u);
+    let hh = s % 2u;
+    let sc = q6_k_scales4(h.sc[(s % 8u) / 2u]);
+    let d = h.d * select(sc.xy, sc.zw, hh == 1u);
     var out: array<vec4<f32>, 8>;
     for (var k = 0u; k < 4u; k++) {
-        out[k] = d.x * (vec4<f32>(unpack4xU8(q.lo[k])) - 32.0);
-        out[k + 4u] = d.y * (vec4<f32>(unpack4xU8(q.hi[k])) - 32.0);
+        out[k] = d.x * (vec4<f32>(unpack4xU8(q6_k_values(q.ql0[k], 4u * hh, q.qh[k], 4u * hh))) - 32.0);
+        out[k + 4u] = d.y * (vec4<f32>(unpack4xU8(q6_k_values(q.ql1[k], 4u * hh, q.qh[k], 4u * hh + 2u))) - 32.0);
     }
     return out;
 }

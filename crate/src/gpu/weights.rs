@@ -5,12 +5,13 @@
 //! regrouped within each row at upload, eight blocks at a time, so that every field a kernel
 //! reads starts on a word and the quants on 16 bytes (one `vec4<u32>` load on the kernels'
 //! `weights4` view, where a lane otherwise pays a load per word, as on CPU adapters, or re-joins
-//! words split by a 2-byte offset). The same bytes, reordered; a last group of `m < 8` blocks
-//! keeps the same offsets and is padded:
+//! words split by a 2-byte offset). The same bytes (Q6_K's quant bits reordered); a last group
+//! of `m < 8` blocks keeps the same offsets and is padded:
 //! - Q8_0 (34-byte blocks): a group is the 8 f16 scales (16 bytes), then the 8 x 32 quants.
 //! - Q5_0 (22): the 8 f16 scales (16), the 8 u32 fifth-bit words (32), the 8 x 16 nibble bytes.
-//! - Q6_K (210): the 8 f16 super-scales (16), then per block its 16 scales, 128 ql and 64 qh
-//!   bytes (208).
+//! - Q6_K (210): the 8 f16 super-scales (16), then per block its 16 scales and its 6-bit values
+//!   as four runs of 64 weights, 48 bytes each (208; [`push_q6_k_runs`] has the order, in which
+//!   each run is three `vec4<u32>` and a matvec loads every byte once).
 //!
 //! The `dequant_<type>.wgsl` libraries read this layout ([`gpu_row_bytes`] gives its size).
 
@@ -82,6 +83,33 @@ fn q5_0_row_as_q8_0(row: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Appends a Q6_K block's 6-bit values as dequant_q6_k.wgsl's four runs of 64 weights: per run,
+/// 32 bytes of low nibbles (byte `l`: weight `l` low, weight `32 + l` high) and 16 bytes of high
+/// bit pairs (bits `2s..2s + 1` of byte `4m + c`: weight `32 (s / 2) + 16 (s % 2) + 4m + c`).
+fn push_q6_k_runs(b: &[u8; 210], out: &mut Vec<u8>) {
+    let (ql, qh) = (&b[..128], &b[128..192]);
+    // GGUF: weight w is in half h = w / 128, quarter r = (w % 128) / 32, at l = w % 32; its low
+    // bits are nibble r / 2 of ql[64h + 32 (r % 2) + l], its high bits 2r, 2r + 1 of qh[32h + l].
+    let low = |w: usize| {
+        let (h, r, l) = (w / 128, (w % 128) / 32, w % 32);
+        (ql[64 * h + 32 * (r % 2) + l] >> (4 * (r / 2))) & 15
+    };
+    let high = |w: usize| {
+        let (h, r, l) = (w / 128, (w % 128) / 32, w % 32);
+        (qh[32 * h + l] >> (2 * r)) & 3
+    };
+    for run in 0..4 {
+        let w0 = 64 * run;
+        out.extend((0..32).map(|l| low(w0 + l) | (low(w0 + 32 + l) << 4)));
+        out.extend((0..16).map(|byte| {
+            let (m, c) = (byte / 4, byte % 4);
+            (0..4).fold(0u8, |acc, s| {
+                acc | (high(w0 + 32 * (s / 2) + 16 * (s % 2) + 4 * m + c) << (2 * s))
+            })
+        }));
+    }
+}
+
 /// Appends one GGUF row of `ty` to `out` in the GPU layout (unpadded).
 fn push_gpu_row(ty: GgmlType, row: &[u8], out: &mut Vec<u8>) {
     let Some((header, per_block)) = regrouping(ty) else {
@@ -109,7 +137,7 @@ fn push_gpu_row(ty: GgmlType, row: &[u8], out: &mut Vec<u8>) {
                     // Q6_K: ql @0, qh @128, scales @192, d f16 @208.
                     out[start + 2 * j..start + 2 * j + 2].copy_from_slice(&b[208..210]);
                     out.extend_from_slice(&b[192..208]);
-                    out.extend_from_slice(&b[..192]);
+                    push_q6_k_runs(b.try_into().expect("chunks_exact(210)"), out);
                 }
             }
         }
