@@ -162,3 +162,25 @@ fn matmul_layout_follows_the_adapter_and_the_buffer() {
         );
     });
 }
+
+/// Rows of 16384 columns (Gemma 1 2B's FFN down projection) fill a whole 64 KiB uniform window;
+/// every token's row starts on the offset alignment, so the rows layout takes them, as the
+/// adapter's own choice on CPU adapters too (it once fell back to the tiles there, which cost 40
+/// decode steps a block on lavapipe).
+#[test]
+fn matmul_rows_whole_window() {
+    let g = device();
+    for name in ["q6_k", "q4_k"] {
+        let m = QMatrix::random_blocks(qtype(name), 19, 16384, 5);
+        check(&g, &m, &[9, 3], 5, None);
+        if g.caps.cpu {
+            pollster::block_on(async {
+                let w = m.upload(&g, None).await;
+                let xb = g.activations("x", 9 * 16384 * 4).unwrap();
+                let yb = g.storage("y", 9 * 19 * 4).unwrap();
+                let mm = Matmul::new(&g, &w, &xb, &yb, 9, 0, 19).await.unwrap();
+                assert_eq!(mm.layout(), MatmulLayout::Rows, "{name}");
+            });
+        }
+    }
+}

@@ -708,6 +708,31 @@ mod native {
         }
     }
 
+    /// `bench --profile`'s GPU time per kernel class, per token over `tokens` tokens.
+    fn profile_json(
+        totals: std::collections::BTreeMap<&'static str, gemma_web::gpu::profile::ClassTime>,
+        tokens: f64,
+    ) -> serde_json::Value {
+        let all: f64 = totals.values().map(|c| c.gpu_ns).sum();
+        let classes: serde_json::Map<String, serde_json::Value> = totals
+            .iter()
+            .map(|(class, c)| {
+                (
+                    class.to_string(),
+                    serde_json::json!({
+                        "dispatches_per_token": c.dispatches as f64 / tokens,
+                        "gpu_ms_per_token": c.gpu_ns / 1e6 / tokens,
+                        "share": c.gpu_ns / all.max(1.0),
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "gpu_ms_per_token": all / 1e6 / tokens,
+            "classes": classes,
+        })
+    }
+
     async fn bench(args: BenchArgs) -> Result<(), Error> {
         if args.model.backend == BackendArg::Cpu {
             return bench_cpu(args).await;
@@ -767,8 +792,14 @@ mod native {
         let steps = f64::from(args.gen_tokens.max(1));
         let layers = f64::from(model.config.n_layers.max(1));
 
-        // GPU time per kernel class, in a second decode run over the same positions.
-        let profile = if args.profile {
+        // GPU time per kernel class, in a second prefill and decode run over the same positions.
+        let (prefill_profile, profile) = if args.profile {
+            model.start_profiling()?;
+            model.prefill(&ids, 0, head).await?;
+            let prefill = profile_json(
+                model.stop_profiling().unwrap_or_default(),
+                ids.len().max(1) as f64,
+            );
             model.start_profiling()?;
             let mut next = context[ids.len()];
             for i in 0..args.gen_tokens {
@@ -776,27 +807,10 @@ mod native {
                 let out = model.forward_decode(next, pos, head).await?;
                 next = sampler.sample(&out, &context[..pos as usize + 1])?;
             }
-            let totals = model.stop_profiling().unwrap_or_default();
-            let all: f64 = totals.values().map(|c| c.gpu_ns).sum();
-            let classes: serde_json::Map<String, serde_json::Value> = totals
-                .iter()
-                .map(|(class, c)| {
-                    (
-                        class.to_string(),
-                        serde_json::json!({
-                            "dispatches_per_token": c.dispatches as f64 / steps,
-                            "gpu_ms_per_token": c.gpu_ns / 1e6 / steps,
-                            "share": c.gpu_ns / all.max(1.0),
-                        }),
-                    )
-                })
-                .collect();
-            serde_json::json!({
-                "gpu_ms_per_token": all / 1e6 / steps,
-                "classes": classes,
-            })
+            let decode = profile_json(model.stop_profiling().unwrap_or_default(), steps);
+            (prefill, decode)
         } else {
-            serde_json::Value::Null
+            (serde_json::Value::Null, serde_json::Value::Null)
         };
 
         let stream_gb_s = gemma_web::bench_kernels::streaming_read_gb_s(
@@ -846,6 +860,7 @@ mod native {
             "host_rss_after_load_bytes": rss_after_load,
             "host_peak_bytes": peak,
             "profile": profile,
+            "prefill_profile": prefill_profile,
         });
         if args.json {
             json_line(&report)
