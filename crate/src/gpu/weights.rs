@@ -87,24 +87,19 @@ fn q5_0_row_as_q8_0(row: &[u8]) -> Vec<u8> {
 /// 32 bytes of low nibbles (byte `l`: weight `l` low, weight `32 + l` high) and 16 bytes of high
 /// bit pairs (bits `2s..2s + 1` of byte `4m + c`: weight `32 (s / 2) + 16 (s % 2) + 4m + c`).
 fn push_q6_k_runs(b: &[u8; 210], out: &mut Vec<u8>) {
-    let (ql, qh) = (&b[..128], &b[128..192]);
     // GGUF: weight w is in half h = w / 128, quarter r = (w % 128) / 32, at l = w % 32; its low
     // bits are nibble r / 2 of ql[64h + 32 (r % 2) + l], its high bits 2r, 2r + 1 of qh[32h + l].
-    let low = |w: usize| {
-        let (h, r, l) = (w / 128, (w % 128) / 32, w % 32);
-        (ql[64 * h + 32 * (r % 2) + l] >> (4 * (r / 2))) & 15
-    };
-    let high = |w: usize| {
-        let (h, r, l) = (w / 128, (w % 128) / 32, w % 32);
-        (qh[32 * h + l] >> (2 * r)) & 3
-    };
+    // Run j is quarters 2 (j % 2) and 2 (j % 2) + 1 of half j / 2: nibble j % 2 of the half's ql
+    // bytes 0..31 and 32..63.
     for run in 0..4 {
-        let w0 = 64 * run;
-        out.extend((0..32).map(|l| low(w0 + l) | (low(w0 + 32 + l) << 4)));
+        let (h, r0) = (run / 2, 2 * (run % 2));
+        let ql = &b[64 * h..64 * h + 64];
+        let qh = &b[128 + 32 * h..160 + 32 * h];
+        let nib = 2 * r0;
+        out.extend((0..32).map(|l| ((ql[l] >> nib) & 15) | (((ql[32 + l] >> nib) & 15) << 4)));
         out.extend((0..16).map(|byte| {
-            let (m, c) = (byte / 4, byte % 4);
             (0..4).fold(0u8, |acc, s| {
-                acc | (high(w0 + 32 * (s / 2) + 16 * (s % 2) + 4 * m + c) << (2 * s))
+                acc | (((qh[16 * (s % 2) + byte] >> (2 * (r0 + s / 2))) & 3) << (2 * s))
             })
         }));
     }
