@@ -38,12 +38,9 @@ fn dequant8(row_byte: u32, g: u32) -> array<f32, 8> {
     let hw = ((run + 32u) >> 2u) + k % 4u;
     let qh = vec2<u32>(weights[hw], weights[hw + 1u]);
     let hs = 2u * (2u * hh + k / 4u);
-    var out: array<f32, 8>;
-    for (var i = 0u; i < 8u; i++) {
-        let v = ((byte_of8(ql, i) >> (4u * hh)) & 15u) | (((byte_of8(qh, i) >> hs) & 3u) << 4u);
-        out[i] = dl * (f32(v) - 32.0);
-    }
-    return out;
+    let lo = vec4<f32>(unpack4xU8(q6_k_values(ql.x, 4u * hh, qh.x, hs))) - 32.0;
+    let hi = vec4<f32>(unpack4xU8(q6_k_values(ql.y, 4u * hh, qh.y, hs))) - 32.0;
+    return array<f32, 8>(dl * lo.x, dl * lo.y, dl * lo.z, dl * lo.w, dl * hi.x, dl * hi.y, dl * hi.z, dl * hi.w);
 }
 
 // The matvec's run: 64 weights, three vec4 loads.
@@ -63,7 +60,7 @@ fn head256(row_byte: u32, g: u32) -> Head {
 
 // The four scales of a word of the 16 (each for 16 weights).
 fn q6_k_scales4(w: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<i32>(unpack4xI8(w)));
+    return vec4<f32>(unpack4xI8(w));
 }
 
 // Run j of block `blk` (its scales' byte offset): its low nibbles (two vec4) and high bit pairs (one).

@@ -939,37 +939,19 @@ mod tests {
 
     #[test]
     fn prefill_groups_rows_by_kv_head() {
+        let groups = |heads, kv_heads, pos, n| {
+            shape(heads, kv_heads, None)
+                .prefill(pos, n, AttentionLayout::Tiles)
+                .unwrap()
+                .1
+        };
         // Gemma 3: 4 heads share a kv head, 2 queries per workgroup.
-        assert_eq!(
-            shape(4, 1, None)
-                .prefill(0, 7, AttentionLayout::Tiles)
-                .unwrap()
-                .1,
-            [4, 1, 1]
-        );
+        assert_eq!(groups(4, 1, 0, 7), [4, 1, 1]);
         // Gemma 1: 8 heads, 1 query per workgroup.
-        assert_eq!(
-            shape(8, 1, None)
-                .prefill(3, 7, AttentionLayout::Tiles)
-                .unwrap()
-                .1,
-            [7, 1, 1]
-        );
+        assert_eq!(groups(8, 1, 3, 7), [7, 1, 1]);
         // Gemma 2: 2 heads per kv head, 4 queries per workgroup.
-        assert_eq!(
-            shape(8, 4, None)
-                .prefill(0, 9, AttentionLayout::Tiles)
-                .unwrap()
-                .1,
-            [3, 4, 1]
-        );
+        assert_eq!(groups(8, 4, 0, 9), [3, 4, 1]);
         // 16 heads per kv head: two chunks of 8.
-        assert_eq!(
-            shape(16, 1, None)
-                .prefill(0, 2, AttentionLayout::Tiles)
-                .unwrap()
-                .1,
-            [2, 2, 1]
-        );
+        assert_eq!(groups(16, 1, 0, 2), [2, 2, 1]);
     }
 }
