@@ -181,15 +181,17 @@ test("the page loads Gemma 3 270M, continues a text like the native engine and c
   console.log(`page: load ${loadSeconds.toFixed(1)} s, ${tokens} tokens in ${genSeconds.toFixed(1)} s: ` +
     `${JSON.stringify(native.text)}; screenshot tests/out/page-completion.png`);
 
-  // Stop: a long request ends after the first piece of text.
-  await page.fill("#max-tokens", "32");
+  // Stop: a long request ends early. How many tokens come before the click lands depends on the machine's speed
+  // (the engine-level interrupt test pins "after the current token"); here it must end far below the limit.
+  await page.fill("#max-tokens", "128");
   await page.fill("#text-input", "Once upon a time");
   await page.locator("#continue").click();
   await page.waitForFunction(() => document.querySelector("#completion .generated").textContent.length > 0, null,
     { timeout: 600_000 });
   await page.locator("#text-section .stop").click();
   await page.locator('#stats[data-finish="abort"]').waitFor({ timeout: 600_000 });
-  assert.match(await page.locator("#stats").textContent(), /Reply: [1-3] tokens/);
+  const stopped = Number((await page.locator("#stats").textContent()).match(/Reply: (\d+) tokens/)?.[1]);
+  assert.ok(stopped >= 1 && stopped < 64, `stopped after ${stopped} of 128 tokens`);
 
   // The chat panel (the base 270M only echoes a chat, but the page's chat works the same for any model): a second
   // message reuses the first turn from the KV cache.
