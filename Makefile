@@ -28,12 +28,12 @@ APT_PACKAGES := chromium chromium-driver mesa-vulkan-drivers libvulkan1 fonts-li
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help demo test deps toolchain model wasm wasm-single wasm-threads serve test-deps test-native test-wasm-build test-web-kernels test-e2e
+.PHONY: help demo test deps toolchain model wasm wasm-single wasm-threads serve test-deps test-native test-web-kernels test-e2e
 
 help:
 	@echo "make demo   install what is missing, build the wasm package, serve the page on http://127.0.0.1:$(PORT)/"
 	@echo "make test   install test prerequisites (apt, npm) and run every test"
-	@echo "also: deps (toolchain + model), toolchain, model, wasm (wasm-single + wasm-threads), test-native, test-wasm-build, test-web-kernels, test-e2e"
+	@echo "also: deps (toolchain + model), toolchain, model, wasm (wasm-single + wasm-threads), test-native, test-web-kernels, test-e2e"
 
 ## make demo: install what is missing, build the page's wasm package and serve the page with the default model.
 demo: deps wasm
@@ -41,7 +41,7 @@ demo: deps wasm
 	cargo run --release -p gemma-web -- serve --port $(PORT) --models models
 
 ## make test: install test prerequisites, then run every test.
-test: test-deps deps wasm test-native test-wasm-build test-web-kernels test-e2e
+test: test-deps deps wasm test-native test-web-kernels test-e2e
 	@echo "gemma-web: all tests passed"
 
 deps: toolchain model
@@ -94,12 +94,11 @@ test-native:
 	mkdir -p $(XDG_DIR) && chmod 0700 $(XDG_DIR)
 	XDG_RUNTIME_DIR=$(XDG_DIR) cargo test --workspace
 
-test-wasm-build:
-	cargo build --target wasm32-unknown-unknown -p gemma-web
-
 ## Kernel tests (crate/tests/web_kernels.rs) in headless Chromium's WebGPU (SwiftShader, no shader-f16), through
 ## wasm-bindgen-test-runner + chromedriver. The runner reads browser flags from the webdriver.json named by
 ## WASM_BINDGEN_TEST_WEBDRIVER_JSON (it adds headless/no-sandbox itself); each run gets a fresh profile.
+## In the release profile: `make wasm` already compiled every wasm32 dependency there (a dev-profile wasm32 build
+## would compile them all again, 9 minutes on 2 cores), and the same code is what the page runs.
 CHROME_FLAGS := --headless --no-sandbox --disable-quic --no-first-run --disable-background-networking \
   --disable-component-update --disable-sync --enable-unsafe-webgpu
 test-web-kernels:
@@ -110,7 +109,7 @@ test-web-kernels:
 	WASM_BINDGEN_TEST_WEBDRIVER_JSON="$$tmp/webdriver.json" \
 	WASM_BINDGEN_TEST_TIMEOUT=$${WASM_BINDGEN_TEST_TIMEOUT:-600} \
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	cargo test --target wasm32-unknown-unknown -p gemma-web --test web_kernels
+	cargo test --release --target wasm32-unknown-unknown -p gemma-web --test web_kernels
 
 ## The page in headless Chromium against `gemma-web serve` and the real model.
 # The dev-profile server is enough here (dependencies build at opt-level 3 in it) and `cargo test` already built
