@@ -1,4 +1,4 @@
-// Prefill product Y = X W^T on CPU adapters: one thread a weight row, TOKENS tokens a dispatch. Assembled as
+// Prefill product Y = X W^T on CPU adapters: one thread a weight row (or two), TOKENS tokens a dispatch. Assembled as
 // prelude + weights.wgsl + dequant_<type>.wgsl (+ dot_no_head.wgsl) + this file.
 //
 // matmul.wgsl's tiles suit GPUs, but on a CPU adapter (lavapipe, SwiftShader) every storage or workgroup-memory
@@ -6,7 +6,9 @@
 // multiply-adds. Here each lane dequantizes its row's 32 weights once (vec4 loads, the group's head once per 256
 // weights, as the matvec does) and multiplies them with the same 32 activations of each of the TOKENS tokens,
 // read from uniform bindings at indices every lane shares: one scalar load and a broadcast per value. Each token's
-// row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens.
+// row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens. Those
+// loads are gathers on lavapipe (the index is the same in every lane, but it varies in a loop): with ROWS = 2 a
+// lane dequantizes two rows and each activation it loads serves both.
 
 struct Params {
     n: u32,           // tokens of this dispatch, 1..=TOKENS (token t is row tok0 + t of X and Y)
@@ -37,6 +39,8 @@ struct Params {
 override WG: u32 = 64u;
 // Tokens a dispatch, 1..=8: the accumulators live in registers.
 override TOKENS: u32 = 8u;
+// Rows a lane, 1 or 2: with 2, each activation loaded serves two rows.
+override ROWS: u32 = 1u;
 
 // Vec4s b..b+7 of token t's window, one function a binding (WGSL cannot index bindings; a switch over them
 // costs every branch on a CPU adapter).
@@ -77,34 +81,83 @@ fn dot32f(w: array<vec4<f32>, 8>, x: array<vec4<f32>, 8>) -> f32 {
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = linear_group(wid, nwg) * WG + lid;
+    // A workgroup's WG * ROWS rows: lane l takes rows l and l + WG (neighbouring lanes on neighbouring rows).
+    let row = linear_group(wid, nwg) * WG * ROWS + lid;
+    let row_b = row + WG;
     // Rows the binding holds, through both views of the weights (so both are bound, as in matvec.wgsl).
     let stride_words = params.row_stride / 4u;
     let held = min(arrayLength(&weights) / stride_words, arrayLength(&weights4) / (stride_words / 4u));
-    if (row >= min(params.rows, held)) {
+    let rows = min(params.rows, held);
+    if (row >= rows) {
         return;
     }
+    let two = ROWS > 1u && row_b < rows;
     let at = row * params.row_stride;
+    let at_b = row_b * params.row_stride;
     let subs = params.cols / 32u;
     var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    var acc_b = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (var s0 = 0u; s0 < subs; s0 += 8u) {
         let h = head256(at, s0 / 8u);
+        var h_b: Head;
+        if (two) {
+            h_b = head256(at_b, s0 / 8u);
+        }
         for (var s = s0; s < min(s0 + 8u, subs); s++) {
             let w = dequant32h(at, s, h);
+            var w_b: array<vec4<f32>, 8>;
+            if (two) {
+                w_b = dequant32h(at_b, s, h_b);
+            }
             let f = params.first;
-            acc[0] += dot32f(w, xs0(f[0].x + 8u * s));
-            if (TOKENS > 1u) { acc[1] += dot32f(w, xs1(f[0].y + 8u * s)); }
-            if (TOKENS > 2u) { acc[2] += dot32f(w, xs2(f[0].z + 8u * s)); }
-            if (TOKENS > 3u) { acc[3] += dot32f(w, xs3(f[0].w + 8u * s)); }
-            if (TOKENS > 4u) { acc[4] += dot32f(w, xs4(f[1].x + 8u * s)); }
-            if (TOKENS > 5u) { acc[5] += dot32f(w, xs5(f[1].y + 8u * s)); }
-            if (TOKENS > 6u) { acc[6] += dot32f(w, xs6(f[1].z + 8u * s)); }
-            if (TOKENS > 7u) { acc[7] += dot32f(w, xs7(f[1].w + 8u * s)); }
+            // Each token's 32 activations, loaded once for both rows.
+            var x = xs0(f[0].x + 8u * s);
+            acc[0] += dot32f(w, x);
+            if (two) { acc_b[0] += dot32f(w_b, x); }
+            if (TOKENS > 1u) {
+                x = xs1(f[0].y + 8u * s);
+                acc[1] += dot32f(w, x);
+                if (two) { acc_b[1] += dot32f(w_b, x); }
+            }
+            if (TOKENS > 2u) {
+                x = xs2(f[0].z + 8u * s);
+                acc[2] += dot32f(w, x);
+                if (two) { acc_b[2] += dot32f(w_b, x); }
+            }
+            if (TOKENS > 3u) {
+                x = xs3(f[0].w + 8u * s);
+                acc[3] += dot32f(w, x);
+                if (two) { acc_b[3] += dot32f(w_b, x); }
+            }
+            if (TOKENS > 4u) {
+                x = xs4(f[1].x + 8u * s);
+                acc[4] += dot32f(w, x);
+                if (two) { acc_b[4] += dot32f(w_b, x); }
+            }
+            if (TOKENS > 5u) {
+                x = xs5(f[1].y + 8u * s);
+                acc[5] += dot32f(w, x);
+                if (two) { acc_b[5] += dot32f(w_b, x); }
+            }
+            if (TOKENS > 6u) {
+                x = xs6(f[1].z + 8u * s);
+                acc[6] += dot32f(w, x);
+                if (two) { acc_b[6] += dot32f(w_b, x); }
+            }
+            if (TOKENS > 7u) {
+                x = xs7(f[1].w + 8u * s);
+                acc[7] += dot32f(w, x);
+                if (two) { acc_b[7] += dot32f(w_b, x); }
+            }
         }
     }
     for (var t = 0u; t < TOKENS; t++) {
         if (t < params.n) {
-            y[(params.tok0 + t) * params.y_stride + params.y_offset + row] = acc[t];
+            let y0 = (params.tok0 + t) * params.y_stride + params.y_offset;
+            y[y0 + row] = acc[t];
+            if (two) {
+                y[y0 + row_b] = acc_b[t];
+            }
         }
     }
 }

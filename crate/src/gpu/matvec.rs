@@ -352,15 +352,19 @@ pub enum MatmulLayout {
     /// `matmul.wgsl`: workgroup tiles of [`MATMUL_TILE_ROWS`] rows x [`MATMUL_TILE_TOKENS`]
     /// tokens staged through workgroup memory (GPUs).
     Tiles,
-    /// `matmul_rows.wgsl`: one thread a row, [`ROWS_TOKENS`] tokens a dispatch, each token's X
-    /// row read through a uniform window (CPU adapters, where every storage or workgroup-memory
-    /// load is a loop over the SIMD lanes).
+    /// `matmul_rows.wgsl`: one thread [`ROWS_PER_LANE`] rows, [`ROWS_TOKENS`] tokens a
+    /// dispatch, each token's X row read through a uniform window (CPU adapters, where every
+    /// storage or workgroup-memory load is a loop over the SIMD lanes).
     Rows,
 }
 
 /// Tokens per `matmul_rows.wgsl` dispatch (its `TOKENS`): each reads its X row through its own
 /// uniform binding.
 pub const ROWS_TOKENS: u32 = 8;
+/// Weight rows per thread of `matmul_rows.wgsl` (its `ROWS`): each activation a thread loads
+/// serves two rows. On lavapipe the 270M's prefill matmuls took 88 ms a token against 103-122
+/// with one (`bench --profile`, 64 tokens, runs interleaved).
+pub const ROWS_PER_LANE: u32 = 2;
 
 /// Where token `tok`'s X row (of `cols` f32) lies for `matmul_rows.wgsl`: the byte offset of its
 /// uniform window (a multiple of `align`) and the row's first vec4 within the window.
@@ -493,6 +497,7 @@ impl Matmul {
     async fn bind_rows(&mut self, gpu: &Gpu, target: &Target<'_>) -> Result<(), Error> {
         let Target { w, x, y, .. } = *target;
         let tokens = ROWS_TOKENS;
+        let rows_per_lane = ROWS_PER_LANE;
         let shape = MatvecShape::CPU;
         let pipeline = gpu
             .pipeline(&PipelineDesc {
@@ -501,6 +506,7 @@ impl Matmul {
                 constants: &[
                     ("WG", f64::from(shape.workgroup)),
                     ("TOKENS", f64::from(tokens)),
+                    ("ROWS", f64::from(rows_per_lane)),
                 ],
                 ..Default::default()
             })
@@ -540,7 +546,7 @@ impl Matmul {
                     piece.buffer.as_entire_binding(),
                 ];
                 resources.extend((1..tokens as usize).map(window));
-                let groups = fold_workgroups(piece.rows.div_ceil(shape.workgroup));
+                let groups = fold_workgroups(piece.rows.div_ceil(shape.workgroup * rows_per_lane));
                 let op = gpu
                     .scoped("matmul_rows", || {
                         gpu.op("matmul_rows", &pipeline, &resources, groups)
