@@ -6,9 +6,8 @@
 // multiply-adds. Here each lane dequantizes its row's 32 weights once (vec4 loads, the group's head once per 256
 // weights, as the matvec does) and multiplies them with the same 32 activations of each of the TOKENS tokens,
 // read from uniform bindings at indices every lane shares: one scalar load and a broadcast per value. Each token's
-// row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens. Those
-// loads are gathers on lavapipe (the index is the same in every lane, but it varies in a loop): with ROWS = 2 a
-// lane dequantizes two rows and each activation it loads serves both.
+// row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens. With
+// ROWS = 2 a lane dequantizes two rows and each activation it loads serves both (the matvec's ROW_REPEAT idea).
 
 struct Params {
     n: u32,           // tokens of this dispatch, 1..=TOKENS (token t is row tok0 + t of X and Y)
