@@ -1,4 +1,4 @@
-// Prefill product Y = X W^T on CPU adapters: one thread a weight row (or two), TOKENS tokens a dispatch. Assembled as
+// Prefill product Y = X W^T on CPU adapters: one thread ROWS weight rows, TOKENS tokens a dispatch. Assembled as
 // prelude + weights.wgsl + dequant_<type>.wgsl (+ dot_no_head.wgsl) + this file.
 //
 // matmul.wgsl's tiles suit GPUs, but on a CPU adapter (lavapipe, SwiftShader) every storage or workgroup-memory
@@ -6,8 +6,8 @@
 // multiply-adds. Here each lane dequantizes its row's 32 weights once (vec4 loads, the group's head once per 256
 // weights, as the matvec does) and multiplies them with the same 32 activations of each of the TOKENS tokens,
 // read from uniform bindings at indices every lane shares: one scalar load and a broadcast per value. Each token's
-// row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens. With
-// ROWS = 2 a lane dequantizes two rows and each activation it loads serves both (the matvec's ROW_REPEAT idea).
+// row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens. A lane
+// takes ROWS rows (gpu/matvec.rs asks for 4) and each activation it loads serves all of them (the matvec's ROW_REPEAT idea).
 
 struct Params {
     n: u32,           // tokens of this dispatch, 1..=TOKENS (token t is row tok0 + t of X and Y)
@@ -38,7 +38,7 @@ struct Params {
 override WG: u32 = 64u;
 // Tokens a dispatch, 1..=8: the accumulators live in registers.
 override TOKENS: u32 = 8u;
-// Rows a lane, 1 or 2: with 2, each activation loaded serves two rows.
+// Rows a lane, 1..=4: each activation loaded serves that many rows.
 override ROWS: u32 = 1u;
 
 // Vec4s b..b+7 of token t's window, one function a binding (WGSL cannot index bindings; a switch over them
@@ -76,13 +76,28 @@ fn dot32f(w: array<vec4<f32>, 8>, x: array<vec4<f32>, 8>) -> f32 {
     return d.x + d.y + d.z + d.w;
 }
 
+// Dot products of the same 32 activations with the 32 weights of each of a lane's ROWS rows (wa: the first).
+fn dots(wa: array<vec4<f32>, 8>, wb: array<vec4<f32>, 8>, wc: array<vec4<f32>, 8>, wd: array<vec4<f32>, 8>,
+        x: array<vec4<f32>, 8>) -> vec4<f32> {
+    var d = vec4<f32>(dot32f(wa, x), 0.0, 0.0, 0.0);
+    if (ROWS > 1u) {
+        d.y = dot32f(wb, x);
+    }
+    if (ROWS > 2u) {
+        d.z = dot32f(wc, x);
+    }
+    if (ROWS > 3u) {
+        d.w = dot32f(wd, x);
+    }
+    return d;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    // A workgroup's WG * ROWS rows: lane l takes rows l and l + WG (neighbouring lanes on neighbouring rows).
+    // A workgroup's WG * ROWS rows: lane l takes rows l, l + WG, ... (neighbouring lanes on neighbouring rows).
     let row = linear_group(wid, nwg) * WG * ROWS + lid;
-    let row_b = row + WG;
     // Rows the binding holds, through both views of the weights (so both are bound, as in matvec.wgsl).
     let stride_words = params.row_stride / 4u;
     let held = min(arrayLength(&weights) / stride_words, arrayLength(&weights4) / (stride_words / 4u));
@@ -90,72 +105,67 @@ fn main(@builtin(local_invocation_index) lid: u32,
     if (row >= rows) {
         return;
     }
-    let two = ROWS > 1u && row_b < rows;
-    let at = row * params.row_stride;
-    let at_b = row_b * params.row_stride;
+    // A lane's later rows may lie past the matrix: their loads are clamped to the binding (WebGPU's bounds
+    // rule) and their sums never stored.
+    let at_a = row * params.row_stride;
+    let at_b = (row + WG) * params.row_stride;
+    let at_c = (row + 2u * WG) * params.row_stride;
+    let at_d = (row + 3u * WG) * params.row_stride;
     let subs = params.cols / 32u;
-    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    var acc_b = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    // acc[t][r]: token t, the lane's row r.
+    var acc: array<vec4<f32>, 8>;
     for (var s0 = 0u; s0 < subs; s0 += 8u) {
-        let h = head256(at, s0 / 8u);
-        var h_b: Head;
-        if (two) {
-            h_b = head256(at_b, s0 / 8u);
+        let g = s0 / 8u;
+        let ha = head256(at_a, g);
+        var hb: Head;
+        var hc: Head;
+        var hd: Head;
+        if (ROWS > 1u) {
+            hb = head256(at_b, g);
+        }
+        if (ROWS > 2u) {
+            hc = head256(at_c, g);
+        }
+        if (ROWS > 3u) {
+            hd = head256(at_d, g);
         }
         for (var s = s0; s < min(s0 + 8u, subs); s++) {
-            let w = dequant32h(at, s, h);
-            var w_b: array<vec4<f32>, 8>;
-            if (two) {
-                w_b = dequant32h(at_b, s, h_b);
+            let wa = dequant32h(at_a, s, ha);
+            var wb: array<vec4<f32>, 8>;
+            var wc: array<vec4<f32>, 8>;
+            var wd: array<vec4<f32>, 8>;
+            if (ROWS > 1u) {
+                wb = dequant32h(at_b, s, hb);
+            }
+            if (ROWS > 2u) {
+                wc = dequant32h(at_c, s, hc);
+            }
+            if (ROWS > 3u) {
+                wd = dequant32h(at_d, s, hd);
             }
             let f = params.first;
-            // Each token's 32 activations, loaded once for both rows.
-            var x = xs0(f[0].x + 8u * s);
-            acc[0] += dot32f(w, x);
-            if (two) { acc_b[0] += dot32f(w_b, x); }
-            if (TOKENS > 1u) {
-                x = xs1(f[0].y + 8u * s);
-                acc[1] += dot32f(w, x);
-                if (two) { acc_b[1] += dot32f(w_b, x); }
-            }
-            if (TOKENS > 2u) {
-                x = xs2(f[0].z + 8u * s);
-                acc[2] += dot32f(w, x);
-                if (two) { acc_b[2] += dot32f(w_b, x); }
-            }
-            if (TOKENS > 3u) {
-                x = xs3(f[0].w + 8u * s);
-                acc[3] += dot32f(w, x);
-                if (two) { acc_b[3] += dot32f(w_b, x); }
-            }
-            if (TOKENS > 4u) {
-                x = xs4(f[1].x + 8u * s);
-                acc[4] += dot32f(w, x);
-                if (two) { acc_b[4] += dot32f(w_b, x); }
-            }
-            if (TOKENS > 5u) {
-                x = xs5(f[1].y + 8u * s);
-                acc[5] += dot32f(w, x);
-                if (two) { acc_b[5] += dot32f(w_b, x); }
-            }
-            if (TOKENS > 6u) {
-                x = xs6(f[1].z + 8u * s);
-                acc[6] += dot32f(w, x);
-                if (two) { acc_b[6] += dot32f(w_b, x); }
-            }
-            if (TOKENS > 7u) {
-                x = xs7(f[1].w + 8u * s);
-                acc[7] += dot32f(w, x);
-                if (two) { acc_b[7] += dot32f(w_b, x); }
-            }
+            acc[0] += dots(wa, wb, wc, wd, xs0(f[0].x + 8u * s));
+            if (TOKENS > 1u) { acc[1] += dots(wa, wb, wc, wd, xs1(f[0].y + 8u * s)); }
+            if (TOKENS > 2u) { acc[2] += dots(wa, wb, wc, wd, xs2(f[0].z + 8u * s)); }
+            if (TOKENS > 3u) { acc[3] += dots(wa, wb, wc, wd, xs3(f[0].w + 8u * s)); }
+            if (TOKENS > 4u) { acc[4] += dots(wa, wb, wc, wd, xs4(f[1].x + 8u * s)); }
+            if (TOKENS > 5u) { acc[5] += dots(wa, wb, wc, wd, xs5(f[1].y + 8u * s)); }
+            if (TOKENS > 6u) { acc[6] += dots(wa, wb, wc, wd, xs6(f[1].z + 8u * s)); }
+            if (TOKENS > 7u) { acc[7] += dots(wa, wb, wc, wd, xs7(f[1].w + 8u * s)); }
         }
     }
     for (var t = 0u; t < TOKENS; t++) {
         if (t < params.n) {
-            let y0 = (params.tok0 + t) * params.y_stride + params.y_offset;
-            y[y0 + row] = acc[t];
-            if (two) {
-                y[y0 + row_b] = acc_b[t];
+            let y0 = (params.tok0 + t) * params.y_stride + params.y_offset + row;
+            y[y0] = acc[t].x;
+            if (ROWS > 1u && row + WG < rows) {
+                y[y0 + WG] = acc[t].y;
+            }
+            if (ROWS > 2u && row + 2u * WG < rows) {
+                y[y0 + 2u * WG] = acc[t].z;
+            }
+            if (ROWS > 3u && row + 3u * WG < rows) {
+                y[y0 + 3u * WG] = acc[t].w;
             }
         }
     }

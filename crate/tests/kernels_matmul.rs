@@ -1,6 +1,6 @@
 //! Prefill product Y = X W^T for every weight type against candle-core's dequantization with f64
-//! dot products, at WebGPU's default limits, in both layouts (GPU tiles, and one thread a row with
-//! X in uniform windows, as on CPU adapters): odd token counts (one tile or block of tokens,
+//! dot products, at WebGPU's default limits, in both layouts (GPU tiles, and one thread four rows
+//! with X in uniform windows, as on CPU adapters): odd token counts (one tile or block of tokens,
 //! several, partial), rows not multiples of the tile, the output a column range of a wider Y,
 //! split weights.
 #![cfg(not(target_arch = "wasm32"))]
@@ -115,7 +115,9 @@ fn matmul_all_types() {
                 _ => 7,
             };
             let cols = blocks * ty.block_len;
-            let rows = [67, 130][seed as usize];
+            // The rows layout gives a thread 4 rows 64 apart: 67 rows leave its later rows past
+            // the matrix, 250 use all four, the last partly.
+            let rows = [67, 250][seed as usize];
             let m = if seed == 1 {
                 QMatrix::quantized(*ty, rows, cols, seed)
             } else {

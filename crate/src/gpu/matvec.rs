@@ -361,10 +361,11 @@ pub enum MatmulLayout {
 /// Tokens per `matmul_rows.wgsl` dispatch (its `TOKENS`): each reads its X row through its own
 /// uniform binding.
 pub const ROWS_TOKENS: u32 = 8;
-/// Weight rows per thread of `matmul_rows.wgsl` (its `ROWS`): each activation a thread loads
-/// serves two rows. On lavapipe the 270M's prefill matmuls took 88 ms a token against 103-122
-/// with one (`bench --profile`, 64 tokens, runs interleaved).
-pub const ROWS_PER_LANE: u32 = 2;
+/// Weight rows per thread of `matmul_rows.wgsl` (its `ROWS`, at most 4): each activation a
+/// thread loads serves that many rows. On lavapipe the 270M's prefill matmuls took 53-59 ms a
+/// token with 4, 67-70 with 3, 78-88 with 2 and 116 with 1 (`bench --profile`, 64 tokens,
+/// runs interleaved).
+pub const ROWS_PER_LANE: u32 = 4;
 
 /// Where token `tok`'s X row (of `cols` f32) lies for `matmul_rows.wgsl`: the byte offset of its
 /// uniform window (a multiple of `align`) and the row's first vec4 within the window.
