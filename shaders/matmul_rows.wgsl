@@ -7,7 +7,8 @@
 // weights, as the matvec does) and multiplies them with the same 32 activations of each of the TOKENS tokens,
 // read from uniform bindings at indices every lane shares: one scalar load and a broadcast per value. Each token's
 // row of X has its own 64 KiB window (x0 .. x7), so any row up to 16384 columns takes all TOKENS tokens. A lane
-// takes ROWS rows (gpu/matvec.rs asks for 4) and each activation it loads serves all of them (the matvec's ROW_REPEAT idea).
+// takes ROWS rows (gpu/matvec.rs asks for 4) and each activation it loads serves all of them, as the matvec's
+// ROW_REPEAT does.
 
 struct Params {
     n: u32,           // tokens of this dispatch, 1..=TOKENS (token t is row tok0 + t of X and Y)
