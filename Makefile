@@ -112,8 +112,10 @@ test-web-kernels:
 	cargo test --release --target wasm32-unknown-unknown -p gemma-web --test web_kernels
 
 ## The page in headless Chromium against `gemma-web serve` and the real model.
-# The dev-profile server is enough here (dependencies build at opt-level 3 in it) and `cargo test` already built
-# most of it, where a release build would compile every native dependency a second time.
+# The dev-profile server is enough here (dependencies build at opt-level 3 in it), where a release build would
+# compile every native dependency a second time. It is built as the CLI tests build it (`cargo test` resolves the
+# dependencies' features with the dev-dependencies, `cargo build` without them, and so rebuilds several of them and
+# the binary): after test-native this is only a check.
 test-e2e:
-	cargo build -p gemma-web --bin gemma-web
+	cargo test -p gemma-web --no-run --test model_cli
 	GEMMA_WEB_BIN=$(TARGET_DIR)/debug/gemma-web node --test tests/e2e/
