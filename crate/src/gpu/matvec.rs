@@ -498,7 +498,6 @@ impl Matmul {
     async fn bind_rows(&mut self, gpu: &Gpu, target: &Target<'_>) -> Result<(), Error> {
         let Target { w, x, y, .. } = *target;
         let tokens = ROWS_TOKENS;
-        let rows_per_lane = ROWS_PER_LANE;
         let shape = MatvecShape::CPU;
         let pipeline = gpu
             .pipeline(&PipelineDesc {
@@ -507,7 +506,7 @@ impl Matmul {
                 constants: &[
                     ("WG", f64::from(shape.workgroup)),
                     ("TOKENS", f64::from(tokens)),
-                    ("ROWS", f64::from(rows_per_lane)),
+                    ("ROWS", f64::from(ROWS_PER_LANE)),
                 ],
                 ..Default::default()
             })
@@ -547,7 +546,7 @@ impl Matmul {
                     piece.buffer.as_entire_binding(),
                 ];
                 resources.extend((1..tokens as usize).map(window));
-                let groups = fold_workgroups(piece.rows.div_ceil(shape.workgroup * rows_per_lane));
+                let groups = fold_workgroups(piece.rows.div_ceil(shape.workgroup * ROWS_PER_LANE));
                 let op = gpu
                     .scoped("matmul_rows", || {
                         gpu.op("matmul_rows", &pipeline, &resources, groups)
